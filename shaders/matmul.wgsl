@@ -1,0 +1,92 @@
+// Tiled matrix product for prefill, Y = X · Wᵀ: weights.wgsl + this file.
+// A workgroup computes a TILE_M × TILE_N block of Y. Each K step stages a TILE_M × 32 slice of
+// X and a TILE_N × 32 slice of W, dequantized once into workgroup memory, then every invocation
+// accumulates a 4 × 4 register block in f32.
+
+struct MatmulParams {
+    // Activation rows of X and Y.
+    m: u32,
+    // Rows of this weight chunk.
+    n: u32,
+    // Row length of X and W, a multiple of 8.
+    k: u32,
+    // Distance between two rows of Y, in values.
+    y_stride: u32,
+    // Column of Y where this chunk's first output lands.
+    y_offset: u32,
+}
+
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> params: MatmulParams;
+
+const TILE_M: u32 = 64u;
+const TILE_N: u32 = 64u;
+// 32 values: one quant block, so a tile never splits a block's scale.
+const TILE_K_VEC4: u32 = 8u;
+// 16 × 16 invocations, each owning rows ty + 16i and columns tx + 16j, i, j < 4.
+const THREADS: u32 = 16u;
+
+// 2 × 64 × 32 f32 = 16 KiB, the WebGPU default limit for workgroup storage.
+var<workgroup> tile_x: array<vec4<f32>, 512>; // TILE_M * TILE_K_VEC4
+var<workgroup> tile_w: array<vec4<f32>, 512>; // TILE_N * TILE_K_VEC4
+
+@compute @workgroup_size(16, 16)
+fn matmul(@builtin(workgroup_id) wid: vec3<u32>,
+          @builtin(local_invocation_id) lid: vec3<u32>,
+          @builtin(local_invocation_index) li: u32) {
+    let n0 = wid.x * TILE_N;
+    let m0 = wid.y * TILE_M;
+    let k_vec4 = params.k / 4u;
+    let groups = params.k / 8u;
+    var acc: array<array<f32, 4>, 4>;
+
+    for (var k0 = 0u; k0 < k_vec4; k0 += TILE_K_VEC4) {
+        // X slice: 512 vectors, two per invocation; zeros past M or K.
+        for (var t = 0u; t < 2u; t++) {
+            let i = li + t * 256u;
+            let r = m0 + i / TILE_K_VEC4;
+            let c = k0 + i % TILE_K_VEC4;
+            var v = vec4<f32>(0.0);
+            if r < params.m && c < k_vec4 {
+                v = x[r * k_vec4 + c];
+            }
+            tile_x[i] = v;
+        }
+        // W slice: 64 rows × 4 groups of 8, one group per invocation.
+        let wr = li / 4u;
+        let wg = k0 / 2u + li % 4u;
+        var w = Group8(vec4<f32>(0.0), vec4<f32>(0.0));
+        if n0 + wr < params.n && wg < groups {
+            w = load_group8(n0 + wr, wg, params.k);
+        }
+        tile_w[li * 2u] = w.lo;
+        tile_w[li * 2u + 1u] = w.hi;
+        workgroupBarrier();
+
+        for (var c = 0u; c < TILE_K_VEC4; c++) {
+            var xv: array<vec4<f32>, 4>;
+            var wv: array<vec4<f32>, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                xv[i] = tile_x[(lid.y + i * THREADS) * TILE_K_VEC4 + c];
+                wv[i] = tile_w[(lid.x + i * THREADS) * TILE_K_VEC4 + c];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i][j] += dot(xv[i], wv[j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var i = 0u; i < 4u; i++) {
+        let r = m0 + lid.y + i * THREADS;
+        for (var j = 0u; j < 4u; j++) {
+            let c = n0 + lid.x + j * THREADS;
+            if r < params.m && c < params.n {
+                y[r * params.y_stride + params.y_offset + c] = acc[i][j];
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The crate's error: one variant per module error, so callers can match on what failed.
+
+/// Any error qgpu returns.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The GPU, the driver or wgpu refused something.
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
+    /// A host matrix or quantization request was malformed.
+    #[error(transparent)]
+    Quant(#[from] crate::quant::QuantError),
+    /// Shapes that do not fit an operation.
+    #[error(transparent)]
+    Shape(#[from] crate::tensor::ShapeError),
+}

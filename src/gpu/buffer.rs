@@ -1,0 +1,198 @@
+//! Buffers: creation with size checks, upload, readback, and batches of dispatches.
+
+use super::pipeline::{Pipeline, MIN_STORAGE_BINDING, MIN_UNIFORM_BINDING};
+use super::{Context, GpuError};
+use std::sync::Arc;
+use wgpu::util::DeviceExt;
+
+/// One compute dispatch, ready to encode any number of times: ops are planned once and replayed.
+pub struct Dispatch {
+    pub(crate) pipeline: Arc<Pipeline>,
+    pub(crate) bind_group: wgpu::BindGroup,
+    pub(crate) workgroups: [u32; 3],
+}
+
+impl Context {
+    /// A storage buffer initialised with `contents`, zero-padded to at least 16 bytes since
+    /// bindings may not be empty and kernels read whole vectors.
+    pub fn storage_buffer(&self, what: &'static str, contents: &[u8]) -> Result<wgpu::Buffer, GpuError> {
+        self.check_buffer_size(what, contents.len() as u64)?;
+        let mut padded = [0u8; MIN_STORAGE_BINDING as usize];
+        let contents = if contents.len() < padded.len() {
+            padded[..contents.len()].copy_from_slice(contents);
+            &padded[..]
+        } else {
+            contents
+        };
+        self.scoped("buffer upload", || {
+            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(what),
+                contents,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            })
+        })
+    }
+
+    /// A zeroed storage buffer of `bytes` bytes (rounded up to 4).
+    pub fn zeroed_buffer(&self, what: &'static str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
+        self.check_buffer_size(what, bytes)?;
+        self.scoped("buffer allocation", || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(what),
+                size: bytes.max(MIN_STORAGE_BINDING).next_multiple_of(4),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
+    /// A uniform buffer holding `contents`, zero-padded to a multiple of 32 bytes.
+    pub fn uniform_buffer(&self, what: &'static str, contents: &[u8]) -> wgpu::Buffer {
+        let mut data = contents.to_vec();
+        data.resize((contents.len() as u64).max(MIN_UNIFORM_BINDING).next_multiple_of(MIN_UNIFORM_BINDING) as usize, 0);
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(what),
+            contents: &data,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    pub fn write_buffer(&self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
+        self.queue.write_buffer(buffer, offset, data);
+    }
+
+    fn check_buffer_size(&self, what: &'static str, bytes: u64) -> Result<(), GpuError> {
+        let limit = self.limits().max_buffer_size;
+        if bytes > limit {
+            return Err(GpuError::BufferTooLarge { what, bytes, limit });
+        }
+        Ok(())
+    }
+
+    /// Fails with [`GpuError::BindingTooLarge`] if `bytes` cannot be bound as one storage binding.
+    pub fn check_binding(&self, what: &'static str, bytes: u64) -> Result<(), GpuError> {
+        let limit = self.max_binding_size();
+        if bytes > limit {
+            return Err(GpuError::BindingTooLarge { what, bytes, limit });
+        }
+        Ok(())
+    }
+
+    /// Runs `f` inside out-of-memory and validation error scopes.
+    fn scoped<T>(&self, operation: &'static str, f: impl FnOnce() -> T) -> Result<T, GpuError> {
+        self.check_lost()?;
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        // Native scopes resolve at once; in the browser an error shows up at the next check.
+        let validation = pollster_or_ready(validation.pop());
+        let oom = pollster_or_ready(oom.pop());
+        if let Some(e) = oom.or(validation) {
+            return Err(GpuError::from_scope(operation, e));
+        }
+        Ok(value)
+    }
+
+    /// Binds `buffers` (whole) in binding order for `pipeline`, and sizes the dispatch.
+    pub fn dispatch(&self, pipeline: Arc<Pipeline>, buffers: &[&wgpu::Buffer], workgroups: [u32; 3]) -> Dispatch {
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .collect();
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        Dispatch { pipeline, bind_group, workgroups }
+    }
+
+    /// Splits `count` workgroups over x and y so that neither exceeds the adapter's limit.
+    /// Kernels rebuild the linear index as `id.x + id.y * num_workgroups.x`.
+    pub fn workgroup_grid(&self, what: &'static str, count: u64) -> Result<[u32; 3], GpuError> {
+        let limit = self.limits().max_compute_workgroups_per_dimension;
+        let count = count.max(1);
+        if count <= limit as u64 {
+            return Ok([count as u32, 1, 1]);
+        }
+        let y = count.div_ceil(limit as u64);
+        if y > limit as u64 {
+            return Err(GpuError::TooManyWorkgroups { what, workgroups: count, limit });
+        }
+        Ok([count.div_ceil(y) as u32, y as u32, 1])
+    }
+
+    /// Encodes `dispatches` into one compute pass and submits them, inside error scopes.
+    pub async fn run(&self, dispatches: &[&Dispatch]) -> Result<(), GpuError> {
+        self.check_lost()?;
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("qgpu") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+            for d in dispatches {
+                pass.set_pipeline(&d.pipeline.pipeline);
+                pass.set_bind_group(0, &d.bind_group, &[]);
+                pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+            }
+        }
+        self.queue.submit([encoder.finish()]);
+        let validation = validation.pop().await;
+        let oom = oom.pop().await;
+        if let Some(e) = oom.or(validation) {
+            return Err(GpuError::from_scope("dispatch", e));
+        }
+        self.check_lost()
+    }
+
+    /// Copies `buffer[..bytes]` to the host.
+    pub async fn read_bytes(&self, what: &'static str, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
+        self.check_lost()?;
+        let size = bytes.next_multiple_of(4).max(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait_idle()?;
+        let mapped = rx.await.map_err(|_| GpuError::Readback { what, message: "map callback dropped".into() })?;
+        mapped.map_err(|e| GpuError::Readback { what, message: e.to_string() })?;
+        let data = {
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| GpuError::Readback { what, message: e.to_string() })?;
+            view[..bytes as usize].to_vec()
+        };
+        staging.unmap();
+        Ok(data)
+    }
+
+    /// Copies `count` f32 values from the start of `buffer` to the host.
+    pub async fn read_f32(&self, what: &'static str, buffer: &wgpu::Buffer, count: usize) -> Result<Vec<f32>, GpuError> {
+        let bytes = self.read_bytes(what, buffer, count as u64 * 4).await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+}
+
+/// Error-scope futures are ready at once on native backends; on the web we cannot block, so an
+/// error there is reported by the next awaited scope (`run`) instead.
+fn pollster_or_ready<F: std::future::Future<Output = Option<wgpu::Error>>>(f: F) -> Option<wgpu::Error> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        pollster::block_on(f)
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        drop(f);
+        None
+    }
+}

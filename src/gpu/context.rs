@@ -1,0 +1,202 @@
+//! Adapter selection and the device, with its limits, features and pipeline cache.
+
+use super::pipeline::PipelineCache;
+use super::GpuError;
+use std::sync::{Arc, Mutex};
+
+/// Which graphics API to run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum BackendChoice {
+    /// Whatever `WGPU_BACKEND` allows, else every backend; the best adapter wins.
+    #[default]
+    Auto,
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+    /// The browser's WebGPU (wasm32 only).
+    WebGpu,
+}
+
+impl BackendChoice {
+    pub fn backends(self) -> wgpu::Backends {
+        match self {
+            BackendChoice::Auto => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+            BackendChoice::Vulkan => wgpu::Backends::VULKAN,
+            BackendChoice::Metal => wgpu::Backends::METAL,
+            BackendChoice::Dx12 => wgpu::Backends::DX12,
+            BackendChoice::Gl => wgpu::Backends::GL,
+            BackendChoice::WebGpu => wgpu::Backends::BROWSER_WEBGPU,
+        }
+    }
+
+    /// Reads `QGPU_BACKEND`, defaulting to `Auto` when unset.
+    pub fn from_env() -> Result<Self, GpuError> {
+        match std::env::var("QGPU_BACKEND") {
+            Ok(name) if !name.is_empty() => name.parse(),
+            _ => Ok(BackendChoice::Auto),
+        }
+    }
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = GpuError;
+    fn from_str(s: &str) -> Result<Self, GpuError> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "auto" => BackendChoice::Auto,
+            "vulkan" | "vk" => BackendChoice::Vulkan,
+            "metal" | "mtl" => BackendChoice::Metal,
+            "dx12" | "d3d12" => BackendChoice::Dx12,
+            "gl" | "gles" | "opengl" => BackendChoice::Gl,
+            "webgpu" | "browser" => BackendChoice::WebGpu,
+            _ => return Err(GpuError::UnknownBackend { name: s.to_string() }),
+        })
+    }
+}
+
+impl std::fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+/// How to open a context.
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    pub backend: BackendChoice,
+    pub power: wgpu::PowerPreference,
+    /// Caps the storage-binding size below the adapter's. Tests use it to force large tensors
+    /// to be split; a browser user can use it to stay within a phone's limits.
+    pub max_binding_size: Option<u64>,
+}
+
+/// What the device can do, as far as qgpu's kernel choice goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    pub shader_f16: bool,
+    pub subgroups: bool,
+    pub timestamps: bool,
+    /// A CPU implementation (lavapipe, SwiftShader, WARP), where barriers cost most.
+    pub cpu_device: bool,
+    pub subgroup_min_size: u32,
+    pub subgroup_max_size: u32,
+}
+
+/// A device and everything qgpu builds once per device.
+pub struct Context {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    caps: Capabilities,
+    pub(crate) pipelines: PipelineCache,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+impl Context {
+    /// Opens the best adapter for `options`.
+    pub async fn new(options: ContextOptions) -> Result<Self, GpuError> {
+        let adapter = request_adapter(&options).await?;
+        Self::from_adapter(adapter, &options).await
+    }
+
+    /// Opens a device on `adapter` with the adapter's own limits and the features qgpu uses.
+    pub async fn from_adapter(adapter: wgpu::Adapter, options: &ContextOptions) -> Result<Self, GpuError> {
+        let info = adapter.get_info();
+        let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
+        let features = adapter.features() & wanted;
+        let mut limits = adapter.limits();
+        if let Some(cap) = options.max_binding_size {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+        }
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("qgpu"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::RequestDevice { adapter: info.name.clone(), message: e.to_string() })?;
+
+        let lost = Arc::new(Mutex::new(None));
+        let lost_flag = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut slot) = lost_flag.lock() {
+                *slot = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        // Errors outside any scope (there should be none) are logged rather than panicking.
+        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| log::error!("uncaptured GPU error: {e}")));
+
+        let caps = Capabilities {
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            cpu_device: info.device_type == wgpu::DeviceType::Cpu,
+            subgroup_min_size: info.subgroup_min_size,
+            subgroup_max_size: info.subgroup_max_size,
+        };
+        // The device may report a larger binding limit than we capped; our cap is what we plan with.
+        let mut effective = device.limits();
+        effective.max_storage_buffer_binding_size = effective.max_storage_buffer_binding_size.min(limits.max_storage_buffer_binding_size);
+        Ok(Self { device, queue, info, limits: effective, caps, pipelines: PipelineCache::default(), lost })
+    }
+
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+    pub fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+    /// The largest buffer that may be bound as one storage binding.
+    pub fn max_binding_size(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+    }
+
+    /// Fails with [`GpuError::DeviceLost`] once the device is gone.
+    pub fn check_lost(&self) -> Result<(), GpuError> {
+        match self.lost.lock().ok().and_then(|s| s.clone()) {
+            Some(reason) => Err(GpuError::DeviceLost { reason }),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until the GPU has finished all submitted work (native); a no-op on the web, where
+    /// the browser drives the queue.
+    pub fn wait_idle(&self) -> Result<(), GpuError> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Err(e) = self.device.poll(wgpu::PollType::wait_indefinitely()) {
+            self.check_lost()?;
+            return Err(GpuError::Internal { operation: "poll", message: e.to_string() });
+        }
+        self.check_lost()
+    }
+}
+
+async fn request_adapter(options: &ContextOptions) -> Result<wgpu::Adapter, GpuError> {
+    let instance = new_instance(options.backend);
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: options.power,
+            ..Default::default()
+        })
+        .await
+        .map_err(|_| GpuError::NoAdapter { backend: options.backend.to_string() })
+}
+
+/// An instance limited to the chosen backends.
+pub fn new_instance(backend: BackendChoice) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backend.backends();
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter of the chosen backends (native only; the browser offers one at a time).
+#[cfg(not(target_arch = "wasm32"))]
+pub async fn enumerate_adapters(backend: BackendChoice) -> Vec<wgpu::Adapter> {
+    new_instance(backend).enumerate_adapters(backend.backends()).await
+}

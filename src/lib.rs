@@ -1,0 +1,19 @@
+//! qgpu: matrix products with INT8/INT4 weights on any GPU through wgpu, natively and in the
+//! browser. Weights stay quantized in GPU memory and are dequantized inside the kernels.
+//!
+//! Layers, each depending only on those above it in this list:
+//! - [`quant`]: block formats and the scalar CPU reference (the test oracle); no GPU.
+//! - [`tensor`]: shapes and shape errors; no GPU.
+//! - [`gpu`]: adapter, device, buffers, pipelines; only wgpu.
+//! - [`ops`]: GPU operations built from the three above.
+//!
+//! What qgpu does not do: training, autograd, or f16 accumulation (every sum is f32).
+
+pub mod error;
+pub mod gpu;
+pub mod loader;
+pub mod ops;
+pub mod quant;
+pub mod tensor;
+
+pub use error::Error;

@@ -1,0 +1,229 @@
+//! y = x · Wᵀ with W quantized on the GPU: upload (repack, split by rows), and planning.
+
+use crate::gpu::{Capabilities, Constant, Context, Dispatch, GpuError, Kernel, PipelineKey};
+use crate::quant::repack::{quant_words_per_row, repack, scale_words};
+use crate::quant::{Format, QuantMatrixRef};
+use crate::tensor::ShapeError;
+use crate::Error;
+
+use super::GpuTensor;
+
+/// Activation rows a matvec kernel handles in one pass (`MAX_ROWS` in matvec_io.wgsl).
+pub const MATVEC_MAX_ROWS: usize = 8;
+/// `TILE_M` and `TILE_N` of matmul.wgsl.
+const MATMUL_TILE: u64 = 64;
+/// Invocations per workgroup of the lane and subgroup matvec kernels.
+const MATVEC_WORKGROUP: u32 = 64;
+
+/// How a matrix-vector product reduces over K.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatvecKernel {
+    /// One invocation per output row, no communication (best on CPU adapters).
+    Lane,
+    /// One workgroup per output row with a reduction in workgroup memory (GPUs without subgroups,
+    /// browsers).
+    Workgroup,
+    /// One subgroup per output row with `subgroupAdd` (GPUs with SUBGROUP).
+    Subgroup,
+}
+
+/// Which kernel computes a linear layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinearKernel {
+    Matvec(MatvecKernel),
+    Matmul,
+}
+
+impl MatvecKernel {
+    pub const ALL: [MatvecKernel; 3] = [MatvecKernel::Lane, MatvecKernel::Workgroup, MatvecKernel::Subgroup];
+
+    /// The variant qgpu uses by default on a device with `caps`.
+    pub fn preferred(caps: Capabilities) -> Self {
+        if caps.cpu_device {
+            MatvecKernel::Lane
+        } else if caps.subgroups {
+            MatvecKernel::Subgroup
+        } else {
+            MatvecKernel::Workgroup
+        }
+    }
+
+    /// Whether the device can run this variant.
+    pub fn supported(self, caps: Capabilities) -> bool {
+        self != MatvecKernel::Subgroup || caps.subgroups
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MatvecKernel::Lane => "lane",
+            MatvecKernel::Workgroup => "workgroup",
+            MatvecKernel::Subgroup => "subgroup",
+        }
+    }
+}
+
+/// Rows `row_start..row_start + rows` of a matrix, in buffers that each fit one binding.
+struct Chunk {
+    row_start: usize,
+    rows: usize,
+    quants: wgpu::Buffer,
+    scales: wgpu::Buffer,
+}
+
+/// A weight matrix on the GPU, still quantized: `rows` outputs (N) of `cols` inputs (K).
+pub struct GpuMatrix {
+    format: Format,
+    rows: usize,
+    cols: usize,
+    bytes: u64,
+    chunks: Vec<Chunk>,
+}
+
+impl GpuMatrix {
+    /// Repacks `w` into the GPU layout and uploads it, split by rows into as many buffers as
+    /// the adapter's binding limit needs.
+    pub fn upload(ctx: &Context, w: QuantMatrixRef<'_>) -> Result<Self, Error> {
+        let (format, n, k) = (w.format(), w.rows(), w.cols());
+        let limit = ctx.max_binding_size();
+        let quant_row = (quant_words_per_row(format, k) * 4) as u64;
+        let scale_row = (scale_words(format, 2, k) * 2) as u64; // per row, rounded up
+        let row_bytes = quant_row.max(scale_row);
+        let rows_per_chunk = (limit / row_bytes) as usize;
+        if rows_per_chunk == 0 {
+            return Err(GpuError::BindingTooLarge { what: "one weight row", bytes: row_bytes, limit }.into());
+        }
+        let mut chunks = Vec::with_capacity(n.div_ceil(rows_per_chunk));
+        let mut bytes = 0u64;
+        for row_start in (0..n).step_by(rows_per_chunk) {
+            let end = (row_start + rows_per_chunk).min(n);
+            let layout = repack(w, row_start, end);
+            bytes += (layout.quants.len() + layout.scales.len()) as u64 * 4;
+            chunks.push(Chunk {
+                row_start,
+                rows: end - row_start,
+                quants: ctx.storage_buffer("weight quants", bytemuck::cast_slice(&layout.quants))?,
+                scales: ctx.storage_buffer("weight scales", bytemuck::cast_slice(&layout.scales))?,
+            });
+        }
+        Ok(Self { format, rows: n, cols: k, bytes, chunks })
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+    /// N: output features.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// K: input features.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Bytes of quants and scales held on the GPU.
+    pub fn gpu_bytes(&self) -> u64 {
+        self.bytes
+    }
+    /// How many buffers the matrix was split into.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+}
+
+/// Planned dispatches of one linear layer for fixed x and y buffers; replay with
+/// [`Context::run`]. Holds its uniform buffers.
+pub struct LinearPlan {
+    pub dispatches: Vec<Dispatch>,
+    pub kernel: LinearKernel,
+}
+
+/// The kernel qgpu picks for `m` activation rows on this device.
+pub fn default_kernel(ctx: &Context, m: usize) -> LinearKernel {
+    if m <= MATVEC_MAX_ROWS {
+        LinearKernel::Matvec(MatvecKernel::preferred(ctx.capabilities()))
+    } else {
+        LinearKernel::Matmul
+    }
+}
+
+/// Checks shapes and plans y = x · Wᵀ. `kernel` defaults to [`default_kernel`].
+pub async fn plan_linear(
+    ctx: &Context,
+    w: &GpuMatrix,
+    x: &GpuTensor,
+    y: &GpuTensor,
+    kernel: Option<LinearKernel>,
+) -> Result<LinearPlan, Error> {
+    const OP: &str = "linear";
+    let m = x.rows();
+    if x.cols() != w.cols {
+        return Err(ShapeError::Mismatch { op: OP, what: "x columns (K)", expected: w.cols, actual: x.cols() }.into());
+    }
+    if y.rows() != m {
+        return Err(ShapeError::Mismatch { op: OP, what: "y rows (M)", expected: m, actual: y.rows() }.into());
+    }
+    if y.cols() != w.rows {
+        return Err(ShapeError::Mismatch { op: OP, what: "y columns (N)", expected: w.rows, actual: y.cols() }.into());
+    }
+    ctx.check_binding("activations x", x.bytes())?;
+    ctx.check_binding("output y", y.bytes())?;
+    let kernel = kernel.unwrap_or_else(|| default_kernel(ctx, m));
+    let format = Constant { name: "FORMAT", value: w.format.shader_code() };
+    let mut dispatches = Vec::with_capacity(w.chunks.len());
+    for chunk in &w.chunks {
+        let (key, params, workgroups) = match kernel {
+            LinearKernel::Matvec(variant) => {
+                if m > MATVEC_MAX_ROWS {
+                    return Err(ShapeError::TooLarge { op: OP, what: "matvec rows (M)", actual: m, max: MATVEC_MAX_ROWS }.into());
+                }
+                if !variant.supported(ctx.capabilities()) {
+                    return Err(GpuError::Shader { shader: "matvec_subgroup.wgsl", entry: "matvec_subgroup", message: "the device lacks the SUBGROUP feature".into() }.into());
+                }
+                let (entry, workgroup, rows_per_group) = matvec_geometry(ctx.capabilities(), variant);
+                let key = PipelineKey {
+                    kernel: entry,
+                    constants: vec![format, Constant { name: "ROWS", value: m as u32 }, Constant { name: "WORKGROUP", value: workgroup }],
+                };
+                let params = [chunk.rows as u32, w.cols as u32, w.rows as u32, chunk.row_start as u32];
+                let groups = ctx.workgroup_grid("matvec", (chunk.rows as u64).div_ceil(rows_per_group))?;
+                (key, params.to_vec(), groups)
+            }
+            LinearKernel::Matmul => {
+                let key = PipelineKey { kernel: Kernel::Matmul, constants: vec![format] };
+                let params = [m as u32, chunk.rows as u32, w.cols as u32, w.rows as u32, chunk.row_start as u32];
+                let gx = (chunk.rows as u64).div_ceil(MATMUL_TILE);
+                let gy = (m as u64).div_ceil(MATMUL_TILE);
+                let limit = ctx.limits().max_compute_workgroups_per_dimension;
+                if gx > limit as u64 || gy > limit as u64 {
+                    return Err(GpuError::TooManyWorkgroups { what: "matmul", workgroups: gx.max(gy), limit }.into());
+                }
+                (key, params.to_vec(), [gx as u32, gy as u32, 1])
+            }
+        };
+        let pipeline = ctx.pipeline(&key).await?;
+        let uniform = ctx.uniform_buffer("linear params", bytemuck::cast_slice(&params));
+        dispatches.push(ctx.dispatch(pipeline, &[&chunk.quants, &chunk.scales, &x.buffer, &y.buffer, &uniform], workgroups));
+    }
+    Ok(LinearPlan { dispatches, kernel })
+}
+
+/// Entry point, workgroup size and output rows per workgroup of a matvec variant.
+fn matvec_geometry(caps: Capabilities, variant: MatvecKernel) -> (Kernel, u32, u64) {
+    match variant {
+        MatvecKernel::Lane => (Kernel::MatvecLane, MATVEC_WORKGROUP, MATVEC_WORKGROUP as u64),
+        MatvecKernel::Workgroup => (Kernel::MatvecWorkgroup, MATVEC_WORKGROUP, 1),
+        MatvecKernel::Subgroup => {
+            // Size the dispatch for the largest subgroup the device may pick.
+            let width = caps.subgroup_max_size.clamp(1, 128);
+            let workgroup = MATVEC_WORKGROUP.max(width);
+            (Kernel::MatvecSubgroup, workgroup, (workgroup / width) as u64)
+        }
+    }
+}
+
+/// Plans and runs y = x · Wᵀ once.
+pub async fn linear(ctx: &Context, w: &GpuMatrix, x: &GpuTensor, y: &GpuTensor, kernel: Option<LinearKernel>) -> Result<(), Error> {
+    let plan = plan_linear(ctx, w, x, y, kernel).await?;
+    let refs: Vec<&Dispatch> = plan.dispatches.iter().collect();
+    ctx.run(&refs).await?;
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! The weight formats qgpu multiplies by, and their sizes.
+
+use super::block::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QK};
+
+/// A weight storage format. The numeric codes of [`Format::shader_code`] are the `FORMAT`
+/// override constant of `shaders/weights.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Format {
+    F32,
+    F16,
+    Q8_0,
+    Q4_0,
+    Q4_1,
+}
+
+impl Format {
+    pub const ALL: [Format; 5] = [Format::F32, Format::F16, Format::Q8_0, Format::Q4_0, Format::Q4_1];
+
+    /// Values per block as stored in GGUF.
+    pub const fn block_size(self) -> usize {
+        match self {
+            Format::F32 | Format::F16 => 1,
+            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 => QK,
+        }
+    }
+
+    /// Bytes per block as stored in GGUF.
+    pub const fn block_bytes(self) -> usize {
+        match self {
+            Format::F32 => 4,
+            Format::F16 => 2,
+            Format::Q8_0 => std::mem::size_of::<BlockQ8_0>(),
+            Format::Q4_0 => std::mem::size_of::<BlockQ4_0>(),
+            Format::Q4_1 => std::mem::size_of::<BlockQ4_1>(),
+        }
+    }
+
+    /// Storage cost in bits per weight, scales included (4.5 for Q4_0).
+    pub fn bits_per_weight(self) -> f64 {
+        self.block_bytes() as f64 * 8.0 / self.block_size() as f64
+    }
+
+    /// The row length (K) must be a multiple of this. The kernels read weights in groups of 8,
+    /// so even the unblocked formats need K % 8 == 0.
+    pub const fn k_multiple(self) -> usize {
+        match self {
+            Format::F32 | Format::F16 => 8,
+            _ => QK,
+        }
+    }
+
+    /// The ggml type id used in GGUF files.
+    pub const fn ggml_type(self) -> u32 {
+        match self {
+            Format::F32 => 0,
+            Format::F16 => 1,
+            Format::Q4_0 => 2,
+            Format::Q4_1 => 3,
+            Format::Q8_0 => 8,
+        }
+    }
+
+    /// The value of the `FORMAT` override constant in the shaders.
+    pub const fn shader_code(self) -> u32 {
+        match self {
+            Format::F32 => 0,
+            Format::F16 => 1,
+            Format::Q8_0 => 2,
+            Format::Q4_0 => 3,
+            Format::Q4_1 => 4,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Format::F32 => "F32",
+            Format::F16 => "F16",
+            Format::Q8_0 => "Q8_0",
+            Format::Q4_0 => "Q4_0",
+            Format::Q4_1 => "Q4_1",
+        }
+    }
+
+    /// Bytes of one row of `k` values as stored in GGUF, or `None` on overflow.
+    pub fn row_bytes(self, k: usize) -> Option<usize> {
+        (k / self.block_size()).checked_mul(self.block_bytes())
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = super::QuantError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| super::QuantError::UnknownFormat { name: s.to_string() })
+    }
+}

@@ -1,0 +1,34 @@
+//! Block formats and their CPU reference. Knows nothing of the GPU.
+
+pub mod block;
+mod format;
+mod matrix;
+pub mod reference;
+pub mod repack;
+
+pub use format::Format;
+pub use matrix::{QuantMatrix, QuantMatrixRef};
+
+/// Errors of building or quantizing a host matrix.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QuantError {
+    /// A matrix with no rows or no columns.
+    #[error("empty matrix: {rows} rows × {cols} columns")]
+    Empty { rows: usize, cols: usize },
+    /// The row length is not a multiple of what the format needs (its block size, or 8).
+    #[error("{format}: row length {cols} is not a multiple of {multiple}")]
+    RowLength { format: Format, cols: usize, multiple: usize },
+    /// The byte buffer does not hold exactly `rows × cols` values of the format.
+    #[error("{format}: {rows} × {cols} needs {needed} bytes, got {actual}")]
+    ByteCount { format: Format, rows: usize, cols: usize, needed: usize, actual: usize },
+    /// The number of f32 values given to quantize is not `rows × cols`.
+    #[error("quantize: {rows} × {cols} needs {} values, got {actual}", rows * cols)]
+    ValueCount { rows: usize, cols: usize, actual: usize },
+    /// `rows × cols` or its byte size does not fit in `usize`.
+    #[error("size of {rows} × {cols} overflows")]
+    Overflow { rows: usize, cols: usize },
+    /// A format name that qgpu does not know.
+    #[error("unknown weight format `{name}` (known: F32, F16, Q8_0, Q4_0, Q4_1)")]
+    UnknownFormat { name: String },
+}

@@ -1,0 +1,134 @@
+//! Plain scalar CPU quantization and dequantization, bit-exact with ggml's reference functions
+//! (`quantize_row_q8_0_ref`, `quantize_row_q4_0_ref`, `quantize_row_q4_1_ref` and the matching
+//! `dequantize_row_*` in ggml-quants.c). This is the oracle every kernel test compares against;
+//! it is written for clarity, not speed.
+
+use super::block::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QK};
+use super::{Format, QuantError, QuantMatrix, QuantMatrixRef};
+use half::f16;
+
+/// Quantizes `values` (`rows × cols`, row-major) with round-to-nearest, as ggml does.
+pub fn quantize(format: Format, rows: usize, cols: usize, values: &[f32]) -> Result<QuantMatrix, QuantError> {
+    let count = rows.checked_mul(cols).ok_or(QuantError::Overflow { rows, cols })?;
+    if values.len() != count {
+        return Err(QuantError::ValueCount { rows, cols, actual: values.len() });
+    }
+    if cols % format.k_multiple() != 0 {
+        return Err(QuantError::RowLength { format, cols, multiple: format.k_multiple() });
+    }
+    let mut out = Vec::with_capacity(format.row_bytes(cols).unwrap_or(0) * rows);
+    match format {
+        Format::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        Format::F16 => values.iter().for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
+        Format::Q8_0 => values.chunks_exact(QK).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q8_0(b)))),
+        Format::Q4_0 => values.chunks_exact(QK).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q4_0(b)))),
+        Format::Q4_1 => values.chunks_exact(QK).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q4_1(b)))),
+    }
+    QuantMatrix::new(format, rows, cols, out)
+}
+
+pub fn quantize_q8_0(x: &[f32]) -> BlockQ8_0 {
+    let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut qs = [0i8; QK];
+    for (q, v) in qs.iter_mut().zip(x) {
+        // C's roundf rounds half away from zero, as f32::round does.
+        *q = (v * id).round() as i8;
+    }
+    BlockQ8_0 { d: f16::from_f32(d), qs }
+}
+
+pub fn quantize_q4_0(x: &[f32]) -> BlockQ4_0 {
+    // ggml keeps the signed value of largest magnitude, so that it maps exactly to -8.
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    let d = max / -8.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut qs = [0u8; QK / 2];
+    for (j, q) in qs.iter_mut().enumerate() {
+        // (int8_t)(x + 8.5f) truncates toward zero, as `as i8` does.
+        let lo = ((x[j] * id + 8.5) as i8).min(15) as u8;
+        let hi = ((x[j + QK / 2] * id + 8.5) as i8).min(15) as u8;
+        *q = lo | (hi << 4);
+    }
+    BlockQ4_0 { d: f16::from_f32(d), qs }
+}
+
+pub fn quantize_q4_1(x: &[f32]) -> BlockQ4_1 {
+    let min = x.iter().fold(f32::MAX, |a, &v| a.min(v));
+    let max = x.iter().fold(-f32::MAX, |a, &v| a.max(v));
+    let d = (max - min) / 15.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut qs = [0u8; QK / 2];
+    for (j, q) in qs.iter_mut().enumerate() {
+        let lo = (((x[j] - min) * id + 0.5) as i8).min(15) as u8;
+        let hi = (((x[j + QK / 2] - min) * id + 0.5) as i8).min(15) as u8;
+        *q = lo | (hi << 4);
+    }
+    BlockQ4_1 { d: f16::from_f32(d), m: f16::from_f32(min), qs }
+}
+
+/// Dequantizes a whole matrix to f32, row-major.
+pub fn dequantize(w: QuantMatrixRef<'_>) -> Vec<f32> {
+    let mut out = vec![0.0f32; w.rows() * w.cols()];
+    dequantize_into(w.format(), w.data(), &mut out);
+    out
+}
+
+/// Dequantizes `bytes` of `format` into `out`, whose length is the number of values.
+pub fn dequantize_into(format: Format, bytes: &[u8], out: &mut [f32]) {
+    let bb = format.block_bytes();
+    let bs = format.block_size();
+    for (block, dst) in bytes.chunks_exact(bb).zip(out.chunks_exact_mut(bs)) {
+        match format {
+            Format::F32 => dst[0] = f32::from_le_bytes([block[0], block[1], block[2], block[3]]),
+            Format::F16 => dst[0] = f16::from_le_bytes([block[0], block[1]]).to_f32(),
+            Format::Q8_0 => {
+                let b: BlockQ8_0 = bytemuck::pod_read_unaligned(block);
+                let d = b.d.to_f32();
+                for (o, &q) in dst.iter_mut().zip(&b.qs) {
+                    *o = q as f32 * d;
+                }
+            }
+            Format::Q4_0 => {
+                let b: BlockQ4_0 = bytemuck::pod_read_unaligned(block);
+                let d = b.d.to_f32();
+                for (j, &q) in b.qs.iter().enumerate() {
+                    dst[j] = ((q & 0xF) as i32 - 8) as f32 * d;
+                    dst[j + QK / 2] = ((q >> 4) as i32 - 8) as f32 * d;
+                }
+            }
+            Format::Q4_1 => {
+                let b: BlockQ4_1 = bytemuck::pod_read_unaligned(block);
+                let (d, m) = (b.d.to_f32(), b.m.to_f32());
+                for (j, &q) in b.qs.iter().enumerate() {
+                    dst[j] = (q & 0xF) as f32 * d + m;
+                    dst[j + QK / 2] = (q >> 4) as f32 * d + m;
+                }
+            }
+        }
+    }
+}
+
+/// The oracle: y\[m, n\] = Σ_k x\[m, k\] · W\[n, k\], in f64 over the dequantized weights.
+/// `x` is `m × w.cols()` row-major; the result is `m × w.rows()`.
+pub fn matmul(x: &[f32], m: usize, w: QuantMatrixRef<'_>) -> Vec<f64> {
+    let (n, k) = (w.rows(), w.cols());
+    assert_eq!(x.len(), m * k, "oracle: x must be m × k");
+    let wd = dequantize(w);
+    let mut y = vec![0.0f64; m * n];
+    for i in 0..m {
+        let xr = &x[i * k..(i + 1) * k];
+        for j in 0..n {
+            let wr = &wd[j * k..(j + 1) * k];
+            y[i * n + j] = xr.iter().zip(wr).map(|(&a, &b)| a as f64 * b as f64).sum();
+        }
+    }
+    y
+}

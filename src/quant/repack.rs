@@ -1,0 +1,96 @@
+//! GGUF blocks → the GPU layout that `shaders/weights.wgsl` reads.
+//!
+//! GGUF interleaves each block's scale with its quants (18 bytes for Q4_0), which leaves the
+//! quants 2-byte aligned. On upload we split every matrix into two arrays of `u32` words:
+//!
+//! * `quants`: row-major, each row `words_per_row(k)` words.
+//!   - F32: one word per value (its bits). F16: two values per word, lower half first.
+//!   - Q8_0: four signed bytes per word, value order.
+//!   - Q4_0 / Q4_1: eight nibbles per word, value order (nibble j = value 8w + j). GGUF stores
+//!     value j and j + 16 in one byte; reordering here lets a kernel dot one word with two
+//!     consecutive `vec4<f32>` of activations.
+//! * `scales`: per block, row-major. Q8_0 / Q4_0: one f16 `d` per block, two per word (lower
+//!   half first). Q4_1: one word per block, `d` in the lower half and `m` in the upper.
+//!   F32 / F16: none.
+//!
+//! The byte count equals the GGUF byte count (4.5 bits per weight for Q4_0): weights stay
+//! quantized on the GPU.
+
+use super::block::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QK};
+use super::{Format, QuantMatrixRef};
+
+/// One row range of a matrix in GPU layout.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GpuLayout {
+    pub quants: Vec<u32>,
+    pub scales: Vec<u32>,
+}
+
+/// `u32` words of quants per row of `k` values.
+pub const fn quant_words_per_row(format: Format, k: usize) -> usize {
+    match format {
+        Format::F32 => k,
+        Format::F16 => k / 2,
+        Format::Q8_0 => k / 4,
+        Format::Q4_0 | Format::Q4_1 => k / 8,
+    }
+}
+
+/// `u32` words of scales for `rows` rows of `k` values.
+pub const fn scale_words(format: Format, rows: usize, k: usize) -> usize {
+    match format {
+        Format::F32 | Format::F16 => 0,
+        Format::Q8_0 | Format::Q4_0 => (rows * (k / QK)).div_ceil(2),
+        Format::Q4_1 => rows * (k / QK),
+    }
+}
+
+/// Repacks rows `start..end` of `w`.
+pub fn repack(w: QuantMatrixRef<'_>, start: usize, end: usize) -> GpuLayout {
+    let bytes = w.row_bytes(start, end);
+    let (rows, k) = (end - start, w.cols());
+    let mut quants = Vec::with_capacity(rows * quant_words_per_row(w.format(), k));
+    let mut halves: Vec<u16> = Vec::new();
+    let mut scales = Vec::with_capacity(scale_words(w.format(), rows, k));
+    match w.format() {
+        Format::F32 => quants.extend(bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+        Format::F16 => quants.extend(bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+        Format::Q8_0 => {
+            for raw in bytes.chunks_exact(std::mem::size_of::<BlockQ8_0>()) {
+                let b: BlockQ8_0 = bytemuck::pod_read_unaligned(raw);
+                quants.extend(b.qs.chunks_exact(4).map(|q| u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8])));
+                halves.push(b.d.to_bits());
+            }
+        }
+        Format::Q4_0 => {
+            for raw in bytes.chunks_exact(std::mem::size_of::<BlockQ4_0>()) {
+                let b: BlockQ4_0 = bytemuck::pod_read_unaligned(raw);
+                push_nibbles(&mut quants, &b.qs);
+                halves.push(b.d.to_bits());
+            }
+        }
+        Format::Q4_1 => {
+            for raw in bytes.chunks_exact(std::mem::size_of::<BlockQ4_1>()) {
+                let b: BlockQ4_1 = bytemuck::pod_read_unaligned(raw);
+                push_nibbles(&mut quants, &b.qs);
+                scales.push(b.d.to_bits() as u32 | (b.m.to_bits() as u32) << 16);
+            }
+        }
+    }
+    scales.extend(halves.chunks(2).map(|p| p[0] as u32 | (*p.get(1).unwrap_or(&0) as u32) << 16));
+    GpuLayout { quants, scales }
+}
+
+/// Reorders one block's GGUF nibbles (value j low, j + 16 high) into value order, 8 per word.
+fn push_nibbles(out: &mut Vec<u32>, qs: &[u8; QK / 2]) {
+    let value = |i: usize| -> u32 {
+        if i < QK / 2 {
+            (qs[i] & 0xF) as u32
+        } else {
+            (qs[i - QK / 2] >> 4) as u32
+        }
+    };
+    for w in 0..QK / 8 {
+        out.push((0..8).fold(0u32, |acc, j| acc | value(8 * w + j) << (4 * j)));
+    }
+}

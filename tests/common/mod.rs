@@ -1,0 +1,57 @@
+//! Shared test helpers: a GPU context that fails (not skips) under CI, and a seeded RNG.
+#![allow(dead_code)]
+
+use qgpu::gpu::{Context, ContextOptions};
+
+/// A context on the default adapter. Without one, the test is skipped locally but fails when
+/// `CI=true`, so a broken driver install cannot pass.
+pub fn context_with(options: ContextOptions) -> Option<Context> {
+    match pollster::block_on(Context::new(options)) {
+        Ok(ctx) => Some(ctx),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("CI=true and no GPU context: {e}"),
+        Err(e) => {
+            eprintln!("skipping GPU test: {e}");
+            None
+        }
+    }
+}
+
+pub fn context() -> Option<Context> {
+    context_with(ContextOptions::default())
+}
+
+/// xorshift64*: deterministic data without a dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [-1, 1).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    pub fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.uniform()).collect()
+    }
+}
+
+/// Relative L2 error of `got` against `want`, and the first index whose error exceeds
+/// `tol` times the RMS of `want`.
+pub fn compare(got: &[f32], want: &[f64], tol: f64) -> (f64, Option<usize>) {
+    assert_eq!(got.len(), want.len());
+    let (mut err, mut norm) = (0.0f64, 0.0f64);
+    for (g, w) in got.iter().zip(want) {
+        err += (*g as f64 - w).powi(2);
+        norm += w * w;
+    }
+    let rms = (norm / want.len() as f64).sqrt().max(1e-30);
+    let first = got.iter().zip(want).position(|(g, w)| !((*g as f64 - w).abs() <= tol * rms));
+    ((err / norm.max(1e-300)).sqrt(), first)
+}
