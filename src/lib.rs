@@ -9,6 +9,8 @@
 //!
 //! What qgpu does not do: training, autograd, or f16 accumulation (every sum is f32).
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod error;
 pub mod gpu;
 pub mod loader;

@@ -1,1 +1,139 @@
-fn main() {}
+//! The `qgpu` command line: adapter information and kernel benchmarks.
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use qgpu::bench::{self, Shape};
+use qgpu::gpu::{enumerate_adapters, BackendChoice, Capabilities, Context, ContextOptions};
+use qgpu::ops::{LinearKernel, MatvecKernel};
+use qgpu::quant::Format;
+
+#[derive(Parser)]
+#[command(name = "qgpu", version, about = "Quantized (INT8/INT4) matrix kernels and models on any GPU")]
+struct Cli {
+    /// Graphics backend: auto, vulkan, metal, dx12, gl (default: $QGPU_BACKEND, else auto).
+    #[arg(long, global = true)]
+    backend: Option<String>,
+    /// Prefer the low-power adapter (integrated GPU) over the high-performance one.
+    #[arg(long, global = true)]
+    low_power: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every adapter: backend, driver, features, limits and the kernels qgpu picks on it.
+    Info,
+    /// Time matvec/matmul for each weight format against the adapter's copy bandwidth.
+    Bench {
+        /// Weight formats, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "F32,F16,Q8_0,Q4_0,Q4_1")]
+        formats: Vec<String>,
+        /// Weight shapes NxK (outputs x inputs), comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "4096x4096,576x1536")]
+        shapes: Vec<String>,
+        /// Activation rows per call, comma separated (1-8 use matvec, more use matmul).
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        rows: Vec<usize>,
+        /// Force a kernel: lane, workgroup, subgroup (matvec variants) or matmul.
+        #[arg(long)]
+        kernel: Option<String>,
+        /// Timed calls per case (after two warm-up calls).
+        #[arg(long, default_value_t = 20)]
+        repeats: usize,
+        /// Fewer repeats and only the smallest shape, for a smoke test.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let backend = match &cli.backend {
+        Some(name) => name.parse::<BackendChoice>()?,
+        None => BackendChoice::from_env()?,
+    };
+    let power = if cli.low_power { wgpu::PowerPreference::LowPower } else { wgpu::PowerPreference::HighPerformance };
+    let options = ContextOptions { backend, power, ..Default::default() };
+    match cli.command {
+        Command::Info => info(backend),
+        Command::Bench { formats, shapes, rows, kernel, repeats, quick } => {
+            let formats = formats.iter().map(|f| f.parse::<Format>()).collect::<Result<Vec<_>, _>>()?;
+            let mut shapes = shapes.iter().map(|s| s.parse::<Shape>()).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+            let repeats = if quick { 3 } else { repeats };
+            if quick {
+                shapes.sort_by_key(|s| s.n * s.k);
+                shapes.truncate(1);
+            }
+            let kernel = kernel.as_deref().map(parse_kernel).transpose()?;
+            let ctx = pollster::block_on(Context::new(options))?;
+            bench::run_suite(&ctx, &formats, &shapes, &rows, kernel, repeats)?;
+            Ok(())
+        }
+    }
+}
+
+fn parse_kernel(name: &str) -> Result<LinearKernel> {
+    Ok(match name {
+        "matmul" => LinearKernel::Matmul,
+        _ => LinearKernel::Matvec(
+            MatvecKernel::ALL
+                .into_iter()
+                .find(|k| k.name() == name)
+                .with_context(|| format!("unknown kernel `{name}` (lane, workgroup, subgroup, matmul)"))?,
+        ),
+    })
+}
+
+fn info(backend: BackendChoice) -> Result<()> {
+    let adapters = pollster::block_on(enumerate_adapters(backend));
+    if adapters.is_empty() {
+        anyhow::bail!(qgpu::gpu::GpuError::NoAdapter { backend: backend.to_string() });
+    }
+    for (i, adapter) in adapters.iter().enumerate() {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let caps = Capabilities::of_adapter(adapter);
+        println!("adapter {i}: {}", info.name);
+        println!("  backend:       {:?}", info.backend);
+        println!("  device type:   {:?}", info.device_type);
+        println!("  vendor/device: {:#06x}/{:#06x}", info.vendor, info.device);
+        println!("  driver:        {} ({})", info.driver, info.driver_info);
+        println!(
+            "  features:      shader-f16 {}, subgroups {} (size {}..{}), timestamp-query {}",
+            yes(caps.shader_f16),
+            yes(caps.subgroups),
+            caps.subgroup_min_size,
+            caps.subgroup_max_size,
+            yes(caps.timestamps)
+        );
+        println!("  all features:  {:?}", adapter.features());
+        println!(
+            "  limits:        storage binding {} MiB, buffer {} MiB, {} storage buffers/stage, {} invocations/workgroup, {} KiB workgroup memory, {} workgroups/dim",
+            limits.max_storage_buffer_binding_size >> 20,
+            limits.max_buffer_size >> 20,
+            limits.max_storage_buffers_per_shader_stage,
+            limits.max_compute_invocations_per_workgroup,
+            limits.max_compute_workgroup_storage_size >> 10,
+            limits.max_compute_workgroups_per_dimension
+        );
+        let matvec = MatvecKernel::preferred(caps);
+        let why = match matvec {
+            MatvecKernel::Subgroup => "subgroups available",
+            MatvecKernel::Lane => "CPU device without subgroups: no barriers",
+            MatvecKernel::Workgroup => "no subgroups",
+        };
+        println!("  qgpu kernels:  decode matvec/{} ({why}); prefill matmul (64x64 tiles); f32 accumulation everywhere", matvec.name());
+        println!();
+    }
+    Ok(())
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}

@@ -82,6 +82,21 @@ pub struct Capabilities {
     pub subgroup_max_size: u32,
 }
 
+impl Capabilities {
+    /// What `adapter` offers; a context on it requests exactly these features.
+    pub fn of_adapter(adapter: &wgpu::Adapter) -> Self {
+        let (features, info) = (adapter.features(), adapter.get_info());
+        Capabilities {
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            cpu_device: info.device_type == wgpu::DeviceType::Cpu,
+            subgroup_min_size: info.subgroup_min_size,
+            subgroup_max_size: info.subgroup_max_size,
+        }
+    }
+}
+
 /// A device and everything qgpu builds once per device.
 pub struct Context {
     pub(crate) device: wgpu::Device,
@@ -129,14 +144,7 @@ impl Context {
         // Errors outside any scope (there should be none) are logged rather than panicking.
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| log::error!("uncaptured GPU error: {e}")));
 
-        let caps = Capabilities {
-            shader_f16: features.contains(wgpu::Features::SHADER_F16),
-            subgroups: features.contains(wgpu::Features::SUBGROUP),
-            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
-            cpu_device: info.device_type == wgpu::DeviceType::Cpu,
-            subgroup_min_size: info.subgroup_min_size,
-            subgroup_max_size: info.subgroup_max_size,
-        };
+        let caps = Capabilities::of_adapter(&adapter);
         // The device may report a larger binding limit than we capped; our cap is what we plan with.
         let mut effective = device.limits();
         effective.max_storage_buffer_binding_size = effective.max_storage_buffer_binding_size.min(limits.max_storage_buffer_binding_size);

@@ -37,12 +37,14 @@ pub enum LinearKernel {
 impl MatvecKernel {
     pub const ALL: [MatvecKernel; 3] = [MatvecKernel::Lane, MatvecKernel::Workgroup, MatvecKernel::Subgroup];
 
-    /// The variant qgpu uses by default on a device with `caps`.
+    /// The variant qgpu uses by default on a device with `caps`. Subgroups win wherever they
+    /// exist (on lavapipe too: a subgroup's lanes read neighbouring words); without them, CPU
+    /// adapters avoid barriers and GPUs reduce in workgroup memory.
     pub fn preferred(caps: Capabilities) -> Self {
-        if caps.cpu_device {
-            MatvecKernel::Lane
-        } else if caps.subgroups {
+        if caps.subgroups {
             MatvecKernel::Subgroup
+        } else if caps.cpu_device {
+            MatvecKernel::Lane
         } else {
             MatvecKernel::Workgroup
         }
