@@ -13,4 +13,10 @@ pub enum Error {
     /// Shapes that do not fit an operation.
     #[error(transparent)]
     Shape(#[from] crate::tensor::ShapeError),
+    /// A malformed GGUF file.
+    #[error(transparent)]
+    Gguf(#[from] crate::loader::GgufError),
+    /// A model qgpu cannot run, or a request it cannot serve.
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
 }

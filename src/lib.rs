@@ -14,6 +14,7 @@ pub mod bench;
 pub mod error;
 pub mod gpu;
 pub mod loader;
+pub mod model;
 pub mod ops;
 pub mod quant;
 pub mod tensor;

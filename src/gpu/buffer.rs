@@ -9,7 +9,15 @@ use wgpu::util::DeviceExt;
 pub struct Dispatch {
     pub(crate) pipeline: Arc<Pipeline>,
     pub(crate) bind_group: wgpu::BindGroup,
-    pub(crate) workgroups: [u32; 3],
+    pub(crate) workgroups: Workgroups,
+}
+
+/// How many workgroups a dispatch launches.
+pub(crate) enum Workgroups {
+    Direct([u32; 3]),
+    /// Read from a buffer the host rewrites before each run (counts that grow with the
+    /// sequence, planned once).
+    Indirect(wgpu::Buffer),
 }
 
 impl Context {
@@ -105,7 +113,24 @@ impl Context {
             layout: &pipeline.layout,
             entries: &entries,
         });
-        Dispatch { pipeline, bind_group, workgroups }
+        Dispatch { pipeline, bind_group, workgroups: Workgroups::Direct(workgroups) }
+    }
+
+    /// As [`Context::dispatch`], with the workgroup counts read at run time from `args` (three
+    /// `u32`, written with [`Context::write_buffer`]).
+    pub fn dispatch_indirect(&self, pipeline: Arc<Pipeline>, buffers: &[&wgpu::Buffer], args: &wgpu::Buffer) -> Dispatch {
+        let mut d = self.dispatch(pipeline, buffers, [0; 3]);
+        d.workgroups = Workgroups::Indirect(args.clone());
+        d
+    }
+
+    /// A buffer for indirect dispatch arguments, initially `[0, 0, 0]`.
+    pub fn indirect_buffer(&self) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("indirect args"),
+            contents: &[0u8; 12],
+            usage: wgpu::BufferUsages::INDIRECT | wgpu::BufferUsages::COPY_DST,
+        })
     }
 
     /// Splits `count` workgroups over x and y so that neither exceeds the adapter's limit.
@@ -134,7 +159,10 @@ impl Context {
             for d in dispatches {
                 pass.set_pipeline(&d.pipeline.pipeline);
                 pass.set_bind_group(0, &d.bind_group, &[]);
-                pass.dispatch_workgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+                match &d.workgroups {
+                    Workgroups::Direct([x, y, z]) => pass.dispatch_workgroups(*x, *y, *z),
+                    Workgroups::Indirect(args) => pass.dispatch_workgroups_indirect(args, 0),
+                }
             }
         }
         self.queue.submit([encoder.finish()]);

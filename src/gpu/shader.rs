@@ -8,14 +8,28 @@ pub enum ShaderModuleId {
     MatvecSubgroup,
     Matmul,
     Copy,
+    Embed,
+    Norm,
+    Rope,
+    Attention,
+    Elementwise,
 }
 
 const WEIGHTS: &str = include_str!("../../shaders/weights.wgsl");
 const MATVEC_IO: &str = include_str!("../../shaders/matvec_io.wgsl");
 
 impl ShaderModuleId {
-    pub const ALL: [ShaderModuleId; 4] =
-        [ShaderModuleId::Matvec, ShaderModuleId::MatvecSubgroup, ShaderModuleId::Matmul, ShaderModuleId::Copy];
+    pub const ALL: [ShaderModuleId; 9] = [
+        ShaderModuleId::Matvec,
+        ShaderModuleId::MatvecSubgroup,
+        ShaderModuleId::Matmul,
+        ShaderModuleId::Copy,
+        ShaderModuleId::Embed,
+        ShaderModuleId::Norm,
+        ShaderModuleId::Rope,
+        ShaderModuleId::Attention,
+        ShaderModuleId::Elementwise,
+    ];
 
     /// The source files, in concatenation order.
     pub fn files(self) -> &'static [&'static str] {
@@ -24,6 +38,11 @@ impl ShaderModuleId {
             ShaderModuleId::MatvecSubgroup => &[WEIGHTS, MATVEC_IO, include_str!("../../shaders/matvec_subgroup.wgsl")],
             ShaderModuleId::Matmul => &[WEIGHTS, include_str!("../../shaders/matmul.wgsl")],
             ShaderModuleId::Copy => &[include_str!("../../shaders/copy.wgsl")],
+            ShaderModuleId::Embed => &[WEIGHTS, include_str!("../../shaders/embed.wgsl")],
+            ShaderModuleId::Norm => &[include_str!("../../shaders/norm.wgsl")],
+            ShaderModuleId::Rope => &[include_str!("../../shaders/rope.wgsl")],
+            ShaderModuleId::Attention => &[include_str!("../../shaders/attention.wgsl")],
+            ShaderModuleId::Elementwise => &[include_str!("../../shaders/elementwise.wgsl")],
         }
     }
 
@@ -38,6 +57,11 @@ impl ShaderModuleId {
             ShaderModuleId::MatvecSubgroup => "matvec_subgroup.wgsl",
             ShaderModuleId::Matmul => "matmul.wgsl",
             ShaderModuleId::Copy => "copy.wgsl",
+            ShaderModuleId::Embed => "embed.wgsl",
+            ShaderModuleId::Norm => "norm.wgsl",
+            ShaderModuleId::Rope => "rope.wgsl",
+            ShaderModuleId::Attention => "attention.wgsl",
+            ShaderModuleId::Elementwise => "elementwise.wgsl",
         }
     }
 
@@ -63,11 +87,38 @@ pub enum Kernel {
     MatvecSubgroup,
     Matmul,
     Copy,
+    Embed,
+    RmsNorm,
+    RopeStore,
+    AttnScores,
+    AttnSoftmax,
+    AttnValues,
+    Add,
+    SiluMul,
 }
 
+impl Kernel {
+    pub const ALL: [Kernel; 13] = [
+        Kernel::MatvecLane,
+        Kernel::MatvecWorkgroup,
+        Kernel::MatvecSubgroup,
+        Kernel::Matmul,
+        Kernel::Copy,
+        Kernel::Embed,
+        Kernel::RmsNorm,
+        Kernel::RopeStore,
+        Kernel::AttnScores,
+        Kernel::AttnSoftmax,
+        Kernel::AttnValues,
+        Kernel::Add,
+        Kernel::SiluMul,
+    ];
+}
+
+use Binding::{ReadOnly as R, ReadWrite as W, Uniform as U};
+
 /// weights.wgsl bindings 0-1, then x, y, params.
-const LINEAR_BINDINGS: &[Binding] =
-    &[Binding::ReadOnly, Binding::ReadOnly, Binding::ReadOnly, Binding::ReadWrite, Binding::Uniform];
+const LINEAR_BINDINGS: &[Binding] = &[R, R, R, W, U];
 
 impl Kernel {
     pub fn module(self) -> ShaderModuleId {
@@ -76,6 +127,11 @@ impl Kernel {
             Kernel::MatvecSubgroup => ShaderModuleId::MatvecSubgroup,
             Kernel::Matmul => ShaderModuleId::Matmul,
             Kernel::Copy => ShaderModuleId::Copy,
+            Kernel::Embed => ShaderModuleId::Embed,
+            Kernel::RmsNorm => ShaderModuleId::Norm,
+            Kernel::RopeStore => ShaderModuleId::Rope,
+            Kernel::AttnScores | Kernel::AttnSoftmax | Kernel::AttnValues => ShaderModuleId::Attention,
+            Kernel::Add | Kernel::SiluMul => ShaderModuleId::Elementwise,
         }
     }
 
@@ -86,13 +142,26 @@ impl Kernel {
             Kernel::MatvecSubgroup => "matvec_subgroup",
             Kernel::Matmul => "matmul",
             Kernel::Copy => "copy",
+            Kernel::Embed => "embed",
+            Kernel::RmsNorm => "rms_norm",
+            Kernel::RopeStore => "rope_store",
+            Kernel::AttnScores => "attn_scores",
+            Kernel::AttnSoftmax => "attn_softmax",
+            Kernel::AttnValues => "attn_values",
+            Kernel::Add => "add",
+            Kernel::SiluMul => "silu_mul",
         }
     }
 
+    /// The bind-group layout, in binding order; must match the `@binding`s of the entry's module.
     pub fn bindings(self) -> &'static [Binding] {
         match self {
-            Kernel::Copy => &[Binding::ReadOnly, Binding::ReadWrite],
-            _ => LINEAR_BINDINGS,
+            Kernel::MatvecLane | Kernel::MatvecWorkgroup | Kernel::MatvecSubgroup | Kernel::Matmul | Kernel::Embed => LINEAR_BINDINGS,
+            Kernel::Copy => &[R, W],
+            Kernel::RmsNorm => &[R, R, W, U],
+            Kernel::RopeStore => &[W, R, R, W, W, R, U, U],
+            Kernel::AttnScores | Kernel::AttnSoftmax | Kernel::AttnValues => &[R, R, W, W, U, U],
+            Kernel::Add | Kernel::SiluMul => &[W, R, U],
         }
     }
 }

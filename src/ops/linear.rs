@@ -65,11 +65,11 @@ impl MatvecKernel {
 }
 
 /// Rows `row_start..row_start + rows` of a matrix, in buffers that each fit one binding.
-struct Chunk {
-    row_start: usize,
-    rows: usize,
-    quants: wgpu::Buffer,
-    scales: wgpu::Buffer,
+pub(crate) struct Chunk {
+    pub(crate) row_start: usize,
+    pub(crate) rows: usize,
+    pub(crate) quants: wgpu::Buffer,
+    pub(crate) scales: wgpu::Buffer,
 }
 
 /// A weight matrix on the GPU, still quantized: `rows` outputs (N) of `cols` inputs (K).
@@ -124,6 +124,9 @@ impl GpuMatrix {
     /// Bytes of quants and scales held on the GPU.
     pub fn gpu_bytes(&self) -> u64 {
         self.bytes
+    }
+    pub(crate) fn chunks(&self) -> &[Chunk] {
+        &self.chunks
     }
     /// How many buffers the matrix was split into.
     pub fn chunk_count(&self) -> usize {

@@ -1,9 +1,19 @@
-//! Operations on GPU tensors: validate shapes, pick a pipeline, bind, dispatch.
+//! Operations on GPU tensors: validate shapes, pick a pipeline, bind, dispatch. Each op is
+//! planned once into [`Dispatch`]es and replayed with [`Context::run`](crate::gpu::Context::run).
 
+pub mod attention;
 pub mod copy;
+pub mod elementwise;
+pub mod embed;
 pub mod linear;
+pub mod norm;
+mod plan;
 mod tensor;
 
+pub use attention::{plan_attention, plan_rope_store, AttnArgs, AttnDims, RopeTable};
 pub use copy::CopyProbe;
+pub use elementwise::{plan_add, plan_silu_mul};
+pub use embed::plan_embed;
 pub use linear::{default_kernel, linear, plan_linear, GpuMatrix, LinearKernel, LinearPlan, MatvecKernel, MATVEC_MAX_ROWS};
-pub use tensor::GpuTensor;
+pub use norm::plan_rms_norm;
+pub use tensor::{GpuIds, GpuTensor, StepParams};

@@ -39,6 +39,67 @@ impl GpuTensor {
 
     /// Reads the whole matrix back, row-major.
     pub async fn read(&self, ctx: &Context) -> Result<Vec<f32>, Error> {
-        Ok(ctx.read_f32("tensor", &self.buffer, self.rows * self.cols).await?)
+        self.read_rows(ctx, self.rows).await
+    }
+
+    /// Reads the first `rows` rows back, row-major.
+    pub async fn read_rows(&self, ctx: &Context, rows: usize) -> Result<Vec<f32>, Error> {
+        let rows = rows.min(self.rows);
+        Ok(ctx.read_f32("tensor", &self.buffer, rows * self.cols).await?)
+    }
+}
+
+impl GpuTensor {
+    /// The first `rows` rows, sharing this tensor's buffer: activations are allocated for the
+    /// longest chunk and planned for shorter ones.
+    pub fn view_rows(&self, rows: usize) -> Result<GpuTensor, Error> {
+        if rows == 0 || rows > self.rows {
+            return Err(crate::tensor::ShapeError::TooLarge { op: "view", what: "rows", actual: rows, max: self.rows }.into());
+        }
+        Ok(GpuTensor { buffer: self.buffer.clone(), rows, cols: self.cols })
+    }
+
+    /// Overwrites the start of the tensor with `data` (row-major).
+    pub fn write(&self, ctx: &Context, data: &[f32]) -> Result<(), Error> {
+        if data.len() > self.rows * self.cols {
+            return Err(crate::tensor::ShapeError::TooLarge { op: "write", what: "values", actual: data.len(), max: self.rows * self.cols }.into());
+        }
+        ctx.write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
+        Ok(())
+    }
+}
+
+/// Token ids on the GPU, written before each call.
+pub struct GpuIds {
+    pub(crate) buffer: wgpu::Buffer,
+    capacity: usize,
+}
+
+impl GpuIds {
+    pub fn new(ctx: &Context, capacity: usize) -> Result<Self, Error> {
+        check_matrix("allocate", "token ids", capacity, 1, None)?;
+        Ok(Self { buffer: ctx.zeroed_buffer("token ids", capacity as u64 * 4)?, capacity })
+    }
+    pub fn write(&self, ctx: &Context, ids: &[u32]) -> Result<(), Error> {
+        if ids.len() > self.capacity {
+            return Err(crate::tensor::ShapeError::TooLarge { op: "write", what: "token ids", actual: ids.len(), max: self.capacity }.into());
+        }
+        ctx.write_buffer(&self.buffer, 0, bytemuck::cast_slice(ids));
+        Ok(())
+    }
+}
+
+/// Per-call values every planned dispatch reads (the position of the first token), so that
+/// plans are built once and replayed for every decode step.
+pub struct StepParams {
+    pub(crate) buffer: wgpu::Buffer,
+}
+
+impl StepParams {
+    pub fn new(ctx: &Context) -> Self {
+        Self { buffer: ctx.uniform_buffer("step", &[0u8; 16]) }
+    }
+    pub fn write(&self, ctx: &Context, pos0: u32) {
+        ctx.write_buffer(&self.buffer, 0, bytemuck::bytes_of(&[pos0, 0, 0, 0]));
     }
 }

@@ -55,3 +55,17 @@ pub fn compare(got: &[f32], want: &[f64], tol: f64) -> (f64, Option<usize>) {
     let first = got.iter().zip(want).position(|(g, w)| !((*g as f64 - w).abs() <= tol * rms));
     ((err / norm.max(1e-300)).sqrt(), first)
 }
+
+/// The default model's path: `$QGPU_MODEL`, else the cache that `scripts/fetch-model.sh` fills.
+pub fn model_path() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("QGPU_MODEL") {
+        return p.into();
+    }
+    let cache = std::env::var("QGPU_CACHE_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+        std::env::var("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache"))
+            .join("qgpu")
+    });
+    cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+}

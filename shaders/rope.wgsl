@@ -1,0 +1,65 @@
+// Rotary position embedding of Q and K, and the store of K and V into the KV cache.
+// GGUF llama files hold Q and K permuted for rotation of adjacent pairs (x[2i], x[2i+1]).
+// cos and sin come from a table computed on the host in f64: GPU sin/cos of large angles are
+// only loosely specified.
+
+struct RopeParams {
+    heads: u32,
+    kv_heads: u32,
+    head_dim: u32,
+    // Leading dimensions of each head that rotate; the rest pass through.
+    rope_dims: u32,
+    tokens: u32,
+}
+
+struct Step {
+    // Position of the first token of this call.
+    pos0: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> q: array<f32>;       // [tokens][heads][head_dim]
+@group(0) @binding(1) var<storage, read> k: array<f32>;             // [tokens][kv_heads][head_dim]
+@group(0) @binding(2) var<storage, read> v: array<f32>;             // [tokens][kv_heads][head_dim]
+@group(0) @binding(3) var<storage, read_write> k_cache: array<f32>; // [position][kv_heads][head_dim]
+@group(0) @binding(4) var<storage, read_write> v_cache: array<f32>; // [position][kv_heads][head_dim]
+@group(0) @binding(5) var<storage, read> rope_table: array<vec2<f32>>; // [position][rope_dims / 2] (cos, sin)
+@group(0) @binding(6) var<uniform> params: RopeParams;
+@group(0) @binding(7) var<uniform> step: Step;
+
+fn rotate(pair: vec2<f32>, pos: u32, i: u32) -> vec2<f32> {
+    if 2u * i >= params.rope_dims {
+        return pair;
+    }
+    let cs = rope_table[pos * (params.rope_dims / 2u) + i];
+    return vec2<f32>(pair.x * cs.x - pair.y * cs.y, pair.x * cs.y + pair.y * cs.x);
+}
+
+// One invocation per (token, head of Q or K, pair).
+@compute @workgroup_size(64)
+fn rope_store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let index = gid.x + gid.y * groups.x * 64u;
+    let half = params.head_dim / 2u;
+    let per_token = (params.heads + params.kv_heads) * half;
+    if index >= params.tokens * per_token {
+        return;
+    }
+    let t = index / per_token;
+    let head = (index % per_token) / half;
+    let i = index % half;
+    let pos = step.pos0 + t;
+    if head < params.heads {
+        let at = (t * params.heads + head) * params.head_dim + 2u * i;
+        let r = rotate(vec2<f32>(q[at], q[at + 1u]), pos, i);
+        q[at] = r.x;
+        q[at + 1u] = r.y;
+    } else {
+        let kv = head - params.heads;
+        let src = (t * params.kv_heads + kv) * params.head_dim + 2u * i;
+        let dst = (pos * params.kv_heads + kv) * params.head_dim + 2u * i;
+        let r = rotate(vec2<f32>(k[src], k[src + 1u]), pos, i);
+        k_cache[dst] = r.x;
+        k_cache[dst + 1u] = r.y;
+        v_cache[dst] = v[src];
+        v_cache[dst + 1u] = v[src + 1u];
+    }
+}

@@ -1,0 +1,254 @@
+//! A LLaMA-family decoder on the GPU: embedding lookup from the quantized table, RMSNorm, RoPE,
+//! grouped-query attention over a GPU KV cache, SwiGLU, and the (possibly tied) head. Every
+//! matrix product reads quantized weights; only logits come back to the host.
+
+mod config;
+mod weights;
+
+pub use config::LlamaConfig;
+pub use weights::format_of;
+
+use crate::gpu::{Context, Dispatch};
+use crate::loader::GgufFile;
+use crate::model::ModelError;
+use crate::ops::*;
+use crate::Error;
+use std::collections::HashMap;
+use weights::Weights;
+
+/// How a model is set up on the GPU.
+#[derive(Clone, Debug)]
+pub struct LlamaOptions {
+    /// Positions the KV cache holds (capped at the trained context).
+    pub context: usize,
+    /// Longest prompt chunk run at once; longer prompts run in chunks of this many tokens.
+    pub chunk: usize,
+}
+
+impl Default for LlamaOptions {
+    fn default() -> Self {
+        Self { context: 2048, chunk: 128 }
+    }
+}
+
+/// Which logits a forward pass returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Logits {
+    /// The last position's only (generation).
+    Last,
+    /// Every position's (evaluation and tests).
+    All,
+}
+
+/// Activations for up to `chunk` tokens, reused by every layer.
+struct Activations {
+    x: GpuTensor,
+    xn: GpuTensor,
+    q: GpuTensor,
+    k: GpuTensor,
+    v: GpuTensor,
+    attn: GpuTensor,
+    proj: GpuTensor,
+    gate: GpuTensor,
+    up: GpuTensor,
+    scores: GpuTensor,
+    logits: GpuTensor,
+    ids: GpuIds,
+}
+
+/// GPU bytes held by a model, by purpose.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemoryUse {
+    pub weights: u64,
+    pub kv_cache: u64,
+    pub activations: u64,
+}
+
+pub struct Llama {
+    config: LlamaConfig,
+    options: LlamaOptions,
+    weights: Weights,
+    acts: Activations,
+    k_cache: Vec<GpuTensor>,
+    v_cache: Vec<GpuTensor>,
+    rope: RopeTable,
+    step: StepParams,
+    args: AttnArgs,
+    plans: HashMap<(usize, Logits), Vec<Dispatch>>,
+    all_logits: Option<GpuTensor>,
+    pos: usize,
+    memory: MemoryUse,
+}
+
+impl Llama {
+    /// Uploads the model; `progress(done, total)` is called after each tensor.
+    pub fn load(ctx: &Context, file: &GgufFile, options: LlamaOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Self, Error> {
+        let config = LlamaConfig::from_gguf(file)?;
+        let options = LlamaOptions { context: options.context.min(config.trained_context).max(1), chunk: options.chunk.max(1) };
+        let weights = weights::load(ctx, file, &config, progress)?;
+        let (t, c) = (options.chunk, &config);
+        let acts = Activations {
+            x: GpuTensor::zeros(ctx, t, c.dim)?,
+            xn: GpuTensor::zeros(ctx, t, c.dim)?,
+            q: GpuTensor::zeros(ctx, t, c.dim)?,
+            k: GpuTensor::zeros(ctx, t, c.kv_dim())?,
+            v: GpuTensor::zeros(ctx, t, c.kv_dim())?,
+            attn: GpuTensor::zeros(ctx, t, c.dim)?,
+            proj: GpuTensor::zeros(ctx, t, c.dim)?,
+            gate: GpuTensor::zeros(ctx, t, c.ffn)?,
+            up: GpuTensor::zeros(ctx, t, c.ffn)?,
+            scores: GpuTensor::zeros(ctx, c.heads * t, options.context)?,
+            logits: GpuTensor::zeros(ctx, 1, c.vocab)?,
+            ids: GpuIds::new(ctx, t)?,
+        };
+        let mut k_cache = Vec::with_capacity(c.layers);
+        let mut v_cache = Vec::with_capacity(c.layers);
+        for _ in 0..c.layers {
+            k_cache.push(GpuTensor::zeros(ctx, options.context, c.kv_dim())?);
+            v_cache.push(GpuTensor::zeros(ctx, options.context, c.kv_dim())?);
+        }
+        let activations = [&acts.x, &acts.xn, &acts.q, &acts.k, &acts.v, &acts.attn, &acts.proj, &acts.gate, &acts.up, &acts.scores, &acts.logits]
+            .iter()
+            .map(|t| t.bytes())
+            .sum::<u64>();
+        let memory = MemoryUse { weights: weights.bytes, kv_cache: k_cache.iter().chain(&v_cache).map(|t| t.bytes()).sum(), activations };
+        Ok(Self {
+            rope: RopeTable::new(ctx, c.rope_dims, options.context, c.rope_base)?,
+            step: StepParams::new(ctx),
+            args: AttnArgs::new(ctx),
+            config,
+            options,
+            weights,
+            acts,
+            k_cache,
+            v_cache,
+            plans: HashMap::new(),
+            all_logits: None,
+            pos: 0,
+            memory,
+        })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+    /// Positions the KV cache holds.
+    pub fn context(&self) -> usize {
+        self.options.context
+    }
+    /// Tokens already in the KV cache.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+    pub fn memory(&self) -> MemoryUse {
+        self.memory
+    }
+    /// Forgets the sequence: the next forward starts at position 0.
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+
+    /// Appends `tokens` to the sequence and returns logits: the last position's (`vocab`
+    /// values) or every position's (`tokens.len() × vocab`, row-major).
+    pub async fn forward(&mut self, ctx: &Context, tokens: &[u32], logits: Logits) -> Result<Vec<f32>, Error> {
+        if tokens.is_empty() {
+            return Err(ModelError::EmptyInput.into());
+        }
+        if let Some(&id) = tokens.iter().find(|&&id| id as usize >= self.config.vocab) {
+            return Err(ModelError::TokenOutOfRange { id, vocab: self.config.vocab }.into());
+        }
+        if self.pos + tokens.len() > self.options.context {
+            return Err(ModelError::ContextFull { needed: self.pos + tokens.len(), context: self.options.context }.into());
+        }
+        if logits == Logits::All {
+            let rows = self.all_logits.as_ref().map_or(0, |t| t.rows());
+            if rows < self.options.chunk {
+                self.all_logits = Some(GpuTensor::zeros(ctx, self.options.chunk, self.config.vocab)?);
+                self.plans.retain(|(_, l), _| *l != Logits::All);
+            }
+        }
+        let mut out = Vec::new();
+        let chunks: Vec<&[u32]> = tokens.chunks(self.options.chunk).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let last = i + 1 == chunks.len();
+            // Only the final chunk needs the head when generating.
+            let want = if logits == Logits::All { Some(Logits::All) } else if last { Some(Logits::Last) } else { None };
+            let key = (chunk.len(), want.unwrap_or(Logits::Last));
+            if !self.plans.contains_key(&key) {
+                let plan = self.plan(ctx, chunk.len(), key.1).await?;
+                self.plans.insert(key, plan);
+            }
+            let dims = self.dims();
+            self.acts.ids.write(ctx, chunk)?;
+            self.step.write(ctx, self.pos as u32);
+            self.args.write(ctx, dims, self.pos, chunk.len());
+            let plan = &self.plans[&key];
+            // The head's dispatches come last; skip them for chunks whose logits nobody reads.
+            let body = if want.is_none() { &plan[..plan.len() - self.head_dispatches()] } else { &plan[..] };
+            let refs: Vec<&Dispatch> = body.iter().collect();
+            ctx.run(&refs).await?;
+            self.pos += chunk.len();
+            match want {
+                Some(Logits::All) => {
+                    let t = self.all_logits.as_ref().expect("allocated above");
+                    out.extend(t.read_rows(ctx, chunk.len()).await?);
+                }
+                Some(Logits::Last) => out = self.acts.logits.read(ctx).await?,
+                None => {}
+            }
+        }
+        Ok(out)
+    }
+
+    fn dims(&self) -> AttnDims {
+        AttnDims { heads: self.config.heads, kv_heads: self.config.kv_heads, head_dim: self.config.head_dim }
+    }
+
+    fn head_matrix(&self) -> &GpuMatrix {
+        self.weights.head.as_ref().unwrap_or(&self.weights.embed)
+    }
+
+    /// Dispatches at the end of a plan that compute logits: the final norm and the head's chunks.
+    fn head_dispatches(&self) -> usize {
+        1 + self.head_matrix().chunk_count()
+    }
+
+    /// Every dispatch of a forward pass over `t` tokens, in order.
+    async fn plan(&self, ctx: &Context, t: usize, logits: Logits) -> Result<Vec<Dispatch>, Error> {
+        let (c, a, dims) = (&self.config, &self.acts, self.dims());
+        let rows = |x: &GpuTensor| x.view_rows(t);
+        let (x, xn, q, k, v, attn, proj, gate, up) =
+            (rows(&a.x)?, rows(&a.xn)?, rows(&a.q)?, rows(&a.k)?, rows(&a.v)?, rows(&a.attn)?, rows(&a.proj)?, rows(&a.gate)?, rows(&a.up)?);
+        let mut d = plan_embed(ctx, &self.weights.embed, &a.ids, &x, t).await?;
+        for (i, w) in self.weights.layers.iter().enumerate() {
+            d.push(plan_rms_norm(ctx, &x, 0, t, &w.attn_norm, &xn, c.eps).await?);
+            for (m, y) in [(&w.q, &q), (&w.k, &k), (&w.v, &v)] {
+                d.extend(plan_linear(ctx, m, &xn, y, None).await?.dispatches);
+            }
+            d.push(plan_rope_store(ctx, dims, t, &q, &k, &v, &self.k_cache[i], &self.v_cache[i], &self.rope, &self.step).await?);
+            d.extend(plan_attention(ctx, dims, t, &q, &self.k_cache[i], &self.v_cache[i], &a.scores, &attn, &self.step, &self.args).await?);
+            d.extend(plan_linear(ctx, &w.o, &attn, &proj, None).await?.dispatches);
+            d.push(plan_add(ctx, &x, &proj, t * c.dim).await?);
+            d.push(plan_rms_norm(ctx, &x, 0, t, &w.ffn_norm, &xn, c.eps).await?);
+            d.extend(plan_linear(ctx, &w.gate, &xn, &gate, None).await?.dispatches);
+            d.extend(plan_linear(ctx, &w.up, &xn, &up, None).await?.dispatches);
+            d.push(plan_silu_mul(ctx, &gate, &up, t * c.ffn).await?);
+            d.extend(plan_linear(ctx, &w.down, &gate, &proj, None).await?.dispatches);
+            d.push(plan_add(ctx, &x, &proj, t * c.dim).await?);
+        }
+        let head = self.head_matrix();
+        match logits {
+            Logits::Last => {
+                let xn_last = a.xn.view_rows(1)?;
+                d.push(plan_rms_norm(ctx, &x, t - 1, 1, &self.weights.output_norm, &xn_last, c.eps).await?);
+                d.extend(plan_linear(ctx, head, &xn_last, &a.logits, None).await?.dispatches);
+            }
+            Logits::All => {
+                let out = self.all_logits.as_ref().expect("allocated before planning").view_rows(t)?;
+                d.push(plan_rms_norm(ctx, &x, 0, t, &self.weights.output_norm, &xn, c.eps).await?);
+                d.extend(plan_linear(ctx, head, &xn, &out, None).await?.dispatches);
+            }
+        }
+        Ok(d)
+    }
+}

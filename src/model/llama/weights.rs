@@ -1,0 +1,115 @@
+//! Moving a GGUF file's tensors to the GPU, still quantized.
+
+use super::LlamaConfig;
+use crate::gpu::Context;
+use crate::loader::{GgmlType, GgufFile};
+use crate::model::ModelError;
+use crate::ops::{GpuMatrix, GpuTensor};
+use crate::quant::{reference, Format, QuantMatrixRef};
+use crate::Error;
+
+pub(super) struct LayerWeights {
+    pub attn_norm: GpuTensor,
+    pub q: GpuMatrix,
+    pub k: GpuMatrix,
+    pub v: GpuMatrix,
+    pub o: GpuMatrix,
+    pub ffn_norm: GpuTensor,
+    pub gate: GpuMatrix,
+    pub up: GpuMatrix,
+    pub down: GpuMatrix,
+}
+
+pub(super) struct Weights {
+    pub embed: GpuMatrix,
+    /// `None` when the head is tied to the embedding table.
+    pub head: Option<GpuMatrix>,
+    pub output_norm: GpuTensor,
+    pub layers: Vec<LayerWeights>,
+    pub bytes: u64,
+}
+
+/// The weight formats qgpu has kernels for.
+pub fn format_of(name: &str, ty: GgmlType) -> Result<Format, ModelError> {
+    Ok(match ty {
+        GgmlType::F32 => Format::F32,
+        GgmlType::F16 => Format::F16,
+        GgmlType::Q8_0 => Format::Q8_0,
+        GgmlType::Q4_0 => Format::Q4_0,
+        GgmlType::Q4_1 => Format::Q4_1,
+        other => return Err(ModelError::UnsupportedTensorType { tensor: name.to_string(), ggml_type: other.name().to_string() }),
+    })
+}
+
+struct Loader<'a> {
+    ctx: &'a Context,
+    file: &'a GgufFile,
+    bytes: u64,
+    done: usize,
+    total: usize,
+    progress: &'a mut dyn FnMut(usize, usize),
+}
+
+impl Loader<'_> {
+    fn step(&mut self) {
+        self.done += 1;
+        (self.progress)(self.done, self.total);
+    }
+
+    /// A `[cols, rows]` GGUF matrix, uploaded in its own format.
+    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<GpuMatrix, Error> {
+        let info = self.file.tensor(name).ok_or_else(|| ModelError::MissingTensor { name: name.into() })?;
+        let expected = [cols as u64, rows as u64];
+        if info.dims != expected {
+            return Err(ModelError::TensorShape { name: name.into(), expected: expected.to_vec(), actual: info.dims.clone() }.into());
+        }
+        let format = format_of(name, info.ggml_type)?;
+        let data = self.file.tensor_data(info).map_err(ModelError::from)?;
+        let matrix = GpuMatrix::upload(self.ctx, QuantMatrixRef::new(format, rows, cols, data)?)?;
+        self.bytes += matrix.gpu_bytes();
+        self.step();
+        Ok(matrix)
+    }
+
+    /// A vector of `len` values (norm weights), as f32.
+    fn vector(&mut self, name: &str, len: usize) -> Result<GpuTensor, Error> {
+        let info = self.file.tensor(name).ok_or_else(|| ModelError::MissingTensor { name: name.into() })?;
+        if info.dims != [len as u64] {
+            return Err(ModelError::TensorShape { name: name.into(), expected: vec![len as u64], actual: info.dims.clone() }.into());
+        }
+        let format = format_of(name, info.ggml_type)?;
+        let data = self.file.tensor_data(info).map_err(ModelError::from)?;
+        let mut values = vec![0.0f32; len];
+        reference::dequantize_into(format, data, &mut values);
+        let tensor = GpuTensor::from_slice(self.ctx, 1, len, &values)?;
+        self.bytes += tensor.bytes();
+        self.step();
+        Ok(tensor)
+    }
+}
+
+pub(super) fn load(ctx: &Context, file: &GgufFile, c: &LlamaConfig, progress: &mut dyn FnMut(usize, usize)) -> Result<Weights, Error> {
+    let tied = file.tensor("output.weight").is_none();
+    let total = 2 + usize::from(!tied) + 9 * c.layers;
+    let mut l = Loader { ctx, file, bytes: 0, done: 0, total, progress };
+    let embed = l.matrix("token_embd.weight", c.vocab, c.dim)?;
+    let head = if tied { None } else { Some(l.matrix("output.weight", c.vocab, c.dim)?) };
+    let output_norm = l.vector("output_norm.weight", c.dim)?;
+    let mut layers = Vec::with_capacity(c.layers);
+    for i in 0..c.layers {
+        let n = |t: &str| format!("blk.{i}.{t}.weight");
+        layers.push(LayerWeights {
+            attn_norm: l.vector(&n("attn_norm"), c.dim)?,
+            q: l.matrix(&n("attn_q"), c.dim, c.dim)?,
+            k: l.matrix(&n("attn_k"), c.kv_dim(), c.dim)?,
+            v: l.matrix(&n("attn_v"), c.kv_dim(), c.dim)?,
+            o: l.matrix(&n("attn_output"), c.dim, c.dim)?,
+            ffn_norm: l.vector(&n("ffn_norm"), c.dim)?,
+            gate: l.matrix(&n("ffn_gate"), c.ffn, c.dim)?,
+            up: l.matrix(&n("ffn_up"), c.ffn, c.dim)?,
+            down: l.matrix(&n("ffn_down"), c.dim, c.ffn)?,
+        });
+    }
+    let bytes = l.bytes;
+    Ok(Weights { embed, head, output_norm, layers, bytes })
+}

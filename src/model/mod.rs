@@ -1,0 +1,38 @@
+//! Models built from ops and loaded by the loaders.
+
+pub mod llama;
+
+use crate::loader::GgufError;
+
+/// A model file that qgpu cannot run, or a request the model cannot serve.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The file's metadata or tensor table is malformed.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    /// `general.architecture` names a family qgpu has no decoder for.
+    #[error("unsupported architecture `{architecture}` (qgpu runs llama-family models)")]
+    UnsupportedArchitecture { architecture: String },
+    /// Hyper-parameters that contradict each other.
+    #[error("inconsistent hyper-parameters: {reason}")]
+    BadHyperParameters { reason: String },
+    /// A tensor the architecture needs is not in the file.
+    #[error("tensor `{name}` is missing")]
+    MissingTensor { name: String },
+    /// A tensor's dimensions differ from what the hyper-parameters imply.
+    #[error("tensor `{name}` has dims {actual:?}, expected {expected:?}")]
+    TensorShape { name: String, expected: Vec<u64>, actual: Vec<u64> },
+    /// A tensor in a format qgpu has no kernel for.
+    #[error("tensor `{tensor}` is {ggml_type}, which qgpu cannot run (F32, F16, Q8_0, Q4_0, Q4_1)")]
+    UnsupportedTensorType { tensor: String, ggml_type: String },
+    /// A forward pass with no tokens.
+    #[error("no input tokens")]
+    EmptyInput,
+    /// A token id at or beyond the vocabulary size.
+    #[error("token id {id} is outside the vocabulary of {vocab}")]
+    TokenOutOfRange { id: u32, vocab: usize },
+    /// The sequence would outgrow the KV cache.
+    #[error("the sequence needs {needed} positions but the KV cache holds {context}")]
+    ContextFull { needed: usize, context: usize },
+}
