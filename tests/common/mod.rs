@@ -69,3 +69,6 @@ pub fn model_path() -> std::path::PathBuf {
     });
     cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
+
+pub mod llama_ref;
+pub mod tiny_gguf;

@@ -1,0 +1,97 @@
+//! The GPU decoder against a plain CPU forward pass (tests/common/llama_ref.rs) on tiny
+//! synthetic GGUF models with odd sizes: prefill, chunked prefill, and token-by-token decode.
+
+mod common;
+
+use common::llama_ref::RefLlama;
+use common::tiny_gguf::{tiny_llama_gguf, TinySpec};
+use qgpu::loader::GgufFile;
+use qgpu::model::llama::{Llama, LlamaOptions, Logits};
+use qgpu::model::ModelError;
+use qgpu::quant::Format;
+use qgpu::Error;
+
+/// Largest |GPU − CPU| logit difference allowed; both accumulate in f32 in different orders.
+const TOLERANCE: f32 = 2e-3;
+
+fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let (i, diff) = got.iter().zip(want).map(|(a, b)| (a - b).abs()).enumerate().fold((0, 0.0f32), |m, (i, d)| if d > m.1 { (i, d) } else { m });
+    assert!(diff <= TOLERANCE, "{what}: first worst difference {diff} at index {i}: {} vs {}", got[i], want[i]);
+}
+
+fn check(spec: &TinySpec, seed: u64, chunk: usize) {
+    let Some(ctx) = common::context() else { return };
+    let file = GgufFile::from_bytes(tiny_llama_gguf(spec, seed)).unwrap();
+    let reference = RefLlama::from_gguf(&file).unwrap();
+    let options = LlamaOptions { context: spec.context, chunk };
+    let mut model = Llama::load(&ctx, &file, options, &mut |_, _| {}).unwrap();
+    let vocab = spec.vocab;
+    let tokens: Vec<u32> = (0..13u32).map(|i| (i * 37 + 5) % vocab as u32).collect();
+    let want = reference.forward(&tokens);
+    let what = format!("{:?}/{:?} tied {} chunk {chunk}", spec.weight_format, spec.embed_format, spec.tied_head);
+
+    // Prefill, every position's logits (the matmul path once the chunk exceeds 8 rows).
+    let all = pollster::block_on(model.forward(&ctx, &tokens, Logits::All)).unwrap();
+    for (pos, row) in want.iter().enumerate() {
+        assert_close(&format!("{what} prefill position {pos}"), &all[pos * vocab..(pos + 1) * vocab], row);
+    }
+
+    // Decode: a short prefill, then one token at a time through the KV cache (the matvec path).
+    model.reset();
+    let last = pollster::block_on(model.forward(&ctx, &tokens[..3], Logits::Last)).unwrap();
+    assert_close(&format!("{what} decode position 2"), &last, &want[2]);
+    for pos in 3..tokens.len() {
+        let last = pollster::block_on(model.forward(&ctx, &tokens[pos..pos + 1], Logits::Last)).unwrap();
+        assert_close(&format!("{what} decode position {pos}"), &last, &want[pos]);
+    }
+    assert_eq!(model.position(), tokens.len());
+}
+
+#[test]
+fn q4_0_untied_head_matches_cpu() {
+    check(&TinySpec::odd(), 1, 64);
+}
+
+#[test]
+fn tied_head_and_chunked_prefill_match_cpu() {
+    let spec = TinySpec { tied_head: true, ..TinySpec::odd() };
+    check(&spec, 2, 5);
+}
+
+#[test]
+fn every_weight_format_matches_cpu() {
+    for (weight_format, embed_format) in [(Format::Q8_0, Format::Q4_1), (Format::Q4_1, Format::F16), (Format::F16, Format::F32), (Format::F32, Format::Q4_0)] {
+        let spec = TinySpec { weight_format, embed_format, ..TinySpec::odd() };
+        check(&spec, 3, 16);
+    }
+}
+
+#[test]
+fn bad_requests_are_typed_errors() {
+    let Some(ctx) = common::context() else { return };
+    let spec = TinySpec::odd();
+    let file = GgufFile::from_bytes(tiny_llama_gguf(&spec, 4)).unwrap();
+    let mut model = Llama::load(&ctx, &file, LlamaOptions { context: 8, chunk: 4 }, &mut |_, _| {}).unwrap();
+    let e = pollster::block_on(model.forward(&ctx, &[], Logits::Last)).unwrap_err();
+    assert!(matches!(e, Error::Model(ModelError::EmptyInput)), "{e}");
+    let e = pollster::block_on(model.forward(&ctx, &[spec.vocab as u32], Logits::Last)).unwrap_err();
+    assert!(matches!(e, Error::Model(ModelError::TokenOutOfRange { .. })), "{e}");
+    let e = pollster::block_on(model.forward(&ctx, &[1; 9], Logits::Last)).unwrap_err();
+    assert!(matches!(e, Error::Model(ModelError::ContextFull { needed: 9, context: 8 })), "{e}");
+}
+
+#[test]
+fn missing_tensors_are_typed_errors() {
+    let Some(ctx) = common::context() else { return };
+    let spec = TinySpec::odd();
+    let bytes = tiny_llama_gguf(&spec, 5);
+    // Rename a tensor so the loader cannot find it: same length, so offsets stay valid.
+    let needle = b"blk.1.ffn_up.weight";
+    let at = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
+    let mut broken = bytes.clone();
+    broken[at..at + needle.len()].copy_from_slice(b"blk.1.ffn_uq.weight");
+    let file = GgufFile::from_bytes(broken).unwrap();
+    let e = Llama::load(&ctx, &file, LlamaOptions::default(), &mut |_, _| {}).err().unwrap();
+    assert!(matches!(e, Error::Model(ModelError::MissingTensor { ref name }) if name == "blk.1.ffn_up.weight"), "{e}");
+}
