@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Every test qgpu has, from a fresh Debian machine: installs what is missing, then runs them.
-# With CI=true, GPU tests fail rather than skip when no adapter is found.
+# Every test qgpu has, from a fresh Debian machine: installs what is missing (lavapipe when no
+# Vulkan device exists), fetches the default model for the end-to-end tests, then runs them.
+# With CI=true, GPU and model tests fail rather than skip when no adapter or model is found.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 scripts/setup.sh
 cargo build --release --locked
 ./target/release/qgpu info
+./target/release/qgpu fetch
 cargo test --locked

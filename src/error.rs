@@ -19,4 +19,10 @@ pub enum Error {
     /// A model qgpu cannot run, or a request it cannot serve.
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
+    /// The tokenizer metadata or chat template is unusable, or text could not be encoded.
+    #[error(transparent)]
+    Tokenizer(#[from] crate::model::tokenizer::TokenizerError),
+    /// Sampling settings out of range, or logits that cannot be sampled (NaN).
+    #[error(transparent)]
+    Sampler(#[from] crate::model::sampler::SamplerError),
 }

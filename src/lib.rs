@@ -12,6 +12,8 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod error;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fetch;
 pub mod gpu;
 pub mod loader;
 pub mod model;

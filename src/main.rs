@@ -3,7 +3,7 @@
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use qgpu::bench::{self, Shape};
-use qgpu::gpu::{enumerate_adapters, BackendChoice, Capabilities, Context, ContextOptions};
+use qgpu::gpu::{BackendChoice, Context, ContextOptions};
 use qgpu::ops::{LinearKernel, MatvecKernel};
 use qgpu::quant::Format;
 
@@ -24,6 +24,10 @@ struct Cli {
 enum Command {
     /// List every adapter: backend, driver, features, limits and the kernels qgpu picks on it.
     Info,
+    /// Answer a prompt with a GGUF language model on the GPU, streaming the answer to stdout.
+    Run(cli::run::RunArgs),
+    /// Download the default model (SmolLM2-135M-Instruct Q4_1) into the cache; print its path.
+    Fetch,
     /// Time matvec/matmul for each weight format against the adapter's copy bandwidth.
     Bench {
         /// Weight formats, comma separated.
@@ -47,6 +51,8 @@ enum Command {
     },
 }
 
+mod cli;
+
 fn main() -> Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
@@ -57,7 +63,12 @@ fn main() -> Result<()> {
     let power = if cli.low_power { wgpu::PowerPreference::LowPower } else { wgpu::PowerPreference::HighPerformance };
     let options = ContextOptions { backend, power, ..Default::default() };
     match cli.command {
-        Command::Info => info(backend),
+        Command::Info => cli::info::info(backend),
+        Command::Fetch => {
+            println!("{}", qgpu::fetch::default_model()?.display());
+            Ok(())
+        }
+        Command::Run(args) => cli::run::run(args, options),
         Command::Bench { formats, shapes, rows, kernel, repeats, quick } => {
             let formats = formats.iter().map(|f| f.parse::<Format>()).collect::<Result<Vec<_>, _>>()?;
             let mut shapes = shapes.iter().map(|s| s.parse::<Shape>()).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
@@ -86,54 +97,3 @@ fn parse_kernel(name: &str) -> Result<LinearKernel> {
     })
 }
 
-fn info(backend: BackendChoice) -> Result<()> {
-    let adapters = pollster::block_on(enumerate_adapters(backend));
-    if adapters.is_empty() {
-        anyhow::bail!(qgpu::gpu::GpuError::NoAdapter { backend: backend.to_string() });
-    }
-    for (i, adapter) in adapters.iter().enumerate() {
-        let info = adapter.get_info();
-        let limits = adapter.limits();
-        let caps = Capabilities::of_adapter(adapter);
-        println!("adapter {i}: {}", info.name);
-        println!("  backend:       {:?}", info.backend);
-        println!("  device type:   {:?}", info.device_type);
-        println!("  vendor/device: {:#06x}/{:#06x}", info.vendor, info.device);
-        println!("  driver:        {} ({})", info.driver, info.driver_info);
-        println!(
-            "  features:      shader-f16 {}, subgroups {} (size {}..{}), timestamp-query {}",
-            yes(caps.shader_f16),
-            yes(caps.subgroups),
-            caps.subgroup_min_size,
-            caps.subgroup_max_size,
-            yes(caps.timestamps)
-        );
-        println!("  all features:  {:?}", adapter.features());
-        println!(
-            "  limits:        storage binding {} MiB, buffer {} MiB, {} storage buffers/stage, {} invocations/workgroup, {} KiB workgroup memory, {} workgroups/dim",
-            limits.max_storage_buffer_binding_size >> 20,
-            limits.max_buffer_size >> 20,
-            limits.max_storage_buffers_per_shader_stage,
-            limits.max_compute_invocations_per_workgroup,
-            limits.max_compute_workgroup_storage_size >> 10,
-            limits.max_compute_workgroups_per_dimension
-        );
-        let matvec = MatvecKernel::preferred(caps);
-        let why = match matvec {
-            MatvecKernel::Subgroup => "subgroups available",
-            MatvecKernel::Lane => "CPU device without subgroups: no barriers",
-            MatvecKernel::Workgroup => "no subgroups",
-        };
-        println!("  qgpu kernels:  decode matvec/{} ({why}); prefill matmul (64x64 tiles); f32 accumulation everywhere", matvec.name());
-        println!();
-    }
-    Ok(())
-}
-
-fn yes(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
-    }
-}

@@ -66,7 +66,7 @@ fn logits_and_greedy_continuations_match_transformers() {
     let Some(path) = model_path() else { return };
     let Some(ctx) = common::context() else { return };
     let file = GgufFile::open(&path).unwrap();
-    let mut model = Llama::load(&ctx, &file, LlamaOptions { context: 256, ..Default::default() }, &mut |_, _| {}).unwrap();
+    let mut model = pollster::block_on(Llama::load(&ctx, &file, LlamaOptions { context: 256, ..Default::default() }, &mut |_, _| {})).unwrap();
     let vocab = model.config().vocab;
     for case in cases() {
         model.reset();

@@ -25,7 +25,7 @@ fn check(spec: &TinySpec, seed: u64, chunk: usize) {
     let file = GgufFile::from_bytes(tiny_llama_gguf(spec, seed)).unwrap();
     let reference = RefLlama::from_gguf(&file).unwrap();
     let options = LlamaOptions { context: spec.context, chunk };
-    let mut model = Llama::load(&ctx, &file, options, &mut |_, _| {}).unwrap();
+    let mut model = pollster::block_on(Llama::load(&ctx, &file, options, &mut |_, _| {})).unwrap();
     let vocab = spec.vocab;
     let tokens: Vec<u32> = (0..13u32).map(|i| (i * 37 + 5) % vocab as u32).collect();
     let want = reference.forward(&tokens);
@@ -72,7 +72,7 @@ fn bad_requests_are_typed_errors() {
     let Some(ctx) = common::context() else { return };
     let spec = TinySpec::odd();
     let file = GgufFile::from_bytes(tiny_llama_gguf(&spec, 4)).unwrap();
-    let mut model = Llama::load(&ctx, &file, LlamaOptions { context: 8, chunk: 4 }, &mut |_, _| {}).unwrap();
+    let mut model = pollster::block_on(Llama::load(&ctx, &file, LlamaOptions { context: 8, chunk: 4 }, &mut |_, _| {})).unwrap();
     let e = pollster::block_on(model.forward(&ctx, &[], Logits::Last)).unwrap_err();
     assert!(matches!(e, Error::Model(ModelError::EmptyInput)), "{e}");
     let e = pollster::block_on(model.forward(&ctx, &[spec.vocab as u32], Logits::Last)).unwrap_err();
@@ -92,6 +92,6 @@ fn missing_tensors_are_typed_errors() {
     let mut broken = bytes.clone();
     broken[at..at + needle.len()].copy_from_slice(b"blk.1.ffn_uq.weight");
     let file = GgufFile::from_bytes(broken).unwrap();
-    let e = Llama::load(&ctx, &file, LlamaOptions::default(), &mut |_, _| {}).err().unwrap();
+    let e = pollster::block_on(Llama::load(&ctx, &file, LlamaOptions::default(), &mut |_, _| {})).err().unwrap();
     assert!(matches!(e, Error::Model(ModelError::MissingTensor { ref name }) if name == "blk.1.ffn_up.weight"), "{e}");
 }

@@ -1,6 +1,10 @@
 //! Models built from ops and loaded by the loaders.
 
+pub mod chat;
+pub mod generate;
 pub mod llama;
+pub mod sampler;
+pub mod tokenizer;
 
 use crate::loader::GgufError;
 

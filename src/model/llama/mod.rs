@@ -82,7 +82,7 @@ pub struct Llama {
 
 impl Llama {
     /// Uploads the model; `progress(done, total)` is called after each tensor.
-    pub fn load(ctx: &Context, file: &GgufFile, options: LlamaOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Self, Error> {
+    pub async fn load(ctx: &Context, file: &GgufFile, options: LlamaOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Self, Error> {
         let config = LlamaConfig::from_gguf(file)?;
         let options = LlamaOptions { context: options.context.min(config.trained_context).max(1), chunk: options.chunk.max(1) };
         let weights = weights::load(ctx, file, &config, progress)?;
@@ -112,7 +112,7 @@ impl Llama {
             .map(|t| t.bytes())
             .sum::<u64>();
         let memory = MemoryUse { weights: weights.bytes, kv_cache: k_cache.iter().chain(&v_cache).map(|t| t.bytes()).sum(), activations };
-        Ok(Self {
+        let mut model = Self {
             rope: RopeTable::new(ctx, c.rope_dims, options.context, c.rope_base)?,
             step: StepParams::new(ctx),
             args: AttnArgs::new(ctx),
@@ -126,7 +126,14 @@ impl Llama {
             all_logits: None,
             pos: 0,
             memory,
-        })
+        };
+        // Plan decode and a full prefill chunk now: this builds every pipeline a forward pass
+        // uses, so driver compile time is paid while loading, not in the first answer.
+        for key in [(1, Logits::Last), (model.options.chunk, Logits::Last)] {
+            let plan = model.plan(ctx, key.0, key.1).await?;
+            model.plans.insert(key, plan);
+        }
+        Ok(model)
     }
 
     pub fn config(&self) -> &LlamaConfig {

@@ -1,0 +1,4 @@
+//! Subcommands of the `qgpu` binary.
+
+pub mod info;
+pub mod run;

@@ -1,0 +1,115 @@
+//! `qgpu run`: stream an answer from a GGUF model. Only the answer goes to stdout; progress,
+//! logs and `--stats` go to stderr.
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use qgpu::gpu::{Context, ContextOptions};
+use qgpu::loader::GgufFile;
+use qgpu::model::generate::{GenerateOptions, Generator};
+use qgpu::model::llama::{Llama, LlamaOptions};
+use qgpu::model::sampler::SamplerConfig;
+use qgpu::model::tokenizer::Tokenizer;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// A GGUF model; without it, the default model is fetched into the cache on first use.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// The prompt.
+    #[arg(long)]
+    prompt: String,
+    /// Wrap the prompt in the model's chat template as a user message.
+    #[arg(long)]
+    chat: bool,
+    /// New tokens at most.
+    #[arg(long, default_value_t = 128)]
+    max_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f32,
+    /// Keep the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches p.
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Penalise tokens seen in the last 64 (1.0: off).
+    #[arg(long, default_value_t = 1.1)]
+    repeat_penalty: f32,
+    /// Random seed; the same seed, prompt and model give the same answer.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Stop before this string (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Positions the KV cache holds.
+    #[arg(long, default_value_t = 2048)]
+    context: usize,
+    /// Print load time, prefill and decode speed and GPU memory to stderr.
+    #[arg(long)]
+    stats: bool,
+}
+
+pub fn run(args: RunArgs, options: ContextOptions) -> Result<()> {
+    let path = match args.model {
+        Some(p) => p,
+        None => qgpu::fetch::default_model()?,
+    };
+    let load_start = Instant::now();
+    let ctx = pollster::block_on(Context::new(options))?;
+    let file = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let tokenizer = Tokenizer::from_gguf(file.metadata())?;
+    let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template("loading {msg} {bar:30} {pos}/{len} tensors")?);
+    bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    let model = pollster::block_on(Llama::load(&ctx, &file, LlamaOptions { context: args.context, ..Default::default() }, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    }))?;
+    bar.finish_and_clear();
+    let load_seconds = load_start.elapsed().as_secs_f64();
+
+    let mut generator = Generator { model, tokenizer };
+    let sampler = SamplerConfig {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        repetition_penalty: args.repeat_penalty,
+        seed: args.seed,
+        ..SamplerConfig::default()
+    };
+    let options = GenerateOptions { max_tokens: args.max_tokens, chat: args.chat, sampler, stop: args.stop };
+    let mut stdout = std::io::stdout().lock();
+    let (_, stats) = pollster::block_on(generator.generate(&ctx, &args.prompt, &options, &mut |piece| {
+        // A closed pipe (`| head`) ends generation quietly instead of panicking.
+        stdout.write_all(piece.as_bytes()).and_then(|_| stdout.flush()).is_ok()
+    }))?;
+    let _ = writeln!(stdout);
+
+    if args.stats {
+        let info = ctx.adapter_info();
+        let m = stats.memory;
+        eprintln!("adapter:  {} ({:?})", info.name, info.backend);
+        eprintln!("load:     {load_seconds:.2} s");
+        eprintln!("prefill:  {} tokens in {:.2} s = {:.1} tokens/s", stats.prompt_tokens, stats.prefill_seconds, stats.prefill_tokens_per_second());
+        eprintln!(
+            "decode:   {} tokens in {:.2} s = {:.2} tokens/s ({} generated, stop: {:?})",
+            stats.decode_steps,
+            stats.decode_seconds,
+            stats.decode_tokens_per_second(),
+            stats.generated_tokens,
+            stats.stop
+        );
+        eprintln!(
+            "GPU memory: weights {:.1} MiB, KV cache {:.1} MiB ({} positions), activations {:.1} MiB",
+            m.weights as f64 / 1048576.0,
+            m.kv_cache as f64 / 1048576.0,
+            generator.model.context(),
+            m.activations as f64 / 1048576.0
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! The `qgpu` binary end to end: `run` streams exactly the reference greedy continuation to
+//! stdout (and nothing else), `info` lists the adapter, bad input exits non-zero with a message.
+
+mod common;
+
+use std::process::Command;
+
+fn qgpu() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_qgpu"))
+}
+
+fn reference_case(index: usize) -> (String, String) {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smollm2_reference.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let case = &json["cases"][index];
+    (case["prompt"].as_str().unwrap().to_string(), case["greedy_text"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn run_streams_the_reference_greedy_continuation() {
+    let path = common::model_path();
+    if !path.exists() {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true and no model at {}", path.display());
+        eprintln!("skipping: no model at {}", path.display());
+        return;
+    }
+    let (prompt, greedy) = reference_case(2);
+    let out = qgpu()
+        .args(["run", "--model"])
+        .arg(&path)
+        .args(["--prompt", &prompt, "--temperature", "0", "--repeat-penalty", "1", "--max-tokens", "12", "--stats", "--context", "64"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "qgpu run failed: {stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let answer = stdout.trim_end_matches('\n');
+    assert!(!answer.is_empty() && greedy.starts_with(answer), "stdout {answer:?} is not a prefix of the reference {greedy:?}");
+    assert!(answer.len() > 30, "12 tokens should give more text than {answer:?}");
+    assert!(stderr.contains("decode:") && stderr.contains("tokens/s"), "--stats goes to stderr: {stderr}");
+}
+
+#[test]
+fn info_lists_an_adapter() {
+    let out = qgpu().arg("info").output().unwrap();
+    if !out.status.success() {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true and qgpu info failed: {}", String::from_utf8_lossy(&out.stderr));
+        return;
+    }
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("adapter 0:") && stdout.contains("qgpu kernels:"), "{stdout}");
+}
+
+#[test]
+fn a_malformed_model_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("qgpu-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.gguf");
+    std::fs::write(&bad, b"GGUF\x03\x00\x00\x00truncated").unwrap();
+    let out = qgpu().args(["run", "--model"]).arg(&bad).args(["--prompt", "hi"]).output().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "nothing on stdout on error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("GGUF"), "the error names the file format: {stderr}");
+}

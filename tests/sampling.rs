@@ -1,0 +1,322 @@
+//! Token sampling and stop strings: pure CPU, no GPU needed.
+
+use qgpu::model::sampler::{
+    apply_repetition_penalty, Sampler, SamplerConfig, SamplerError, StopChecker, StopStatus,
+};
+
+fn cfg(temperature: f32, top_k: usize, top_p: f32, seed: u64) -> SamplerConfig {
+    SamplerConfig {
+        temperature,
+        top_k,
+        top_p,
+        repetition_penalty: 1.0,
+        repetition_window: 64,
+        seed,
+    }
+}
+
+/// A vocab-sized row of smooth pseudo-random logits, the same on every run.
+fn fake_logits(n: usize, salt: u32) -> Vec<f32> {
+    (0..n as u32)
+        .map(|i| {
+            let h = (i ^ salt).wrapping_mul(2654435761).rotate_left(13);
+            (h % 10_000) as f32 / 1000.0 - 5.0
+        })
+        .collect()
+}
+
+fn argmax_lowest(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for i in 1..v.len() {
+        if v[i] > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+#[test]
+fn greedy_picks_argmax_with_ties_to_lowest_id() {
+    let mut s = Sampler::new(SamplerConfig::greedy());
+    assert_eq!(s.sample(&[0.1, 2.0, -1.0, 1.9], &[]).unwrap(), 1);
+    assert_eq!(s.sample(&[0.0, 3.0, 1.0, 3.0], &[]).unwrap(), 1);
+    let big = fake_logits(49_152, 7);
+    assert_eq!(s.sample(&big, &[]).unwrap(), argmax_lowest(&big));
+}
+
+#[test]
+fn greedy_ignores_top_k_and_top_p() {
+    let logits = [0.5, 1.5, 3.0, -2.0];
+    let mut s = Sampler::new(SamplerConfig {
+        temperature: 0.0,
+        top_k: 3,
+        top_p: 0.1,
+        repetition_penalty: 1.0,
+        ..SamplerConfig::default()
+    });
+    assert_eq!(s.sample(&logits, &[]).unwrap(), 2);
+}
+
+#[test]
+fn same_seed_same_sequence_different_seed_differs() {
+    let logits = fake_logits(49_152, 1);
+    let mut flat = logits.clone();
+    // Flatten so many tokens are plausible and seeds visibly diverge.
+    for l in &mut flat {
+        *l *= 0.1;
+    }
+    let run = |seed: u64| {
+        let mut s = Sampler::new(SamplerConfig::with_seed(seed));
+        let mut hist = Vec::new();
+        for _ in 0..50 {
+            let t = s.sample(&flat, &hist).unwrap();
+            hist.push(t);
+        }
+        hist
+    };
+    assert_eq!(run(42), run(42));
+    assert_ne!(run(42), run(43));
+
+    let mut a = Sampler::new(SamplerConfig::with_seed(9));
+    let first: Vec<u32> = (0..20).map(|_| a.sample(&flat, &[]).unwrap()).collect();
+    a.reseed(9);
+    let again: Vec<u32> = (0..20).map(|_| a.sample(&flat, &[]).unwrap()).collect();
+    assert_eq!(first, again);
+}
+
+#[test]
+fn top_k_one_equals_greedy() {
+    for salt in 0..5 {
+        let logits = fake_logits(49_152, salt);
+        let mut greedy = Sampler::new(SamplerConfig::greedy());
+        let mut k1 = Sampler::new(cfg(1.5, 1, 1.0, salt as u64));
+        let g = greedy.sample(&logits, &[]).unwrap();
+        for _ in 0..10 {
+            assert_eq!(k1.sample(&logits, &[]).unwrap(), g);
+        }
+    }
+    // Ties: top-k=1 must take the lowest id, as greedy does.
+    let mut k1 = Sampler::new(cfg(1.0, 1, 1.0, 3));
+    assert_eq!(k1.sample(&[1.0, 5.0, 5.0, 5.0], &[]).unwrap(), 1);
+}
+
+#[test]
+fn tiny_top_p_equals_greedy() {
+    for salt in 0..5 {
+        let logits = fake_logits(4096, salt);
+        let want = argmax_lowest(&logits);
+        let mut s = Sampler::new(cfg(1.0, 0, 1e-6, salt as u64));
+        for _ in 0..10 {
+            assert_eq!(s.sample(&logits, &[]).unwrap(), want);
+        }
+        // Also behind a top-k cut.
+        let mut s = Sampler::new(cfg(1.0, 40, 1e-6, salt as u64));
+        assert_eq!(s.sample(&logits, &[]).unwrap(), want);
+    }
+}
+
+#[test]
+fn temperature_one_matches_softmax() {
+    let logits = [1.0f32, 2.0, 0.5, -1.0, 1.5, 0.0];
+    let m = logits.iter().cloned().fold(f32::MIN, f32::max);
+    let e: Vec<f64> = logits.iter().map(|&l| ((l - m) as f64).exp()).collect();
+    let z: f64 = e.iter().sum();
+    let mut s = Sampler::new(cfg(1.0, 0, 1.0, 1234));
+    let n = 20_000;
+    let mut counts = [0usize; 6];
+    for _ in 0..n {
+        counts[s.sample(&logits, &[]).unwrap() as usize] += 1;
+    }
+    for i in 0..logits.len() {
+        let got = counts[i] as f64 / n as f64;
+        let want = e[i] / z;
+        assert!(
+            (got - want).abs() < 0.01,
+            "token {i}: empirical {got:.4} vs softmax {want:.4}"
+        );
+    }
+}
+
+#[test]
+fn top_k_and_top_p_restrict_the_support() {
+    let logits = [3.0f32, 2.9, 2.8, -5.0, -6.0, 0.0];
+    let mut s = Sampler::new(cfg(1.0, 3, 1.0, 5));
+    for _ in 0..500 {
+        assert!(s.sample(&logits, &[]).unwrap() < 3);
+    }
+    // p(0), p(1) ≈ 0.35, 0.32 of the mass: top_p 0.5 needs exactly the first two.
+    let mut s = Sampler::new(cfg(1.0, 0, 0.5, 6));
+    let mut seen = [false; 6];
+    for _ in 0..500 {
+        seen[s.sample(&logits, &[]).unwrap() as usize] = true;
+    }
+    assert_eq!(seen, [true, true, false, false, false, false]);
+}
+
+#[test]
+fn masked_logits_are_never_drawn() {
+    let logits = [f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY, 0.0];
+    let mut s = Sampler::new(cfg(1.0, 0, 1.0, 8));
+    for _ in 0..200 {
+        let t = s.sample(&logits, &[]).unwrap();
+        assert!(t == 1 || t == 3);
+    }
+}
+
+#[test]
+fn repetition_penalty_lowers_a_repeated_token() {
+    let logits = [1.0f32, 2.0, 1.8, -0.5];
+    let mut p = logits;
+    apply_repetition_penalty(&mut p, &[1, 1, 3], 2.0, 64);
+    // Positive divided, negative multiplied, each id once however often it repeats.
+    assert_eq!(p, [1.0, 1.0, 1.8, -1.0]);
+
+    let pen = |window| SamplerConfig {
+        repetition_penalty: 1.5,
+        repetition_window: window,
+        ..SamplerConfig::greedy()
+    };
+    let mut plain = Sampler::new(SamplerConfig::greedy());
+    assert_eq!(plain.sample(&logits, &[1]).unwrap(), 1);
+    // Token 1 falls from first to second place.
+    let mut s = Sampler::new(pen(64));
+    assert_eq!(s.sample(&logits, &[1]).unwrap(), 2);
+    // Outside the window it is not penalised.
+    let mut s = Sampler::new(pen(2));
+    assert_eq!(s.sample(&logits, &[1, 0, 0]).unwrap(), 1);
+    // Ids beyond the vocab are ignored, not an error.
+    let mut s = Sampler::new(pen(64));
+    assert_eq!(s.sample(&logits, &[1_000_000]).unwrap(), 1);
+}
+
+#[test]
+fn extreme_penalty_keeps_logits_finite() {
+    let mut p = [10.0f32, -10.0, f32::NEG_INFINITY];
+    apply_repetition_penalty(&mut p, &[0, 2], 1e-38, 64);
+    assert_eq!(p, [f32::MAX, -10.0, f32::NEG_INFINITY]);
+    apply_repetition_penalty(&mut p, &[1], 1e38, 64);
+    assert_eq!(p[1], f32::MIN);
+    let mut s = Sampler::new(SamplerConfig {
+        repetition_penalty: 1e-38,
+        ..cfg(1.0, 0, 0.9, 1)
+    });
+    assert_eq!(s.sample(&[10.0, 9.0], &[0]).unwrap(), 0);
+}
+
+#[test]
+fn errors_are_exact_variants() {
+    let mut s = Sampler::new(SamplerConfig::default());
+    assert_eq!(s.sample(&[], &[]), Err(SamplerError::EmptyLogits));
+    assert_eq!(
+        s.sample(&[0.0, 1.0, f32::NAN, f32::NAN], &[]),
+        Err(SamplerError::NanLogit { index: 2 })
+    );
+    assert_eq!(
+        s.sample(&[0.0, f32::INFINITY], &[]),
+        Err(SamplerError::InfiniteLogit { index: 1 })
+    );
+    assert_eq!(
+        s.sample(&[f32::NEG_INFINITY; 3], &[]),
+        Err(SamplerError::AllMasked { len: 3 })
+    );
+
+    let bad = |c: SamplerConfig| Sampler::new(c).sample(&[0.0, 1.0], &[]).unwrap_err();
+    let d = SamplerConfig::default();
+    assert!(matches!(
+        bad(SamplerConfig { temperature: -0.1, ..d }),
+        SamplerError::InvalidConfig { field: "temperature", value, .. } if value == -0.1
+    ));
+    assert!(matches!(
+        bad(SamplerConfig {
+            temperature: f32::NAN,
+            ..d
+        }),
+        SamplerError::InvalidConfig {
+            field: "temperature",
+            ..
+        }
+    ));
+    for top_p in [0.0, -0.5, 1.01, f32::NAN] {
+        assert!(matches!(
+            bad(SamplerConfig { top_p, ..d }),
+            SamplerError::InvalidConfig { field: "top_p", .. }
+        ));
+    }
+    for repetition_penalty in [0.0, -1.0] {
+        assert!(matches!(
+            bad(SamplerConfig { repetition_penalty, ..d }),
+            SamplerError::InvalidConfig { field: "repetition_penalty", value, .. }
+                if value == repetition_penalty
+        ));
+    }
+    assert_eq!(d.validate(), Ok(()));
+    let msg = SamplerError::NanLogit { index: 7 }.to_string();
+    assert!(msg.contains('7'), "{msg}");
+}
+
+#[test]
+fn failed_call_does_not_advance_the_rng() {
+    let logits = fake_logits(1000, 3);
+    let mut a = Sampler::new(cfg(1.0, 0, 1.0, 77));
+    let mut b = Sampler::new(cfg(1.0, 0, 1.0, 77));
+    assert!(a.sample(&[f32::NAN], &[]).is_err());
+    for _ in 0..20 {
+        assert_eq!(
+            a.sample(&logits, &[]).unwrap(),
+            b.sample(&logits, &[]).unwrap()
+        );
+    }
+}
+
+/// Feeds pieces and collects what would be streamed.
+fn stream(stops: &[&str], pieces: &[&str]) -> (String, bool) {
+    let mut sc = StopChecker::new(stops.iter().copied());
+    let mut out = String::new();
+    for p in pieces {
+        match sc.push(p) {
+            StopStatus::Continue(t) => out.push_str(&t),
+            StopStatus::Stopped(t) => {
+                out.push_str(&t);
+                return (out, true);
+            }
+        }
+    }
+    out.push_str(&sc.finish());
+    (out, false)
+}
+
+#[test]
+fn stop_string_split_across_pieces_is_never_streamed() {
+    let mut sc = StopChecker::new(["<|im_end|>"]);
+    assert_eq!(sc.push("Hello"), StopStatus::Continue("Hello".into()));
+    // "<|im" could start the stop string: held back, nothing streamed.
+    assert_eq!(sc.push(" world<|im"), StopStatus::Continue(" world".into()));
+    assert_eq!(sc.push("_en"), StopStatus::Continue(String::new()));
+    assert_eq!(sc.push("d|>ignored"), StopStatus::Stopped(String::new()));
+    assert!(sc.is_stopped());
+    assert_eq!(sc.push("more"), StopStatus::Stopped(String::new()));
+
+    assert_eq!(
+        stream(&["<|im_end|>"], &["a<", "|", "im_", "end", "|>", "b"]),
+        ("a".to_string(), true)
+    );
+    // A false start is released once it stops matching.
+    assert_eq!(
+        stream(&["<|im_end|>"], &["x <|i", "dea"]),
+        ("x <|idea".to_string(), false)
+    );
+    // A held tail is flushed by finish().
+    assert_eq!(stream(&["STOP"], &["go ST"]), ("go ST".to_string(), false));
+    // Earliest of several stop strings wins; text before it is emitted.
+    assert_eq!(
+        stream(&["\n\n", "User:"], &["ok User", ":\n\n"]),
+        ("ok ".to_string(), true)
+    );
+    // Multi-byte text around a partial match stays valid UTF-8.
+    assert_eq!(
+        stream(&["→end"], &["café →", "e", "nd"]),
+        ("café ".to_string(), true)
+    );
+    // No stop strings: everything passes straight through.
+    assert_eq!(stream(&[], &["a", "b"]), ("ab".to_string(), false));
+}
