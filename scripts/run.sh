@@ -9,4 +9,4 @@ scripts/setup.sh
 cargo build --release --locked --quiet
 prompt="${1:-Give three tips for staying focused while studying.}"
 shift || true
-exec ./target/release/qgpu run --chat --prompt "$prompt" --stats "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/qgpu" run --chat --prompt "$prompt" --stats "$@"

@@ -7,6 +7,6 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 scripts/setup.sh
 cargo build --release --locked
-./target/release/qgpu info
-./target/release/qgpu fetch
+"${CARGO_TARGET_DIR:-target}/release/qgpu" info
+"${CARGO_TARGET_DIR:-target}/release/qgpu" fetch
 cargo test --locked

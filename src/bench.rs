@@ -61,6 +61,9 @@ pub struct LinearCase {
     pub timing: Timing,
     /// Bytes one call must read and write: quants, scales, activations, outputs.
     pub bytes: u64,
+    /// Relative RMS error of the stored weights against the f32 values they were made from:
+    /// the accuracy this format costs at the weight level.
+    pub weight_error: f64,
 }
 
 impl LinearCase {
@@ -85,6 +88,7 @@ pub fn time_linear(ctx: &Context, format: Format, m: usize, n: usize, k: usize, 
         })
         .collect();
     let host = reference::quantize(format, n, k, &values)?;
+    let weight_error = relative_rms_error(&values, &reference::dequantize(host.as_ref()));
     drop(values);
     let first = GpuMatrix::upload(ctx, host.as_ref())?;
     let copies = ((ROTATION_BYTES / first.gpu_bytes().max(1)) as usize).clamp(1, MAX_COPIES);
@@ -108,7 +112,17 @@ pub fn time_linear(ctx: &Context, format: Format, m: usize, n: usize, k: usize, 
         k,
         timing,
         bytes: matrices[0].gpu_bytes() + x.bytes() + y.bytes(),
+        weight_error,
     })
+}
+
+fn relative_rms_error(want: &[f32], got: &[f32]) -> f64 {
+    let (mut err, mut norm) = (0.0f64, 0.0f64);
+    for (w, g) in want.iter().zip(got) {
+        err += (*w as f64 - *g as f64).powi(2);
+        norm += (*w as f64).powi(2);
+    }
+    (err / norm.max(f64::MIN_POSITIVE)).sqrt()
 }
 
 /// A decode or prefill shape: `n` outputs of `k` inputs.
@@ -142,8 +156,8 @@ pub fn run_suite(
     println!("adapter: {} ({:?}, {})", ctx.adapter_info().name, ctx.adapter_info().backend, ctx.adapter_info().driver_info);
     println!("copy bandwidth: {:.2} GB/s (read + write, copy probe, same run); clock: wall-clock", copy / 1e9);
     println!(
-        "{:<6} {:>12} {:>5} {:<18} {:>10} {:>10} {:>8} {:>9} {:>9}",
-        "format", "N x K", "rows", "kernel", "ms/call", "min ms", "GB/s", "of copy", "vs F32"
+        "{:<6} {:>5} {:>12} {:>5} {:<18} {:>10} {:>10} {:>8} {:>9} {:>8} {:>10}",
+        "format", "bits", "N x K", "rows", "kernel", "ms/call", "min ms", "GB/s", "of copy", "vs F32", "w. error"
     );
     let mut cases = Vec::new();
     for shape in shapes {
@@ -156,8 +170,9 @@ pub fn run_suite(
                 }
                 let vs_f32 = f32_time.map(|t| format!("{:.2}x", t / case.timing.median)).unwrap_or_else(|| "-".into());
                 println!(
-                    "{:<6} {:>12} {:>5} {:<18} {:>10.3} {:>10.3} {:>8.2} {:>8.1}% {:>9}",
+                    "{:<6} {:>5.1} {:>12} {:>5} {:<18} {:>10.3} {:>10.3} {:>8.2} {:>8.1}% {:>8} {:>10.2e}",
                     format.name(),
+                    format.bits_per_weight(),
                     format!("{}x{}", shape.n, shape.k),
                     m,
                     kernel_name(case.kernel),
@@ -166,6 +181,7 @@ pub fn run_suite(
                     case.bandwidth() / 1e9,
                     100.0 * case.bandwidth() / copy,
                     vs_f32,
+                    case.weight_error,
                 );
                 cases.push(case);
             }
