@@ -81,3 +81,29 @@ fn a_buffer_beyond_the_device_limit_is_a_typed_error() {
     let e = ctx.zeroed_buffer("huge", limit + 4).unwrap_err();
     assert!(matches!(e, GpuError::BufferTooLarge { what: "huge", .. }), "{e}");
 }
+
+#[test]
+fn a_pipeline_the_driver_rejects_is_a_shader_error() {
+    use qgpu::gpu::{Constant, Kernel, PipelineKey};
+    let Some(ctx) = context() else { return };
+    // An override the module does not declare fails pipeline validation.
+    let key = PipelineKey { kernel: Kernel::Copy, constants: vec![Constant { name: "NOT_AN_OVERRIDE", value: 1 }] };
+    let e = pollster::block_on(ctx.pipeline(&key)).err().unwrap();
+    assert!(matches!(e, GpuError::Shader { shader: "copy.wgsl", entry: "copy", .. }), "{e}");
+    // The context still works afterwards.
+    let key = PipelineKey { kernel: Kernel::Copy, constants: vec![Constant { name: "WORKGROUP", value: 64 }] };
+    assert!(pollster::block_on(ctx.pipeline(&key)).is_ok());
+}
+
+#[test]
+fn a_lost_device_is_a_typed_error() {
+    let Some(ctx) = context() else { return };
+    let w = GpuMatrix::upload(&ctx, weights(3, 32).as_ref()).unwrap();
+    let x = GpuTensor::zeros(&ctx, 1, 32).unwrap();
+    let y = GpuTensor::zeros(&ctx, 1, 3).unwrap();
+    ctx.destroy();
+    let e = pollster::block_on(linear(&ctx, &w, &x, &y, None)).unwrap_err();
+    assert!(matches!(e, Error::Gpu(GpuError::DeviceLost { .. })), "{e}");
+    let e = GpuTensor::zeros(&ctx, 1, 4).err().unwrap();
+    assert!(matches!(e, Error::Gpu(GpuError::DeviceLost { .. })), "{e}");
+}

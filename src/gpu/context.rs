@@ -165,6 +165,15 @@ impl Context {
         self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
 
+    /// Releases the device and all its memory now (a page unloading a model, say). Every later
+    /// call on this context fails with [`GpuError::DeviceLost`].
+    pub fn destroy(&self) {
+        self.device.destroy();
+        if let Ok(mut slot) = self.lost.lock() {
+            slot.get_or_insert_with(|| "the context was destroyed".to_string());
+        }
+    }
+
     /// Fails with [`GpuError::DeviceLost`] once the device is gone.
     pub fn check_lost(&self) -> Result<(), GpuError> {
         match self.lost.lock().ok().and_then(|s| s.clone()) {

@@ -263,7 +263,8 @@ impl Sampler {
         if logits.is_empty() {
             return Err(SamplerError::EmptyLogits);
         }
-        if logits.len() > u32::MAX as usize + 1 {
+        // Ids are u32; on 32-bit targets (wasm) every length fits.
+        if u32::try_from(logits.len() - 1).is_err() {
             return Err(SamplerError::VocabTooLarge { len: logits.len() });
         }
         // One pass over the vocab for all three checks.
