@@ -1,6 +1,7 @@
 // Causal grouped-query attention over the KV cache, in three passes that need little
 // workgroup memory at any context length: scores = Q·Kᵀ·scale, softmax per row, out = P·V.
 // Query t sits at position pos0 + t and sees cache positions 0..=pos0 + t.
+// reduce.wgsl + this file.
 
 struct AttnParams {
     heads: u32,
@@ -41,37 +42,6 @@ fn attn_scores(@builtin(global_invocation_id) gid: vec3<u32>) {
         dot = fma(q[qa + d], kv_cache[ka + d], dot);
     }
     scores[row * params.context + j] = dot * params.scale;
-}
-
-const WIDTH: u32 = 64u;
-var<workgroup> partial: array<f32, 64>;
-
-fn reduce_max(lid: u32, value: f32) -> f32 {
-    partial[lid] = value;
-    workgroupBarrier();
-    for (var stride = WIDTH / 2u; stride > 0u; stride >>= 1u) {
-        if lid < stride {
-            partial[lid] = max(partial[lid], partial[lid + stride]);
-        }
-        workgroupBarrier();
-    }
-    let result = partial[0];
-    workgroupBarrier();
-    return result;
-}
-
-fn reduce_sum(lid: u32, value: f32) -> f32 {
-    partial[lid] = value;
-    workgroupBarrier();
-    for (var stride = WIDTH / 2u; stride > 0u; stride >>= 1u) {
-        if lid < stride {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let result = partial[0];
-    workgroupBarrier();
-    return result;
 }
 
 // One workgroup per score row; normalises it in place.

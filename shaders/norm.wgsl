@@ -1,4 +1,4 @@
-// RMSNorm: y = x / sqrt(mean(x²) + eps) · weight, one workgroup per row.
+// RMSNorm: y = x / sqrt(mean(x²) + eps) · weight, one workgroup per row. reduce.wgsl + this file.
 
 struct NormParams {
     rows: u32,
@@ -13,9 +13,6 @@ struct NormParams {
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> params: NormParams;
 
-const WIDTH: u32 = 64u;
-var<workgroup> partial: array<f32, 64>;
-
 @compute @workgroup_size(64)
 fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = wid.x;
@@ -28,15 +25,7 @@ fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         let v = x[src + i];
         sum += v * v;
     }
-    partial[lid] = sum;
-    workgroupBarrier();
-    for (var stride = WIDTH / 2u; stride > 0u; stride >>= 1u) {
-        if lid < stride {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let scale = inverseSqrt(partial[0] / f32(params.dim) + params.eps);
+    let scale = inverseSqrt(reduce_sum(lid, sum) / f32(params.dim) + params.eps);
     for (var i = lid; i < params.dim; i += WIDTH) {
         y[row * params.dim + i] = x[src + i] * scale * weight[i];
     }

@@ -4,6 +4,7 @@
 use naga::back::PipelineConstants;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use qgpu::gpu::{Kernel, ShaderModuleId};
+use qgpu::quant::Format;
 
 fn parse(name: &str, source: &str) -> naga::Module {
     naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)))
@@ -48,39 +49,41 @@ fn modules_without_subgroups_validate_without_them() {
     assert!(Validator::new(ValidationFlags::all(), web_caps()).validate(&module).is_err());
 }
 
-fn kernels() -> [Kernel; 5] {
-    [Kernel::MatvecLane, Kernel::MatvecWorkgroup, Kernel::MatvecSubgroup, Kernel::Matmul, Kernel::Copy]
-}
-
 /// The override values the runtime sets for a kernel (FORMAT for every weight format).
 fn constant_sets(kernel: Kernel) -> Vec<PipelineConstants> {
+    let formats: Vec<u32> = Format::ALL.iter().map(|f| f.shader_code()).collect();
     let mut sets = Vec::new();
-    for format in 0..5u32 {
-        let mut c = PipelineConstants::default();
-        match kernel {
-            Kernel::Copy => {
-                c.insert("WORKGROUP".into(), 256.0);
-            }
-            Kernel::Matmul => {
+    match kernel {
+        Kernel::Copy => {
+            let mut c = PipelineConstants::default();
+            c.insert("WORKGROUP".into(), 256.0);
+            sets.push(c);
+        }
+        Kernel::Matmul | Kernel::Embed => {
+            for format in formats {
+                let mut c = PipelineConstants::default();
                 c.insert("FORMAT".into(), format as f64);
+                sets.push(c);
             }
-            _ => {
+        }
+        Kernel::MatvecLane | Kernel::MatvecWorkgroup | Kernel::MatvecSubgroup => {
+            for format in formats {
+                let mut c = PipelineConstants::default();
                 c.insert("FORMAT".into(), format as f64);
                 c.insert("ROWS".into(), 8.0);
                 c.insert("WORKGROUP".into(), 64.0);
+                sets.push(c);
             }
         }
-        sets.push(c);
-        if kernel == Kernel::Copy {
-            break;
-        }
+        // Kernels without override constants.
+        _ => sets.push(PipelineConstants::default()),
     }
     sets
 }
 
 #[test]
 fn every_kernel_translates_to_all_backends() {
-    for kernel in kernels() {
+    for kernel in Kernel::ALL {
         let id = kernel.module();
         let source = id.source();
         let module = parse(id.name(), &source);

@@ -17,6 +17,7 @@ pub enum ShaderModuleId {
 
 const WEIGHTS: &str = include_str!("../../shaders/weights.wgsl");
 const MATVEC_IO: &str = include_str!("../../shaders/matvec_io.wgsl");
+const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
 impl ShaderModuleId {
     pub const ALL: [ShaderModuleId; 9] = [
@@ -39,9 +40,9 @@ impl ShaderModuleId {
             ShaderModuleId::Matmul => &[WEIGHTS, include_str!("../../shaders/matmul.wgsl")],
             ShaderModuleId::Copy => &[include_str!("../../shaders/copy.wgsl")],
             ShaderModuleId::Embed => &[WEIGHTS, include_str!("../../shaders/embed.wgsl")],
-            ShaderModuleId::Norm => &[include_str!("../../shaders/norm.wgsl")],
+            ShaderModuleId::Norm => &[REDUCE, include_str!("../../shaders/norm.wgsl")],
             ShaderModuleId::Rope => &[include_str!("../../shaders/rope.wgsl")],
-            ShaderModuleId::Attention => &[include_str!("../../shaders/attention.wgsl")],
+            ShaderModuleId::Attention => &[REDUCE, include_str!("../../shaders/attention.wgsl")],
             ShaderModuleId::Elementwise => &[include_str!("../../shaders/elementwise.wgsl")],
         }
     }
