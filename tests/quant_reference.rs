@@ -5,8 +5,12 @@ mod common;
 
 use common::Rng;
 use half::f16;
-use qgpu::quant::block::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
-use qgpu::quant::reference::{dequantize, quantize, quantize_q4_0, quantize_q4_1, quantize_q8_0};
+use qgpu::quant::block::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, QK_K};
+use qgpu::quant::kquants::pack_scale_min_k4;
+use qgpu::quant::reference::{
+    dequantize, dequantize_q4_k, dequantize_q6_k, get_scale_min_k4, quantize, quantize_q4_0, quantize_q4_1, quantize_q4_k,
+    quantize_q6_k, quantize_q8_0,
+};
 use qgpu::quant::repack::repack;
 use qgpu::quant::{Format, QuantError, QuantMatrix, QuantMatrixRef};
 
@@ -157,4 +161,145 @@ fn malformed_host_matrices_are_typed_errors() {
     assert!(matches!(quantize(Format::F16, 1, 12, &[0.0; 12]).unwrap_err(), QuantError::RowLength { multiple: 8, .. }));
     assert!(matches!("Q5_K".parse::<Format>().unwrap_err(), QuantError::UnknownFormat { .. }));
     assert_eq!("q4_1".parse::<Format>().unwrap(), Format::Q4_1);
+}
+
+// ---- K-quants -----------------------------------------------------------------------------
+
+/// Eight 6-bit scales and mins whose top bits (16, 32) are all exercised, and their 12 packed
+/// bytes worked out by hand from ggml's layout.
+const Q4_K_SCALES: [u8; 8] = [5, 17, 33, 63, 20, 47, 9, 62];
+const Q4_K_MINS: [u8; 8] = [63, 0, 18, 34, 51, 16, 40, 3];
+const Q4_K_PACKED: [u8; 12] = [
+    // j < 4: sc[j] | (sc[j + 4] >> 4) << 6     5|1<<6, 17|2<<6, 33|0<<6, 63|3<<6
+    0x45, 0x91, 0x21, 0xFF,
+    // j < 4: m[j] | (m[j + 4] >> 4) << 6       63|3<<6, 0|1<<6, 18|2<<6, 34|0<<6
+    0xFF, 0x40, 0x92, 0x22,
+    // sc[j + 4] & 15 | (m[j + 4] & 15) << 4    4|3<<4, 15|0<<4, 9|8<<4, 14|3<<4
+    0x34, 0x0F, 0x89, 0x3E,
+];
+
+#[test]
+fn q4_k_scales_and_mins_unpack_like_ggml() {
+    for j in 0..8 {
+        assert_eq!(get_scale_min_k4(j, &Q4_K_PACKED), (Q4_K_SCALES[j], Q4_K_MINS[j]), "sub-block {j}");
+    }
+    assert_eq!(pack_scale_min_k4(&Q4_K_SCALES, &Q4_K_MINS), Q4_K_PACKED);
+}
+
+#[test]
+fn q4_k_hand_built_block_dequantizes_by_hand() {
+    // d = 0.5, dmin = 0.25; all nibbles 0 except three bytes, so every other value is
+    // -dmin·m of its sub-block.
+    let mut b = BlockQ4_K { d: f16::from_f32(0.5), dmin: f16::from_f32(0.25), scales: Q4_K_PACKED, qs: [0; 128] };
+    b.qs[0] = 0x21; // chunk 0, l = 0: value 0 (low, sub-block 0) = 1, value 32 (high, sub-block 1) = 2
+    b.qs[37] = 0x90; // chunk 1, l = 5: value 69 (sub-block 2) = 0, value 101 (sub-block 3) = 9
+    b.qs[74] = 0x3B; // chunk 2, l = 10: value 138 (sub-block 4) = 11, value 170 (sub-block 5) = 3
+    b.qs[127] = 0xF7; // chunk 3, l = 31: value 223 (sub-block 6) = 7, value 255 (sub-block 7) = 15
+    let mut y = [f32::NAN; QK_K];
+    dequantize_q4_k(&b, &mut y);
+    let expected = [
+        (0, 0.5 * 5.0 * 1.0 - 0.25 * 63.0), // -13.25
+        (32, 0.5 * 17.0 * 2.0 - 0.0),       // 17
+        (69, -0.25 * 18.0),                 // -4.5
+        (101, 0.5 * 63.0 * 9.0 - 0.25 * 34.0), // 275
+        (138, 0.5 * 20.0 * 11.0 - 0.25 * 51.0), // 97.25
+        (170, 0.5 * 47.0 * 3.0 - 0.25 * 16.0),  // 66.5
+        (223, 0.5 * 9.0 * 7.0 - 0.25 * 40.0),  // 21.5
+        (255, 0.5 * 62.0 * 15.0 - 0.25 * 3.0), // 464.25
+    ];
+    assert_eq!(expected.map(|e| e.1), [-13.25, 17.0, -4.5, 275.0, 97.25, 66.5, 21.5, 464.25]);
+    // The zero nibble of each sub-block of 32 (values 32s..32s + 32) is -dmin·m.
+    let base = [-15.75, 0.0, -4.5, -8.5, -12.75, -4.0, -10.0, -0.75];
+    for (i, &v) in y.iter().enumerate() {
+        let want = expected.iter().find(|e| e.0 == i).map_or(base[i / 32], |e| e.1);
+        assert_eq!(v, want, "value {i}");
+    }
+}
+
+#[test]
+fn q6_k_hand_built_block_dequantizes_by_hand() {
+    // d = 0.5; sub-block s (values 16s..16s + 16) has scale ±(s + 1); all 6-bit quants 0
+    // (value -32) except where set below.
+    let scales: [i8; 16] = std::array::from_fn(|s| if s % 2 == 0 { s as i8 + 1 } else { -(s as i8 + 1) });
+    let mut b = BlockQ6_K { ql: [0; 128], qh: [0; 64], scales, d: f16::from_f32(0.5) };
+    // Half 0, l = 1: ql[1] serves values 1 (low) and 65 (high), ql[33] values 33 (low) and 97
+    // (high); qh[1] gives bits 4-5 to values 1, 33, 65, 97 at shifts 0, 2, 4, 6.
+    b.ql[33] = 0x5A;
+    b.qh[1] = 0b11_10_01_00;
+    // Half 1, l = 2: ql[66] serves 130 (low) and 194 (high), ql[98] 162 and 226; qh[34] their
+    // top bits.
+    b.ql[66] = 0x3C;
+    b.qh[34] = 0b00_01_10_11;
+    let mut y = [f32::NAN; QK_K];
+    dequantize_q6_k(&b, &mut y);
+    // value = d · scale · (q − 32)
+    let expected = [
+        (1, 0.5 * 1.0 * (0x0 as f32 - 32.0)),                // q = 0 | 0 << 4
+        (33, 0.5 * 3.0 * ((0xA | 1 << 4) as f32 - 32.0)),    // q = 26
+        (65, 0.5 * 5.0 * ((2 << 4) as f32 - 32.0)),          // q = 0 | 2 << 4 = 32
+        (97, 0.5 * 7.0 * ((0x5 | 3 << 4) as f32 - 32.0)),    // q = 53
+        (130, 0.5 * 9.0 * ((0xC | 3 << 4) as f32 - 32.0)),   // q = 60
+        (162, 0.5 * 11.0 * ((2 << 4) as f32 - 32.0)),        // q = 0 | 2 << 4 = 32
+        (194, 0.5 * 13.0 * ((0x3 | 1 << 4) as f32 - 32.0)),  // q = 19
+        (226, 0.5 * 15.0 * (0x0 as f32 - 32.0)),             // q = 0
+    ];
+    assert_eq!(expected.map(|e| e.1), [-16.0, -9.0, 0.0, 73.5, 126.0, 0.0, -84.5, -240.0]);
+    for (i, &v) in y.iter().enumerate() {
+        let want = expected.iter().find(|e| e.0 == i).map_or(0.5 * scales[i / 16] as f32 * -32.0, |e| e.1);
+        assert_eq!(v, want, "value {i}");
+    }
+}
+
+/// Every value dequantizes to the nearest point of its sub-block's grid (`grid(i)` lists the
+/// points): the quantizer's last step is plain rounding against the stored scales.
+fn assert_nearest_on_grid(what: &str, x: &[f32], y: &[f32], grid: impl Fn(usize) -> Vec<f32>) {
+    for (i, (&xv, &yv)) in x.iter().zip(y).enumerate() {
+        let points = grid(i);
+        assert!(points.contains(&yv), "{what} value {i}: {yv} is not on its grid");
+        let best = points.iter().map(|p| (p - xv).abs()).fold(f32::MAX, f32::min);
+        assert!((yv - xv).abs() <= best * (1.0 + 1e-5) + 1e-7, "{what} value {i}: {xv} → {yv}, but a grid point is {best} away");
+    }
+}
+
+#[test]
+fn k_quantizers_round_to_the_nearest_grid_point() {
+    let mut rng = Rng::new(7);
+    for scale in [1.0f32, 1e-3, 300.0] {
+        let x: Vec<f32> = rng.vec(QK_K).iter().map(|v| v * scale).collect();
+        let b = quantize_q4_k(&x);
+        let mut y = [0.0; QK_K];
+        dequantize_q4_k(&b, &mut y);
+        assert_nearest_on_grid("Q4_K", &x, &y, |i| {
+            let (sc, m) = get_scale_min_k4(i / 32, &b.scales);
+            (0..16).map(|q| b.d.to_f32() * sc as f32 * q as f32 - b.dmin.to_f32() * m as f32).collect()
+        });
+        let b = quantize_q6_k(&x);
+        dequantize_q6_k(&b, &mut y);
+        // The scale of largest magnitude is stored as −128.
+        assert_eq!(b.scales.iter().map(|s| (*s as i32).abs()).max(), Some(128));
+        assert_nearest_on_grid("Q6_K", &x, &y, |i| (-32..32).map(|q| b.d.to_f32() * b.scales[i / 16] as f32 * q as f32).collect());
+    }
+}
+
+#[test]
+fn k_quantizers_handle_flat_blocks() {
+    let mut y = [f32::NAN; QK_K];
+    let zeros = [0.0f32; QK_K];
+    let b = quantize_q4_k(&zeros);
+    assert_eq!((b.d.to_f32(), b.dmin.to_f32()), (0.0, 0.0));
+    dequantize_q4_k(&b, &mut y);
+    assert!(y.iter().all(|&v| v == 0.0));
+    let b = quantize_q6_k(&zeros);
+    assert_eq!(bytemuck::bytes_of(&b), &[0u8; 210][..]);
+    dequantize_q6_k(&b, &mut y);
+    assert!(y.iter().all(|&v| v == 0.0));
+    // All positive: the min is clamped to 0, so dmin = 0 and the scale alone fits the values.
+    let ones = [0.75f32; QK_K];
+    let b = quantize_q4_k(&ones);
+    assert_eq!(b.dmin.to_f32(), 0.0);
+    dequantize_q4_k(&b, &mut y);
+    assert!(y.iter().all(|&v| (v - 0.75).abs() < 1e-3), "{:?}", &y[..4]);
+    let b = quantize_q6_k(&ones.map(|v| -v));
+    dequantize_q6_k(&b, &mut y);
+    assert!(y.iter().all(|&v| (v + 0.75).abs() < 1e-3), "{:?}", &y[..4]);
 }

@@ -2,6 +2,7 @@
 
 pub mod block;
 mod format;
+pub mod kquants;
 mod matrix;
 pub mod reference;
 pub mod repack;

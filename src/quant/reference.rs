@@ -2,8 +2,12 @@
 //! (`quantize_row_q8_0_ref`, `quantize_row_q4_0_ref`, `quantize_row_q4_1_ref` and the matching
 //! `dequantize_row_*` in ggml-quants.c). This is the oracle every kernel test compares against;
 //! it is written for clarity, not speed.
+//!
+//! The K-quants (Q4_K, Q6_K) live in [`super::kquants`]: their dequantization is bit-exact with
+//! ggml too; their quantization follows ggml's algorithm but is not guaranteed bit-identical.
 
 use super::block::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QK};
+pub use super::kquants::{dequantize_q4_k, dequantize_q6_k, get_scale_min_k4, quantize_q4_k, quantize_q6_k};
 use super::{Format, QuantError, QuantMatrix, QuantMatrixRef};
 use half::f16;
 
