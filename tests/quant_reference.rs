@@ -5,13 +5,14 @@ mod common;
 
 use common::Rng;
 use half::f16;
+use qgpu::loader::GgmlType;
 use qgpu::quant::block::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, QK_K};
 use qgpu::quant::kquants::pack_scale_min_k4;
 use qgpu::quant::reference::{
     dequantize, dequantize_q4_k, dequantize_q6_k, get_scale_min_k4, quantize, quantize_q4_0, quantize_q4_1, quantize_q4_k,
     quantize_q6_k, quantize_q8_0,
 };
-use qgpu::quant::repack::repack;
+use qgpu::quant::repack::{quant_words_per_row, repack, scale_words};
 use qgpu::quant::{Format, QuantError, QuantMatrix, QuantMatrixRef};
 
 /// ggml's bound on total quantization error for its own tests (`GGML_MAX_QUANTIZATION_TOTAL_ERROR`
@@ -161,9 +162,33 @@ fn malformed_host_matrices_are_typed_errors() {
     assert!(matches!(quantize(Format::F16, 1, 12, &[0.0; 12]).unwrap_err(), QuantError::RowLength { multiple: 8, .. }));
     assert!(matches!("Q5_K".parse::<Format>().unwrap_err(), QuantError::UnknownFormat { .. }));
     assert_eq!("q4_1".parse::<Format>().unwrap(), Format::Q4_1);
+    assert_eq!("q4_k".parse::<Format>().unwrap(), Format::Q4_K);
+    assert_eq!("Q6_K".parse::<Format>().unwrap(), Format::Q6_K);
+    // K-quant rows are whole super-blocks of 256.
+    assert_eq!(
+        QuantMatrixRef::new(Format::Q4_K, 1, 96, &[0; 54]).unwrap_err(),
+        QuantError::RowLength { format: Format::Q4_K, cols: 96, multiple: 256 }
+    );
+    assert!(matches!(quantize(Format::Q6_K, 1, 288, &[0.0; 288]).unwrap_err(), QuantError::RowLength { multiple: 256, .. }));
 }
 
 // ---- K-quants -----------------------------------------------------------------------------
+
+#[test]
+fn every_format_matches_its_ggml_type() {
+    for format in Format::ALL {
+        let ty = GgmlType::from_id(format.ggml_type()).unwrap();
+        assert_eq!(ty.name(), format.name());
+        assert_eq!(ty.block_layout(), (format.block_size() as u64, format.block_bytes() as u64), "{format}");
+    }
+    assert_eq!((Format::Q4_K.ggml_type(), Format::Q6_K.ggml_type()), (12, 14));
+    assert_eq!((Format::Q4_K.shader_code(), Format::Q6_K.shader_code()), (5, 6));
+    assert_eq!(std::mem::size_of::<BlockQ4_K>(), 144);
+    assert_eq!(std::mem::size_of::<BlockQ6_K>(), 210);
+    assert_eq!(Format::Q4_K.bits_per_weight(), 4.5);
+    assert_eq!(Format::Q6_K.bits_per_weight(), 6.5625);
+    assert_eq!((Format::Q4_K.k_multiple(), Format::Q6_K.k_multiple()), (QK_K, QK_K));
+}
 
 /// Eight 6-bit scales and mins whose top bits (16, 32) are all exercised, and their 12 packed
 /// bytes worked out by hand from ggml's layout.
@@ -302,4 +327,59 @@ fn k_quantizers_handle_flat_blocks() {
     let b = quantize_q6_k(&ones.map(|v| -v));
     dequantize_q6_k(&b, &mut y);
     assert!(y.iter().all(|&v| (v + 0.75).abs() < 1e-3), "{:?}", &y[..4]);
+}
+
+/// RMS round-trip error of every format on the same uniform [-1, 1] data.
+fn round_trip_rms(format: Format, rows: usize, cols: usize, x: &[f32]) -> f64 {
+    let q = quantize(format, rows, cols, x).unwrap();
+    assert_eq!(q.data().len() as f64 * 8.0 / (rows * cols) as f64, format.bits_per_weight());
+    let y = dequantize(q.as_ref());
+    (x.iter().zip(&y).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
+}
+
+#[test]
+fn k_quant_round_trip_error() {
+    let (rows, cols) = (7, 4352); // 17 super-blocks a row
+    let x = Rng::new(42).vec(rows * cols);
+    let rms = Format::ALL.map(|f| (f, round_trip_rms(f, rows, cols, &x)));
+    for (format, e) in rms {
+        eprintln!("{format}: RMS round-trip error {e:.6}");
+    }
+    let of = |f: Format| rms.iter().find(|r| r.0 == f).unwrap().1;
+    let (q4_1, q4_k, q6_k, q8_0) = (of(Format::Q4_1), of(Format::Q4_K), of(Format::Q6_K), of(Format::Q8_0));
+    assert!(q4_k <= MAX_TOTAL_ERROR_4BIT, "Q4_K: {q4_k}");
+    // Q4_K costs 4.5 bits to Q4_1's 5 and searches its scales: within 5% of Q4_1.
+    assert!(q4_k <= 1.05 * q4_1, "Q4_K {q4_k} vs Q4_1 {q4_1}");
+    // Two more bits: about a quarter of the 4-bit error, and between Q4_K and Q8_0.
+    assert!(q6_k <= 0.3 * q4_k, "Q6_K {q6_k} vs Q4_K {q4_k}");
+    assert!(q6_k > q8_0 && q6_k <= 0.012, "Q6_K {q6_k}, Q8_0 {q8_0}");
+}
+
+#[test]
+fn k_quant_repack_keeps_gguf_bytes() {
+    let (rows, k) = (3, 512);
+    let x = Rng::new(5).vec(rows * k);
+    // Q4_K: whole blocks, 36 words each, no scales buffer.
+    let q = quantize(Format::Q4_K, rows, k, &x).unwrap();
+    let layout = repack(q.as_ref(), 1, 3);
+    assert_eq!((layout.quants.len(), layout.scales.len()), (2 * quant_words_per_row(Format::Q4_K, k), 0));
+    assert_eq!(quant_words_per_row(Format::Q4_K, k), 72);
+    assert_eq!(bytemuck::cast_slice::<u32, u8>(&layout.quants), &q.data()[2 * 144..]);
+    let b: BlockQ4_K = bytemuck::pod_read_unaligned(&q.data()[2 * 144..3 * 144]); // row 1, block 0
+    assert_eq!(layout.quants[0], b.d.to_bits() as u32 | (b.dmin.to_bits() as u32) << 16);
+    // Q6_K: 52 words (ql, qh, scales) per block; the f16 d's two per word in scales.
+    let q = quantize(Format::Q6_K, rows, k, &x).unwrap();
+    let layout = repack(q.as_ref(), 0, 3);
+    assert_eq!(quant_words_per_row(Format::Q6_K, k), 104);
+    assert_eq!((layout.quants.len(), layout.scales.len()), (3 * 104, 3));
+    assert_eq!(scale_words(Format::Q6_K, 3, k), 3);
+    let quant_bytes: &[u8] = bytemuck::cast_slice(&layout.quants);
+    for (i, raw) in q.data().chunks_exact(210).enumerate() {
+        let b: BlockQ6_K = bytemuck::pod_read_unaligned(raw);
+        assert_eq!(&quant_bytes[208 * i..208 * (i + 1)], &raw[..208], "block {i}");
+        let half = layout.scales[i / 2] >> (16 * (i % 2)) & 0xFFFF;
+        assert_eq!(half, b.d.to_bits() as u32, "block {i} d");
+    }
+    // Six blocks: the halves fill the three words exactly, so GPU bytes equal GGUF bytes.
+    assert_eq!((layout.quants.len() + layout.scales.len()) * 4, q.data().len());
 }

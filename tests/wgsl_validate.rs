@@ -4,6 +4,7 @@
 use naga::back::PipelineConstants;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use qgpu::gpu::{Kernel, ShaderModuleId};
+use qgpu::quant::Format;
 
 fn parse(name: &str, source: &str) -> naga::Module {
     naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)))
@@ -55,7 +56,7 @@ fn kernels() -> [Kernel; 5] {
 /// The override values the runtime sets for a kernel (FORMAT for every weight format).
 fn constant_sets(kernel: Kernel) -> Vec<PipelineConstants> {
     let mut sets = Vec::new();
-    for format in 0..5u32 {
+    for format in Format::ALL.map(Format::shader_code) {
         let mut c = PipelineConstants::default();
         match kernel {
             Kernel::Copy => {
@@ -76,6 +77,20 @@ fn constant_sets(kernel: Kernel) -> Vec<PipelineConstants> {
         }
     }
     sets
+}
+
+#[test]
+fn shader_codes_cover_every_format() {
+    // FORMAT codes are 0..n with no gaps, so constant_sets reaches every case of load_group8,
+    // and weights.wgsl names each code as Format::shader_code does.
+    let mut codes: Vec<u32> = Format::ALL.map(Format::shader_code).to_vec();
+    codes.sort_unstable();
+    assert_eq!(codes, (0..Format::ALL.len() as u32).collect::<Vec<_>>());
+    let weights = include_str!("../shaders/weights.wgsl");
+    for format in Format::ALL {
+        let line = format!("const FORMAT_{}: u32 = {}u;", format.name(), format.shader_code());
+        assert!(weights.contains(&line), "weights.wgsl lacks `{line}`");
+    }
 }
 
 #[test]
