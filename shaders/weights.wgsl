@@ -10,11 +10,19 @@ const FORMAT_F16: u32 = 1u;
 const FORMAT_Q8_0: u32 = 2u;
 const FORMAT_Q4_0: u32 = 3u;
 const FORMAT_Q4_1: u32 = 4u;
+const FORMAT_Q4_K: u32 = 5u;
+const FORMAT_Q6_K: u32 = 6u;
 
-// Row-major quants of the rows this dispatch covers (one chunk of a split matrix).
+// Row-major quants of the rows this dispatch covers (one chunk of a split matrix). Q4_K: whole
+// GGUF blocks, 36 words each. Q6_K: each block's ql, qh and int8 scales, 52 words.
 @group(0) @binding(0) var<storage, read> w_quants: array<u32>;
-// Per-block scales: f16 pairs (Q8_0, Q4_0) or one (d, m) f16 pair per block (Q4_1).
+// Per-block scales: f16 pairs (Q8_0, Q4_0, Q6_K's d) or one (d, m) f16 pair per block (Q4_1).
+// Empty for Q4_K, whose scales stay inside its blocks.
 @group(0) @binding(1) var<storage, read> w_scales: array<u32>;
+
+// Words per K-quant block in w_quants (src/quant/repack.rs: Q4_K_WORDS, Q6_K_WORDS).
+const Q4_K_WORDS: u32 = 36u;
+const Q6_K_WORDS: u32 = 52u;
 
 // Eight consecutive weights of one row.
 struct Group8 {
@@ -42,6 +50,67 @@ fn signed_bytes(q: u32) -> vec4<f32> {
     return vec4<f32>(v >> vec4<u32>(24u));
 }
 
+// Byte `i` of the little-endian byte string that starts at word `base` of w_quants.
+fn quant_byte(base: u32, i: u32) -> u32 {
+    return (w_quants[base + i / 4u] >> (8u * (i % 4u))) & 255u;
+}
+
+// Bits [shift + 8j, shift + 8j + width) of `q` for bytes j = 0..3: one field of each byte.
+fn byte_fields(q: u32, shift: u32, mask: u32) -> vec4<u32> {
+    return (vec4<u32>(q) >> (vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>(shift))) & vec4<u32>(mask);
+}
+
+// Q4_K: 256 values in 8 sub-blocks of 32; value = d·sc·q − dmin·m. In the 64-value chunk
+// c = v / 64, qs byte 32c + l holds value 64c + l (low nibble) and 64c + 32 + l (high nibble),
+// so a group of 8 is 8 consecutive qs bytes, all low or all high nibbles of one sub-block.
+fn load_group8_q4_k(row: u32, g: u32, k: u32) -> Group8 {
+    let base = (row * (k / 256u) + g / 32u) * Q4_K_WORDS;
+    let v = (g % 32u) * 8u;             // first value of the group within its block
+    let chunk = v / 64u;
+    let high = (v / 32u) & 1u;          // 0: low nibbles, 1: high nibbles
+    let sub = 2u * chunk + high;        // sub-block 0..7
+    // ggml's get_scale_min_k4(sub) on the 12 scale bytes (words 1..3 of the block).
+    let s = base + 1u;
+    let low = quant_byte(s, sub & 3u);          // scales[sub] or scales[sub - 4]
+    let mid = quant_byte(s, (sub & 3u) + 4u);   // scales[sub + 4] or scales[sub]
+    let top = quant_byte(s, (sub & 3u) + 8u);   // scales[sub + 4] for sub >= 4
+    let small = sub < 4u;
+    let sc = select((top & 15u) | ((low >> 6u) << 4u), low & 63u, small);
+    let m = select((top >> 4u) | ((mid >> 6u) << 4u), mid & 63u, small);
+    let dm = unpack2x16float(w_quants[base]);
+    let d1 = dm.x * f32(sc);
+    let m1 = dm.y * f32(m);
+    // qs starts at word 4; the group's 8 bytes are 2 words from byte 32·chunk + v % 32.
+    let q = base + 4u + (32u * chunk + v % 32u) / 4u;
+    let shift = 4u * high;
+    return Group8(d1 * vec4<f32>(byte_fields(w_quants[q], shift, 15u)) - m1,
+                  d1 * vec4<f32>(byte_fields(w_quants[q + 1u], shift, 15u)) - m1);
+}
+
+// Q6_K: 256 values in 16 sub-blocks of 16; value = d·scale·(q − 32), q 6 bits. In half
+// h = v / 128, value 32·quadrant + l has its low 4 bits in ql[64h + 32·(quadrant & 1) + l]
+// (high nibble for quadrants 2, 3), its top 2 bits at bit 2·quadrant of qh[32h + l], and its
+// int8 scale in scales[8h + l / 16 + 2·quadrant]. A group of 8 never straddles a sub-block.
+fn load_group8_q6_k(row: u32, g: u32, k: u32) -> Group8 {
+    let block = row * (k / 256u) + g / 32u;
+    let base = block * Q6_K_WORDS;
+    let v = (g % 32u) * 8u;
+    let half = v / 128u;
+    let quadrant = (v % 128u) / 32u;
+    let l = v % 32u;
+    let ql = base + (64u * half + 32u * (quadrant & 1u) + l) / 4u;    // words 0..31
+    let qh = base + 32u + (32u * half + l) / 4u;                      // words 32..47
+    let sc_index = 8u * half + l / 16u + 2u * quadrant;
+    let sc_word = w_quants[base + 48u + sc_index / 4u];
+    let sc = bitcast<i32>(sc_word << (24u - 8u * (sc_index % 4u))) >> 24u;
+    let ds = half_scale(block) * f32(sc);
+    let ql_shift = 4u * (quadrant >> 1u);
+    let qh_shift = 2u * quadrant;
+    let q_lo = byte_fields(w_quants[ql], ql_shift, 15u) | (byte_fields(w_quants[qh], qh_shift, 3u) << vec4<u32>(4u));
+    let q_hi = byte_fields(w_quants[ql + 1u], ql_shift, 15u) | (byte_fields(w_quants[qh + 1u], qh_shift, 3u) << vec4<u32>(4u));
+    return Group8(ds * (vec4<f32>(q_lo) - 32.0), ds * (vec4<f32>(q_hi) - 32.0));
+}
+
 // Weights [8g, 8g + 8) of `row`, whose length is `k` values.
 fn load_group8(row: u32, g: u32, k: u32) -> Group8 {
     switch FORMAT {
@@ -60,6 +129,12 @@ fn load_group8(row: u32, g: u32, k: u32) -> Group8 {
             let base = row * (k / 4u) + g * 2u;
             let d = half_scale(row * (k / 32u) + g / 4u);
             return Group8(signed_bytes(w_quants[base]) * d, signed_bytes(w_quants[base + 1u]) * d);
+        }
+        case FORMAT_Q4_K: {
+            return load_group8_q4_k(row, g, k);
+        }
+        case FORMAT_Q6_K: {
+            return load_group8_q6_k(row, g, k);
         }
         case FORMAT_Q4_1: {
             let n = nibbles(w_quants[row * (k / 8u) + g]);

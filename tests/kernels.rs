@@ -16,6 +16,11 @@ const ELEMENT_TOLERANCE: f64 = 1e-3;
 const ROWS_M: [usize; 7] = [1, 2, 3, 7, 17, 64, 129];
 const OUTPUTS_N: [usize; 6] = [1, 3, 17, 67, 257, 1031];
 const INPUTS_K: [usize; 5] = [32, 96, 576, 1536, 4192];
+/// K for the K-quants (Q4_K, Q6_K), whose rows are whole super-blocks of 256 values (GGUF never
+/// splits a block across rows, and llama.cpp only picks a K-quant for tensors with such rows):
+/// 1, 3, 6 and 17 super-blocks, so odd counts of blocks per row (and of Q6_K's f16 scales,
+/// packed two a word) are covered.
+const INPUTS_K_SUPER: [usize; 4] = [256, 768, 1536, 4352];
 
 fn kernels_for(ctx: &Context, m: usize) -> Vec<LinearKernel> {
     let mut kernels = vec![LinearKernel::Matmul];
@@ -56,7 +61,9 @@ fn check_case(ctx: &Context, rng: &mut Rng, w: &QuantMatrix, gw: &GpuMatrix, m: 
 fn format_matches_oracle(format: Format, seed: u64) {
     let Some(ctx) = context() else { return };
     let mut rng = Rng::new(seed);
-    for &k in &INPUTS_K {
+    let inputs: &[usize] = if format.k_multiple() == 256 { &INPUTS_K_SUPER } else { &INPUTS_K };
+    for &k in inputs {
+        assert_eq!(k % format.k_multiple(), 0, "{format}: K = {k}");
         for &n in &OUTPUTS_N {
             let w = reference::quantize(format, n, k, &rng.vec(n * k)).unwrap();
             let gw = GpuMatrix::upload(&ctx, w.as_ref()).unwrap();
@@ -90,6 +97,15 @@ fn q4_1_weights_match_oracle() {
 }
 
 #[test]
+fn q4_k_weights_match_oracle() {
+    format_matches_oracle(Format::Q4_K, 6);
+}
+#[test]
+fn q6_k_weights_match_oracle() {
+    format_matches_oracle(Format::Q6_K, 7);
+}
+
+#[test]
 fn gpu_bytes_equal_format_bits() {
     let Some(ctx) = context() else { return };
     let (n, k) = (64, 4096);
@@ -108,8 +124,11 @@ fn matrices_larger_than_a_binding_are_split_by_rows() {
     let Some(ctx) = context_with(ContextOptions { max_binding_size: Some(LIMIT), ..Default::default() }) else { return };
     assert_eq!(ctx.max_binding_size(), LIMIT);
     let mut rng = Rng::new(11);
-    let (n, k) = (1031, 576);
+    let n = 1031;
     for format in Format::ALL {
+        // 576 for the 32-wide formats (18 blocks a row); 768 for the K-quants, whose rows are
+        // whole super-blocks of 256 (3 a row, so chunks of odd row counts hold odd block counts).
+        let k = 576usize.next_multiple_of(format.k_multiple());
         let w = reference::quantize(format, n, k, &rng.vec(n * k)).unwrap();
         let gw = GpuMatrix::upload(&ctx, w.as_ref()).unwrap();
         assert!(gw.chunk_count() > 1, "{format}: {} bytes fit one {LIMIT}-byte binding?", gw.gpu_bytes());

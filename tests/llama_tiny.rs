@@ -29,7 +29,10 @@ fn check(spec: &TinySpec, seed: u64, chunk: usize) {
     let vocab = spec.vocab;
     let tokens: Vec<u32> = (0..13u32).map(|i| (i * 37 + 5) % vocab as u32).collect();
     let want = reference.forward(&tokens);
-    let what = format!("{:?}/{:?} tied {} chunk {chunk}", spec.weight_format, spec.embed_format, spec.tied_head);
+    let what = format!(
+        "{:?} (down {:?}, head {:?})/{:?} tied {} chunk {chunk}",
+        spec.weight_format, spec.down_format, spec.head_format, spec.embed_format, spec.tied_head
+    );
 
     // Prefill, every position's logits (the matmul path once the chunk exceeds 8 rows).
     let all = pollster::block_on(model.forward(&ctx, &tokens, Logits::All)).unwrap();
@@ -65,6 +68,15 @@ fn every_weight_format_matches_cpu() {
         let spec = TinySpec { weight_format, embed_format, ..TinySpec::odd() };
         check(&spec, 3, 16);
     }
+}
+
+/// A Q4_K_M-like file (Q4_K embedding and matrices, Q6_K ffn_down and head), then Q6_K
+/// everywhere with the head tied to the Q6_K embedding (the embedding lookup of Q6_K rows).
+#[test]
+fn k_quant_weights_match_cpu() {
+    check(&TinySpec::q4_k_m(), 6, 16);
+    let spec = TinySpec { weight_format: Format::Q6_K, embed_format: Format::Q6_K, tied_head: true, ..TinySpec::q4_k_m() };
+    check(&spec, 7, 5);
 }
 
 #[test]

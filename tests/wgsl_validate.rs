@@ -82,6 +82,20 @@ fn constant_sets(kernel: Kernel) -> Vec<PipelineConstants> {
 }
 
 #[test]
+fn shader_codes_cover_every_format() {
+    // FORMAT codes are 0..n with no gaps, so constant_sets reaches every case of load_group8,
+    // and weights.wgsl names each code as Format::shader_code does.
+    let mut codes: Vec<u32> = Format::ALL.map(Format::shader_code).to_vec();
+    codes.sort_unstable();
+    assert_eq!(codes, (0..Format::ALL.len() as u32).collect::<Vec<_>>());
+    let weights = include_str!("../shaders/weights.wgsl");
+    for format in Format::ALL {
+        let line = format!("const FORMAT_{}: u32 = {}u;", format.name(), format.shader_code());
+        assert!(weights.contains(&line), "weights.wgsl lacks `{line}`");
+    }
+}
+
+#[test]
 fn every_kernel_translates_to_all_backends() {
     for kernel in Kernel::ALL {
         let id = kernel.module();

@@ -9,6 +9,12 @@ use half::f16;
 /// Values per block of every 32-wide format (Q8_0, Q4_0, Q4_1).
 pub const QK: usize = 32;
 
+/// Values per super-block of the K-quants (Q4_K, Q6_K).
+pub const QK_K: usize = 256;
+
+/// Bytes of Q4_K's packed 6-bit sub-block scales and mins (`K_SCALE_SIZE` in ggml).
+pub const K_SCALE_SIZE: usize = 12;
+
 /// Q8_0: one f16 scale and 32 signed bytes; value = d * q.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -35,6 +41,44 @@ pub struct BlockQ4_1 {
     pub qs: [u8; QK / 2],
 }
 
+/// Q4_K: a super-block of 256 values in 8 sub-blocks of 32, each with a 6-bit scale `sc` and a
+/// 6-bit min `m`; value = d·sc·q − dmin·m with q a nibble.
+///
+/// `scales` packs the eight (sc, m) pairs as ggml's `get_scale_min_k4` reads them: for sub-block
+/// j < 4, sc = scales\[j\] & 63 and m = scales\[j + 4\] & 63; for j ≥ 4, the low 4 bits come from
+/// scales\[j + 4\] (sc low nibble, m high nibble) and the top 2 bits from the top bits of
+/// scales\[j − 4\] (sc) and scales\[j\] (m).
+///
+/// `qs` holds four chunks of 64 values, 32 bytes each: in chunk c, byte l holds value 64c + l in
+/// its low nibble (sub-block 2c) and value 64c + 32 + l in its high nibble (sub-block 2c + 1).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ4_K {
+    pub d: f16,
+    pub dmin: f16,
+    pub scales: [u8; K_SCALE_SIZE],
+    pub qs: [u8; QK_K / 2],
+}
+
+/// Q6_K: a super-block of 256 values in 16 sub-blocks of 16, each with an int8 scale;
+/// value = d·scale·(q − 32) with q a 6-bit value, its low 4 bits in `ql`, its top 2 in `qh`.
+///
+/// Each half h (values 128h..128h + 128) uses ql\[64h..64h + 64\], qh\[32h..32h + 32\] and
+/// scales\[8h..8h + 8\]. Within a half, value 32·quadrant + l (l < 32, quadrant < 4) has its low
+/// bits in ql\[64h + l + 32·(quadrant & 1)\] (low nibble for quadrants 0 and 1, high nibble for 2
+/// and 3), its top bits at bit 2·quadrant of qh\[32h + l\], and its scale in
+/// scales\[8h + l / 16 + 2·quadrant\].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ6_K {
+    pub ql: [u8; QK_K / 2],
+    pub qh: [u8; QK_K / 4],
+    pub scales: [i8; QK_K / 16],
+    pub d: f16,
+}
+
 const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
 const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
 const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
+const _: () = assert!(std::mem::size_of::<BlockQ4_K>() == 144);
+const _: () = assert!(std::mem::size_of::<BlockQ6_K>() == 210);

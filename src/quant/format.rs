@@ -1,6 +1,6 @@
 //! The weight formats qgpu multiplies by, and their sizes.
 
-use super::block::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QK};
+use super::block::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, QK, QK_K};
 
 /// A weight storage format. The numeric codes of [`Format::shader_code`] are the `FORMAT`
 /// override constant of `shaders/weights.wgsl`.
@@ -11,16 +11,24 @@ pub enum Format {
     Q8_0,
     Q4_0,
     Q4_1,
+    /// ggml's Q4_K: 256-value super-blocks, 4.5 bits a weight.
+    #[allow(non_camel_case_types)]
+    Q4_K,
+    /// ggml's Q6_K: 256-value super-blocks, 6.5625 bits a weight.
+    #[allow(non_camel_case_types)]
+    Q6_K,
 }
 
 impl Format {
-    pub const ALL: [Format; 5] = [Format::F32, Format::F16, Format::Q8_0, Format::Q4_0, Format::Q4_1];
+    pub const ALL: [Format; 7] =
+        [Format::F32, Format::F16, Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::Q4_K, Format::Q6_K];
 
     /// Values per block as stored in GGUF.
     pub const fn block_size(self) -> usize {
         match self {
             Format::F32 | Format::F16 => 1,
             Format::Q8_0 | Format::Q4_0 | Format::Q4_1 => QK,
+            Format::Q4_K | Format::Q6_K => QK_K,
         }
     }
 
@@ -32,20 +40,24 @@ impl Format {
             Format::Q8_0 => std::mem::size_of::<BlockQ8_0>(),
             Format::Q4_0 => std::mem::size_of::<BlockQ4_0>(),
             Format::Q4_1 => std::mem::size_of::<BlockQ4_1>(),
+            Format::Q4_K => std::mem::size_of::<BlockQ4_K>(),
+            Format::Q6_K => std::mem::size_of::<BlockQ6_K>(),
         }
     }
 
-    /// Storage cost in bits per weight, scales included (4.5 for Q4_0).
+    /// Storage cost in bits per weight, scales included (4.5 for Q4_0 and Q4_K, 6.5625 for Q6_K).
     pub fn bits_per_weight(self) -> f64 {
         self.block_bytes() as f64 * 8.0 / self.block_size() as f64
     }
 
-    /// The row length (K) must be a multiple of this. The kernels read weights in groups of 8,
-    /// so even the unblocked formats need K % 8 == 0.
+    /// The row length (K) must be a multiple of this: the block size (256 for the K-quants,
+    /// which GGUF never splits across rows). The kernels read weights in groups of 8, so even
+    /// the unblocked formats need K % 8 == 0.
     pub const fn k_multiple(self) -> usize {
         match self {
             Format::F32 | Format::F16 => 8,
-            _ => QK,
+            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 => QK,
+            Format::Q4_K | Format::Q6_K => QK_K,
         }
     }
 
@@ -57,6 +69,8 @@ impl Format {
             Format::Q4_0 => 2,
             Format::Q4_1 => 3,
             Format::Q8_0 => 8,
+            Format::Q4_K => 12,
+            Format::Q6_K => 14,
         }
     }
 
@@ -68,6 +82,8 @@ impl Format {
             Format::Q8_0 => 2,
             Format::Q4_0 => 3,
             Format::Q4_1 => 4,
+            Format::Q4_K => 5,
+            Format::Q6_K => 6,
         }
     }
 
@@ -78,6 +94,8 @@ impl Format {
             Format::Q8_0 => "Q8_0",
             Format::Q4_0 => "Q4_0",
             Format::Q4_1 => "Q4_1",
+            Format::Q4_K => "Q4_K",
+            Format::Q6_K => "Q6_K",
         }
     }
 

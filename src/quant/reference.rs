@@ -2,12 +2,17 @@
 //! (`quantize_row_q8_0_ref`, `quantize_row_q4_0_ref`, `quantize_row_q4_1_ref` and the matching
 //! `dequantize_row_*` in ggml-quants.c). This is the oracle every kernel test compares against;
 //! it is written for clarity, not speed.
+//!
+//! The K-quants (Q4_K, Q6_K) live in [`super::kquants`]: their dequantization is bit-exact with
+//! ggml too; their quantization follows ggml's algorithm but is not guaranteed bit-identical.
 
-use super::block::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QK};
+use super::block::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, QK, QK_K};
+pub use super::kquants::{dequantize_q4_k, dequantize_q6_k, get_scale_min_k4, quantize_q4_k, quantize_q6_k};
 use super::{Format, QuantError, QuantMatrix, QuantMatrixRef};
 use half::f16;
 
-/// Quantizes `values` (`rows × cols`, row-major) with round-to-nearest, as ggml does.
+/// Quantizes `values` (`rows × cols`, row-major) as ggml's reference quantizers do:
+/// round-to-nearest for the 32-wide formats, ggml's scale searches for the K-quants.
 pub fn quantize(format: Format, rows: usize, cols: usize, values: &[f32]) -> Result<QuantMatrix, QuantError> {
     let count = rows.checked_mul(cols).ok_or(QuantError::Overflow { rows, cols })?;
     if values.len() != count {
@@ -23,6 +28,8 @@ pub fn quantize(format: Format, rows: usize, cols: usize, values: &[f32]) -> Res
         Format::Q8_0 => values.chunks_exact(QK).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q8_0(b)))),
         Format::Q4_0 => values.chunks_exact(QK).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q4_0(b)))),
         Format::Q4_1 => values.chunks_exact(QK).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q4_1(b)))),
+        Format::Q4_K => values.chunks_exact(QK_K).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q4_k(b)))),
+        Format::Q6_K => values.chunks_exact(QK_K).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q6_k(b)))),
     }
     QuantMatrix::new(format, rows, cols, out)
 }
@@ -112,6 +119,8 @@ pub fn dequantize_into(format: Format, bytes: &[u8], out: &mut [f32]) {
                     dst[j + QK / 2] = (q >> 4) as f32 * d + m;
                 }
             }
+            Format::Q4_K => dequantize_q4_k(&bytemuck::pod_read_unaligned::<BlockQ4_K>(block), dst),
+            Format::Q6_K => dequantize_q6_k(&bytemuck::pod_read_unaligned::<BlockQ6_K>(block), dst),
         }
     }
 }

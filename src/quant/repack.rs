@@ -9,14 +9,22 @@
 //!   - Q4_0 / Q4_1: eight nibbles per word, value order (nibble j = value 8w + j). GGUF stores
 //!     value j and j + 16 in one byte; reordering here lets a kernel dot one word with two
 //!     consecutive `vec4<f32>` of activations.
-//! * `scales`: per block, row-major. Q8_0 / Q4_0: one f16 `d` per block, two per word (lower
-//!   half first). Q4_1: one word per block, `d` in the lower half and `m` in the upper.
-//!   F32 / F16: none.
+//!   - Q4_K: the GGUF blocks unchanged, 36 words per 256 values (a block is 144 bytes, so
+//!     blocks stay word-aligned): word 0 = `d` (lower half) | `dmin` (upper half), words 1..4 =
+//!     the 12 bytes of packed 6-bit scales and mins, words 4..36 = the 128 bytes of `qs`, bytes
+//!     little-endian within each word.
+//!   - Q6_K: per block, its first 208 bytes as 52 words: words 0..32 = `ql`, 32..48 = `qh`,
+//!     48..52 = the 16 int8 `scales`. The f16 `d` that ends each 210-byte GGUF block (and would
+//!     leave the next block 2-byte aligned) goes to `scales`.
+//! * `scales`: per block, row-major. Q8_0 / Q4_0 / Q6_K: one f16 `d` per block, two per word
+//!   (lower half first). Q4_1: one word per block, `d` in the lower half and `m` in the upper.
+//!   F32 / F16 / Q4_K: none.
 //!
-//! The byte count equals the GGUF byte count (4.5 bits per weight for Q4_0): weights stay
-//! quantized on the GPU.
+//! The byte count equals the GGUF byte count (4.5 bits per weight for Q4_0 and Q4_K, 6.5625 for
+//! Q6_K; plus at most 2 bytes of padding when the halves of a chunk are odd in number): weights
+//! stay quantized on the GPU.
 
-use super::block::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QK};
+use super::block::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, QK, QK_K};
 use super::{Format, QuantMatrixRef};
 
 /// One row range of a matrix in GPU layout.
@@ -26,6 +34,14 @@ pub struct GpuLayout {
     pub scales: Vec<u32>,
 }
 
+/// Words of one Q4_K block in `quants`: the whole 144-byte block.
+pub const Q4_K_WORDS: usize = std::mem::size_of::<BlockQ4_K>() / 4;
+/// Words of one Q6_K block in `quants`: `ql`, `qh` and `scales` (208 bytes), not `d`.
+pub const Q6_K_WORDS: usize = (QK_K / 2 + QK_K / 4 + QK_K / 16) / 4;
+
+const _: () = assert!(Q4_K_WORDS * 4 == std::mem::size_of::<BlockQ4_K>());
+const _: () = assert!(Q6_K_WORDS * 4 + 2 == std::mem::size_of::<BlockQ6_K>());
+
 /// `u32` words of quants per row of `k` values.
 pub const fn quant_words_per_row(format: Format, k: usize) -> usize {
     match format {
@@ -33,15 +49,18 @@ pub const fn quant_words_per_row(format: Format, k: usize) -> usize {
         Format::F16 => k / 2,
         Format::Q8_0 => k / 4,
         Format::Q4_0 | Format::Q4_1 => k / 8,
+        Format::Q4_K => k / QK_K * Q4_K_WORDS,
+        Format::Q6_K => k / QK_K * Q6_K_WORDS,
     }
 }
 
 /// `u32` words of scales for `rows` rows of `k` values.
 pub const fn scale_words(format: Format, rows: usize, k: usize) -> usize {
     match format {
-        Format::F32 | Format::F16 => 0,
+        Format::F32 | Format::F16 | Format::Q4_K => 0,
         Format::Q8_0 | Format::Q4_0 => (rows * (k / QK)).div_ceil(2),
         Format::Q4_1 => rows * (k / QK),
+        Format::Q6_K => (rows * (k / QK_K)).div_ceil(2),
     }
 }
 
@@ -74,6 +93,14 @@ pub fn repack(w: QuantMatrixRef<'_>, start: usize, end: usize) -> GpuLayout {
                 let b: BlockQ4_1 = bytemuck::pod_read_unaligned(raw);
                 push_nibbles(&mut quants, &b.qs);
                 scales.push(b.d.to_bits() as u32 | (b.m.to_bits() as u32) << 16);
+            }
+        }
+        Format::Q4_K => quants.extend(bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+        Format::Q6_K => {
+            for raw in bytes.chunks_exact(std::mem::size_of::<BlockQ6_K>()) {
+                let b: BlockQ6_K = bytemuck::pod_read_unaligned(raw);
+                quants.extend(raw[..Q6_K_WORDS * 4].chunks_exact(4).map(|q| u32::from_le_bytes([q[0], q[1], q[2], q[3]])));
+                halves.push(b.d.to_bits());
             }
         }
     }

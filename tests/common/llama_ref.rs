@@ -98,6 +98,8 @@ pub fn format_of(t: GgmlType) -> Option<Format> {
         GgmlType::Q8_0 => Format::Q8_0,
         GgmlType::Q4_0 => Format::Q4_0,
         GgmlType::Q4_1 => Format::Q4_1,
+        GgmlType::Q4_K => Format::Q4_K,
+        GgmlType::Q6_K => Format::Q6_K,
         _ => return None,
     })
 }

@@ -21,8 +21,12 @@ pub struct TinySpec {
     pub n_kv_heads: usize,
     pub ffn: usize,
     /// Format of every block matrix (q, k, v, o, gate, up, down) and of `output.weight` when
-    /// the head is not tied.
+    /// the head is not tied, unless overridden below.
     pub weight_format: Format,
+    /// Format of every `ffn_down` (default: `weight_format`).
+    pub down_format: Option<Format>,
+    /// Format of `output.weight` when the head is not tied (default: `weight_format`).
+    pub head_format: Option<Format>,
     /// Format of `token_embd.weight` (also the head when tied).
     pub embed_format: Format,
     /// No `output.weight`: the head is `token_embd.weight`.
@@ -45,7 +49,31 @@ impl TinySpec {
             n_kv_heads: 1,
             ffn: 160,
             weight_format: Format::Q4_0,
+            down_format: None,
+            head_format: None,
             embed_format: Format::Q8_0,
+            tied_head: false,
+            rope_base: 10000.0,
+            eps: 1e-5,
+            context: 64,
+        }
+    }
+
+    /// The smallest llama whose every matrix row is whole K-quant super-blocks (256 values),
+    /// stored like a llama.cpp Q4_K_M file: Q4_K embedding and block matrices, Q6_K `ffn_down`
+    /// and head. dim 256 = 2 heads of 128 sharing 1 kv head, ffn 512, 2 layers, vocab 263.
+    pub fn q4_k_m() -> Self {
+        TinySpec {
+            vocab: 263,
+            dim: 256,
+            n_layers: 2,
+            n_heads: 2,
+            n_kv_heads: 1,
+            ffn: 512,
+            weight_format: Format::Q4_K,
+            down_format: Some(Format::Q6_K),
+            head_format: Some(Format::Q6_K),
+            embed_format: Format::Q4_K,
             tied_head: false,
             rope_base: 10000.0,
             eps: 1e-5,
@@ -145,11 +173,11 @@ pub fn tiny_llama_gguf(spec: &TinySpec, seed: u64) -> Vec<u8> {
         norm(&mut w, b("ffn_norm"), norm_seed(2 * i as u64 + 1));
         matrix(&mut w, b("ffn_gate"), s.weight_format, s.ffn, s.dim, inv_sqrt(s.dim));
         matrix(&mut w, b("ffn_up"), s.weight_format, s.ffn, s.dim, inv_sqrt(s.dim));
-        matrix(&mut w, b("ffn_down"), s.weight_format, s.dim, s.ffn, inv_sqrt(s.ffn));
+        matrix(&mut w, b("ffn_down"), s.down_format.unwrap_or(s.weight_format), s.dim, s.ffn, inv_sqrt(s.ffn));
     }
     norm(&mut w, "output_norm.weight".into(), norm_seed(u32::MAX as u64));
     if !s.tied_head {
-        matrix(&mut w, "output.weight".into(), s.weight_format, s.vocab, s.dim, 4.0 * inv_sqrt(s.dim));
+        matrix(&mut w, "output.weight".into(), s.head_format.unwrap_or(s.weight_format), s.vocab, s.dim, 4.0 * inv_sqrt(s.dim));
     }
     w.to_bytes()
 }

@@ -37,6 +37,8 @@ pub fn format_of(name: &str, ty: GgmlType) -> Result<Format, ModelError> {
         GgmlType::Q8_0 => Format::Q8_0,
         GgmlType::Q4_0 => Format::Q4_0,
         GgmlType::Q4_1 => Format::Q4_1,
+        GgmlType::Q4_K => Format::Q4_K,
+        GgmlType::Q6_K => Format::Q6_K,
         other => return Err(ModelError::UnsupportedTensorType { tensor: name.to_string(), ggml_type: other.name().to_string() }),
     })
 }

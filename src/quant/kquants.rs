@@ -1,0 +1,296 @@
+//! The K-quants' CPU reference: ggml's Q4_K and Q6_K super-blocks of 256 values.
+//!
+//! **Dequantization is bit-exact with ggml** (`dequantize_row_q4_K`, `dequantize_row_q6_K` and
+//! `get_scale_min_k4` in ggml-quants.c): the same f32 operations in the same order.
+//!
+//! **Quantization is ggml-compatible but not guaranteed bit-identical.** The quantizers follow
+//! ggml's reference quantizers (`quantize_row_q4_K_ref`, `quantize_row_q6_K_ref`) step by step,
+//! including their iterative searches (`make_qkx2_quants` for Q4_K's per-sub-block scale and
+//! min, `make_qx_quants` for Q6_K's per-sub-block scale), and produce valid blocks that any ggml
+//! reader decodes to the same values as we do. The bytes may still differ from what ggml writes
+//! for the same input: floating-point sums accumulate in a compiler-dependent order and C
+//! compilers may contract multiply-adds, and a tie in a search can then go either way. Nothing
+//! in qgpu depends on the bytes being identical; the kernels are tested against
+//! [`dequantize_q4_k`] / [`dequantize_q6_k`] of whatever blocks they are given.
+
+use super::block::{BlockQ4_K, BlockQ6_K, K_SCALE_SIZE, QK_K};
+use half::f16;
+
+/// Below this a group is treated as all zeros (`GROUP_MAX_EPS` in ggml).
+const GROUP_MAX_EPS: f32 = 1e-15;
+
+/// ggml's `nearest_int`: round half to even (it adds 1.5·2²³ and reads the mantissa).
+fn nearest_int(v: f32) -> i32 {
+    v.round_ties_even() as i32
+}
+
+/// Sub-block `j` (0..8) of a Q4_K block: its 6-bit scale and 6-bit min (`get_scale_min_k4`).
+pub fn get_scale_min_k4(j: usize, q: &[u8; K_SCALE_SIZE]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
+
+/// Packs eight 6-bit scales and mins the way [`get_scale_min_k4`] unpacks them.
+pub fn pack_scale_min_k4(scales: &[u8; 8], mins: &[u8; 8]) -> [u8; K_SCALE_SIZE] {
+    let mut q = [0u8; K_SCALE_SIZE];
+    for j in 0..8 {
+        let (ls, lm) = (scales[j].min(63), mins[j].min(63));
+        if j < 4 {
+            q[j] |= ls;
+            q[j + 4] |= lm;
+        } else {
+            q[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
+            q[j - 4] |= (ls >> 4) << 6;
+            q[j] |= (lm >> 4) << 6;
+        }
+    }
+    q
+}
+
+/// `dequantize_row_q4_K` for one block: value = (d·sc)·q − (dmin·m).
+pub fn dequantize_q4_k(b: &BlockQ4_K, y: &mut [f32]) {
+    let (d, min) = (b.d.to_f32(), b.dmin.to_f32());
+    for c in 0..QK_K / 64 {
+        let q = &b.qs[32 * c..32 * c + 32];
+        let (sc, m) = get_scale_min_k4(2 * c, &b.scales);
+        let (d1, m1) = (d * sc as f32, min * m as f32);
+        let (sc, m) = get_scale_min_k4(2 * c + 1, &b.scales);
+        let (d2, m2) = (d * sc as f32, min * m as f32);
+        for l in 0..32 {
+            y[64 * c + l] = d1 * (q[l] & 0xF) as f32 - m1;
+            y[64 * c + 32 + l] = d2 * (q[l] >> 4) as f32 - m2;
+        }
+    }
+}
+
+/// `dequantize_row_q6_K` for one block: value = (d·scale)·(q − 32).
+pub fn dequantize_q6_k(b: &BlockQ6_K, y: &mut [f32]) {
+    let d = b.d.to_f32();
+    for h in 0..QK_K / 128 {
+        let (ql, qh, sc, y) = (&b.ql[64 * h..], &b.qh[32 * h..], &b.scales[8 * h..], &mut y[128 * h..]);
+        for l in 0..32 {
+            let is = l / 16;
+            let q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i32 - 32;
+            let q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+            let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+            let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+            y[l] = d * sc[is] as f32 * q1 as f32;
+            y[l + 32] = d * sc[is + 2] as f32 * q2 as f32;
+            y[l + 64] = d * sc[is + 4] as f32 * q3 as f32;
+            y[l + 96] = d * sc[is + 6] as f32 * q4 as f32;
+        }
+    }
+}
+
+/// ggml's `make_qkx2_quants`: a scale and a min (returned as its negation, ≥ 0) for `x` with
+/// levels 0..=nmax, minimising the weighted squared error over a small search of candidate
+/// scales, each refined by weighted least squares. Writes the chosen levels into `l`.
+#[allow(clippy::too_many_arguments)]
+fn make_qkx2_quants(nmax: i32, x: &[f32], weights: &[f32], l: &mut [u8], rmin: f32, rdelta: f32, nstep: i32) -> (f32, f32) {
+    let n = x.len();
+    let (mut min, mut max) = (x[0], x[0]);
+    let mut sum_w = weights[0];
+    let mut sum_x = sum_w * x[0];
+    for i in 1..n {
+        min = min.min(x[i]);
+        max = max.max(x[i]);
+        let w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max == min {
+        l.iter_mut().for_each(|q| *q = 0);
+        return (0.0, -min);
+    }
+    let mut iscale = nmax as f32 / (max - min);
+    let mut scale = 1.0 / iscale;
+    let mut best_mad = 0.0f32;
+    for i in 0..n {
+        l[i] = nearest_int(iscale * (x[i] - min)).clamp(0, nmax) as u8;
+        let diff = scale * l[i] as f32 + min - x[i];
+        best_mad += weights[i] * (diff * diff);
+    }
+    let mut laux = [0u8; 32];
+    let laux = &mut laux[..n];
+    for is in 0..=nstep {
+        iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
+        for i in 0..n {
+            let q = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+            laux[i] = q as u8;
+            let (w, q) = (weights[i], q as f32);
+            sum_l += w * q;
+            sum_l2 += w * q * q;
+            sum_xl += w * q * x[i];
+        }
+        let det = sum_w * sum_l2 - sum_l * sum_l;
+        if det > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut mad = 0.0f32;
+            for i in 0..n {
+                let diff = this_scale * laux[i] as f32 + this_min - x[i];
+                mad += weights[i] * (diff * diff);
+            }
+            if mad < best_mad {
+                l.copy_from_slice(laux);
+                best_mad = mad;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    (scale, -min)
+}
+
+/// ggml's `make_qx_quants` with `rmse_type` 1 (weights x²): a signed scale for `x` with levels
+/// −nmax..nmax−1, searching 18 candidate scales around nmax / max|x| by weighted least squares.
+/// Writes the chosen levels, offset by nmax, into `l`.
+fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [u8]) -> f32 {
+    let (mut max, mut amax) = (0.0f32, 0.0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        l.iter_mut().for_each(|q| *q = 0);
+        return 0.0;
+    }
+    let level = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+    let sums = |iscale: f32| {
+        let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+        for &v in x {
+            let q = level(iscale, v) as f32;
+            let w = v * v;
+            sumlx += w * v * q;
+            suml2 += w * q * q;
+        }
+        (sumlx, suml2)
+    };
+    let mut iscale = -(nmax as f32) / max;
+    for (q, &v) in l.iter_mut().zip(x) {
+        *q = (level(iscale, v) + nmax) as u8;
+    }
+    let (sumlx, suml2) = sums(iscale);
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for is in (-9..=9).filter(|&is| is != 0) {
+        iscale = -(nmax as f32 + 0.1 * is as f32) / max;
+        let (sumlx, suml2) = sums(iscale);
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            for (q, &v) in l.iter_mut().zip(x) {
+                *q = (level(iscale, v) + nmax) as u8;
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}
+
+/// One Q4_K block from 256 values, as `quantize_row_q4_K_ref`: per 32-value sub-block a scale
+/// and a min from [`make_qkx2_quants`] (weights |x| + RMS of the sub-block), both quantized to 6
+/// bits against the largest of them (`d`, `dmin`), then every value re-quantized against its
+/// sub-block's stored scale and min.
+pub fn quantize_q4_k(x: &[f32]) -> BlockQ4_K {
+    assert_eq!(x.len(), QK_K, "quantize_q4_k takes one block of {QK_K} values");
+    let mut levels = [0u8; QK_K];
+    let (mut scales, mut mins) = ([0.0f32; 8], [0.0f32; 8]);
+    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+    for j in 0..8 {
+        let xs = &x[32 * j..32 * j + 32];
+        let sum_x2: f32 = xs.iter().fold(0.0, |s, v| s + v * v);
+        let av_x = (sum_x2 / 32.0).sqrt();
+        let weights: Vec<f32> = xs.iter().map(|v| av_x + v.abs()).collect();
+        (scales[j], mins[j]) = make_qkx2_quants(15, xs, &weights, &mut levels[32 * j..32 * j + 32], -1.0, 0.1, 20);
+        max_scale = max_scale.max(scales[j]);
+        max_min = max_min.max(mins[j]);
+    }
+    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    // ggml stores these through uint8_t; a (never seen) negative scale saturates at 0 here.
+    let six_bits = |v: f32| nearest_int(v).clamp(0, 63) as u8;
+    let ls: [u8; 8] = std::array::from_fn(|j| six_bits(inv_scale * scales[j]));
+    let lm: [u8; 8] = std::array::from_fn(|j| six_bits(inv_min * mins[j]));
+    let mut b = BlockQ4_K {
+        d: f16::from_f32(max_scale / 63.0),
+        dmin: f16::from_f32(max_min / 63.0),
+        scales: pack_scale_min_k4(&ls, &lm),
+        qs: [0; QK_K / 2],
+    };
+    for j in 0..8 {
+        let (sc, m) = get_scale_min_k4(j, &b.scales);
+        let d = b.d.to_f32() * sc as f32;
+        if d == 0.0 {
+            continue;
+        }
+        let dm = b.dmin.to_f32() * m as f32;
+        for i in 32 * j..32 * j + 32 {
+            levels[i] = nearest_int((x[i] + dm) / d).clamp(0, 15) as u8;
+        }
+    }
+    for c in 0..QK_K / 64 {
+        for l in 0..32 {
+            b.qs[32 * c + l] = levels[64 * c + l] | (levels[64 * c + 32 + l] << 4);
+        }
+    }
+    b
+}
+
+/// One Q6_K block from 256 values, as `quantize_row_q6_K_ref`: per 16-value sub-block a scale
+/// from [`make_qx_quants`], quantized to int8 against the super-block scale `d` (the scale of
+/// largest magnitude maps to −128), then every value re-quantized to −32..31 against its
+/// sub-block's stored scale.
+pub fn quantize_q6_k(x: &[f32]) -> BlockQ6_K {
+    assert_eq!(x.len(), QK_K, "quantize_q6_k takes one block of {QK_K} values");
+    let mut levels = [0u8; QK_K];
+    let mut scales = [0.0f32; QK_K / 16];
+    let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
+    for ib in 0..QK_K / 16 {
+        let scale = make_qx_quants(32, &x[16 * ib..16 * ib + 16], &mut levels[16 * ib..16 * ib + 16]);
+        scales[ib] = scale;
+        if scale.abs() > max_abs_scale {
+            max_abs_scale = scale.abs();
+            max_scale = scale;
+        }
+    }
+    let mut b = BlockQ6_K { ql: [0; QK_K / 2], qh: [0; QK_K / 4], scales: [0; QK_K / 16], d: f16::ZERO };
+    if max_abs_scale < GROUP_MAX_EPS {
+        return b;
+    }
+    let iscale = -128.0 / max_scale;
+    b.d = f16::from_f32(1.0 / iscale);
+    for (s, &scale) in b.scales.iter_mut().zip(&scales) {
+        *s = nearest_int(iscale * scale).clamp(-128, 127) as i8;
+    }
+    for j in 0..QK_K / 16 {
+        let d = b.d.to_f32() * b.scales[j] as f32;
+        if d == 0.0 {
+            continue;
+        }
+        for i in 16 * j..16 * j + 16 {
+            levels[i] = (nearest_int(x[i] / d).clamp(-32, 31) + 32) as u8;
+        }
+    }
+    for h in 0..QK_K / 128 {
+        let l6 = &levels[128 * h..128 * h + 128];
+        for l in 0..32 {
+            b.ql[64 * h + l] = (l6[l] & 0xF) | ((l6[l + 64] & 0xF) << 4);
+            b.ql[64 * h + l + 32] = (l6[l + 32] & 0xF) | ((l6[l + 96] & 0xF) << 4);
+            b.qh[32 * h + l] = (l6[l] >> 4) | ((l6[l + 32] >> 4) << 2) | ((l6[l + 64] >> 4) << 4) | ((l6[l + 96] >> 4) << 6);
+        }
+    }
+    b
+}
