@@ -74,6 +74,11 @@ impl Format {
         }
     }
 
+    /// The format stored under a ggml type id, if qgpu has kernels for it.
+    pub fn from_ggml_type(id: u32) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.ggml_type() == id)
+    }
+
     /// The value of the `FORMAT` override constant in the shaders.
     pub const fn shader_code(self) -> u32 {
         match self {

@@ -92,16 +92,7 @@ pub struct RefLlama {
 
 /// The qgpu format of a ggml type, for the types the reference dequantizer knows.
 pub fn format_of(t: GgmlType) -> Option<Format> {
-    Some(match t {
-        GgmlType::F32 => Format::F32,
-        GgmlType::F16 => Format::F16,
-        GgmlType::Q8_0 => Format::Q8_0,
-        GgmlType::Q4_0 => Format::Q4_0,
-        GgmlType::Q4_1 => Format::Q4_1,
-        GgmlType::Q4_K => Format::Q4_K,
-        GgmlType::Q6_K => Format::Q6_K,
-        _ => return None,
-    })
+    Format::from_ggml_type(t.id())
 }
 
 /// Dequantizes tensor `name`, checking that its dims are `[cols, rows]` (or `[cols]` when

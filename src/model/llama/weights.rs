@@ -29,18 +29,10 @@ pub(super) struct Weights {
     pub bytes: u64,
 }
 
-/// The weight formats qgpu has kernels for.
+/// The format of tensor `name`, or a typed error naming it when qgpu has no kernel for its type.
 pub fn format_of(name: &str, ty: GgmlType) -> Result<Format, ModelError> {
-    Ok(match ty {
-        GgmlType::F32 => Format::F32,
-        GgmlType::F16 => Format::F16,
-        GgmlType::Q8_0 => Format::Q8_0,
-        GgmlType::Q4_0 => Format::Q4_0,
-        GgmlType::Q4_1 => Format::Q4_1,
-        GgmlType::Q4_K => Format::Q4_K,
-        GgmlType::Q6_K => Format::Q6_K,
-        other => return Err(ModelError::UnsupportedTensorType { tensor: name.to_string(), ggml_type: other.name().to_string() }),
-    })
+    Format::from_ggml_type(ty.id())
+        .ok_or_else(|| ModelError::UnsupportedTensorType { tensor: name.to_string(), ggml_type: ty.name().to_string() })
 }
 
 struct Loader<'a> {
