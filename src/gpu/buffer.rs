@@ -178,17 +178,22 @@ impl Context {
     pub async fn read_bytes(&self, what: &'static str, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
         self.check_lost()?;
         let size = bytes.next_multiple_of(4).max(4);
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+        // Decode reads logits back every token: reuse one staging buffer instead of allocating.
+        // A concurrent read finds the slot empty and makes its own.
+        let cached = self.staging.lock().ok().and_then(|mut slot| slot.take_if(|b| b.size() >= size));
+        let staging = cached.unwrap_or_else(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
         });
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = futures_channel::oneshot::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+        staging.map_async(wgpu::MapMode::Read, ..size, move |r| {
             let _ = tx.send(r);
         });
         self.wait_idle()?;
@@ -196,11 +201,16 @@ impl Context {
         mapped.map_err(|e| GpuError::Readback { what, message: e.to_string() })?;
         let data = {
             let view = staging
-                .get_mapped_range(..)
+                .get_mapped_range(..size)
                 .map_err(|e| GpuError::Readback { what, message: e.to_string() })?;
             view[..bytes as usize].to_vec()
         };
         staging.unmap();
+        if let Ok(mut slot) = self.staging.lock() {
+            if slot.as_ref().is_none_or(|b| b.size() < staging.size()) {
+                *slot = Some(staging);
+            }
+        }
         Ok(data)
     }
 

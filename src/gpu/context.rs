@@ -106,6 +106,8 @@ pub struct Context {
     caps: Capabilities,
     pub(crate) pipelines: PipelineCache,
     lost: Arc<Mutex<Option<String>>>,
+    /// The readback buffer, kept between reads.
+    pub(crate) staging: Mutex<Option<wgpu::Buffer>>,
 }
 
 impl Context {
@@ -148,7 +150,7 @@ impl Context {
         // The device may report a larger binding limit than we capped; our cap is what we plan with.
         let mut effective = device.limits();
         effective.max_storage_buffer_binding_size = effective.max_storage_buffer_binding_size.min(limits.max_storage_buffer_binding_size);
-        Ok(Self { device, queue, info, limits: effective, caps, pipelines: PipelineCache::default(), lost })
+        Ok(Self { device, queue, info, limits: effective, caps, pipelines: PipelineCache::default(), lost, staging: Mutex::new(None) })
     }
 
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
