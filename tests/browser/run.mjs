@@ -122,6 +122,19 @@ try {
   const shot = path.join(artifacts, 'demo.png');
   await page.screenshot({ path: shot, fullPage: true });
   console.log(`     screenshot: ${shot}`);
+
+  // Device loss: after destroy(), calls reject with a typed message and the page offers a reload.
+  const lost = await page.evaluate(async () => {
+    const q = window.qgpuDemo.q;
+    q.destroy();
+    try {
+      await q.generate('x', { maxTokens: 1 });
+      return { rejected: false };
+    } catch (e) {
+      return { rejected: e instanceof Error, message: e.message, deviceLost: q.deviceLost() };
+    }
+  });
+  check(lost.rejected && /device lost/i.test(lost.message) && !!lost.deviceLost, 'device loss is a JS Error', JSON.stringify(lost));
   if (failures) for (const l of logs) console.log(l);
 } catch (e) {
   failures++;
