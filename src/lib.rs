@@ -20,5 +20,7 @@ pub mod model;
 pub mod ops;
 pub mod quant;
 pub mod tensor;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use error::Error;

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Browser test: headless Chromium (SwiftShader WebGPU) runs qgpu's wasm package:
+# kernel self-test against the CPU oracle, the SmolLM2 reference greedy continuation, and the
+# demo page (screenshot in ${CARGO_TARGET_DIR:-target}/browser-artifacts/demo.png).
+# Installs Chromium (apt), playwright-core and binaryen (npm ci into tests/browser/node_modules),
+# the wasm target and wasm-bindgen-cli when missing; fetches the default model; builds web/pkg.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+
+CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$CHROMIUM" ]; then
+    echo "installing chromium..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/binaryen ]; then
+    npm ci --prefix tests/browser --no-audit --no-fund
+fi
+
+MODEL="$QGPU_CACHE_DIR/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+if [ ! -f "$MODEL" ]; then
+    cargo build --release --locked
+    "${CARGO_TARGET_DIR:-target}/release/qgpu" fetch
+fi
+
+scripts/build-web.sh
+export CHROMIUM
+node tests/browser/run.mjs

@@ -1,0 +1,148 @@
+// Browser test of qgpu's WebGPU package in headless Chromium (SwiftShader's WebGPU):
+//  (a) selfTest(): every format × kernel against the CPU oracle, inside the page;
+//  (b) greedy continuation of the reference prompt matches tests/fixtures/smollm2_reference.json;
+//  (c) the demo page answers through its UI; a screenshot is saved.
+// Run through scripts/test-browser.sh (it builds web/pkg and installs what is missing).
+// Environment: CHROMIUM (default /usr/bin/chromium), QGPU_BROWSER_ARTIFACTS (screenshot dir),
+// QGPU_BROWSER_MAX_TOKENS (tokens to compare, default 12).
+
+import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..', '..');
+const targetDir = process.env.CARGO_TARGET_DIR || path.join(repo, 'target');
+const artifacts = process.env.QGPU_BROWSER_ARTIFACTS || path.join(targetDir, 'browser-artifacts');
+const compareTokens = Number(process.env.QGPU_BROWSER_MAX_TOKENS || 12);
+const fixture = JSON.parse(readFileSync(path.join(repo, 'tests/fixtures/smollm2_reference.json'), 'utf8'));
+const refCase = fixture.cases[2];
+
+let failures = 0;
+function check(ok, what, detail = '') {
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}${detail ? ': ' + detail : ''}`);
+  if (!ok) failures++;
+}
+
+function startServer() {
+  return new Promise((resolve, reject) => {
+    const server = spawn('python3', [path.join(repo, 'scripts/serve_web.py'), '--port', '0'], {
+      env: { ...process.env, QGPU_SERVE_QUIET: '1' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    server.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/on (http:\/\/127\.0\.0\.1:\d+)\//);
+      if (m) resolve({ server, url: m[1] });
+    });
+    server.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+}
+
+const t0 = Date.now();
+const { server, url } = await startServer();
+const userDataDir = mkdtempSync(path.join(tmpdir(), 'qgpu-chromium-'));
+mkdirSync(artifacts, { recursive: true });
+let browser;
+try {
+  // A fresh profile each run (playwright passes it as --user-data-dir).
+  browser = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    viewport: { width: 1000, height: 1100 },
+    args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  const page = await browser.newPage();
+  const logs = [];
+  page.on('console', (m) => logs.push(`[console.${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+  await page.goto(`${url}/index.html`);
+  await page.waitForFunction(() => window.qgpuDemo && (window.qgpuDemo.ready || document.getElementById('error').style.display === 'block'), null, { timeout: 60000 });
+  const info = await page.evaluate(() => window.qgpuDemo.q && window.qgpuDemo.q.info);
+  check(!!info, 'WebGPU context', info ? `${info.adapter.name} (${info.adapter.deviceType}), matvec ${info.kernels.matvec}, supported ${info.kernels.matvecSupported.join('/')}` : await page.textContent('#error-text'));
+  if (!info) throw new Error('no WebGPU context');
+
+  // (a) kernels against the CPU oracle.
+  const report = await page.evaluate(() => window.qgpuDemo.q.selfTest());
+  const bad = report.cases.filter((c) => !c.ok);
+  const worst = Math.max(...report.cases.map((c) => c.relL2 ?? Infinity));
+  const kernels = [...new Set(report.cases.map((c) => c.kernel))].join(', ');
+  const formats = [...new Set(report.cases.map((c) => c.format))].join(', ');
+  check(report.passed && bad.length === 0 && report.count > 0, 'selfTest',
+    `${report.count} cases (${formats}; ${kernels}), worst relative L2 ${worst.toExponential(2)} ≤ ${report.tolerance}, ${report.seconds.toFixed(1)} s`);
+  for (const c of bad.slice(0, 10)) console.log('     ', JSON.stringify(c));
+
+  // (b) the reference model's greedy continuation.
+  const tLoad = Date.now();
+  // Through the demo's "Load default model" button (same-origin URL, streamed download).
+  await page.click('#load-default');
+  await page.waitForFunction(() => (window.qgpuDemo.q.model && !window.qgpuDemo.busy) || document.getElementById('error').style.display === 'block', null, { timeout: 300000 });
+  const model = await page.evaluate(() => window.qgpuDemo.q.model);
+  if (!model) console.log('     ', await page.textContent('#error-text'));
+  check(!!model, 'load SmolLM2 from the local server', `${model.layers} layers, ${(model.fileBytes / 1048576).toFixed(1)} MiB file, ${((Date.now() - tLoad) / 1000).toFixed(1)} s`);
+  const gen = await page.evaluate(async ({ prompt, maxTokens }) => {
+    const q = window.qgpuDemo.q;
+    const pieces = [];
+    const text = await q.generate(prompt, { maxTokens, temperature: 0, repetitionPenalty: 1.0, chat: false }, (p) => { pieces.push(p); });
+    return { text, pieces, stats: q.stats() };
+  }, { prompt: refCase.prompt, maxTokens: compareTokens });
+  const streamed = gen.pieces.join('');
+  check(streamed === gen.text, 'streamed pieces add up to the result');
+  check(gen.stats.generatedTokens === compareTokens && gen.stats.promptTokens === refCase.input_ids.length, 'token counts',
+    `${gen.stats.promptTokens} prompt, ${gen.stats.generatedTokens} generated (stop: ${gen.stats.stop})`);
+  check(gen.text.length > 0 && refCase.greedy_text.startsWith(gen.text), `greedy continuation of "${refCase.prompt}" (${compareTokens} tokens)`,
+    `got ${JSON.stringify(gen.text)}, reference ${JSON.stringify(refCase.greedy_text)}`);
+  console.log(`     prefill ${gen.stats.promptTokens} tokens: ${gen.stats.prefillTokensPerSecond.toFixed(1)} tok/s; ` +
+    `decode ${gen.stats.decodeSteps} steps in ${gen.stats.decodeSeconds.toFixed(2)} s: ${gen.stats.decodeTokensPerSecond.toFixed(2)} tok/s`);
+
+  // Cancellation: the callback returning false stops after the first piece.
+  const cancelled = await page.evaluate(async () => {
+    const q = window.qgpuDemo.q;
+    let n = 0;
+    await q.generate('Once upon a time', { maxTokens: 8, temperature: 0 }, () => { n++; return false; });
+    return { n, stop: q.stats().stop };
+  });
+  check(cancelled.n === 1 && cancelled.stop === 'cancelled', 'cancel from the token callback', JSON.stringify(cancelled));
+
+  // (c) the demo UI answers; screenshot.
+  await page.fill('#prompt', 'What are the three primary colors?');
+  await page.fill('#max-tokens', '8');
+  await page.fill('#temperature', '0');
+  const before = await page.evaluate(() => window.qgpuDemo.done);
+  await page.click('#send');
+  await page.waitForFunction((n) => window.qgpuDemo.done > n || document.getElementById('error').style.display === 'block', before, { timeout: 300000 });
+  const answer = await page.evaluate(() => [...document.querySelectorAll('.msg.bot')].pop()?.textContent || '');
+  const errorShown = await page.evaluate(() => document.getElementById('error').style.display === 'block');
+  check(!errorShown && answer.trim().length > 0, 'demo page answers', JSON.stringify(answer));
+  const shot = path.join(artifacts, 'demo.png');
+  await page.screenshot({ path: shot, fullPage: true });
+  console.log(`     screenshot: ${shot}`);
+
+  // Device loss: after destroy(), calls reject with a typed message and the page offers a reload.
+  const lost = await page.evaluate(async () => {
+    const q = window.qgpuDemo.q;
+    q.destroy();
+    try {
+      await q.generate('x', { maxTokens: 1 });
+      return { rejected: false };
+    } catch (e) {
+      return { rejected: e instanceof Error, message: e.message, deviceLost: q.deviceLost() };
+    }
+  });
+  check(lost.rejected && /device lost/i.test(lost.message) && !!lost.deviceLost, 'device loss is a JS Error', JSON.stringify(lost));
+  if (failures) for (const l of logs) console.log(l);
+} catch (e) {
+  failures++;
+  console.log(`FAIL ${e.stack || e}`);
+} finally {
+  if (browser) await browser.close().catch(() => {});
+  server.kill();
+  rmSync(userDataDir, { recursive: true, force: true });
+}
+console.log(`${failures ? 'FAILED' : 'passed'} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+process.exit(failures ? 1 : 0);

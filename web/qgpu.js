@@ -1,0 +1,127 @@
+// qgpu in the browser: quantized LLaMA-family models on WebGPU.
+//
+//   import { Qgpu } from './qgpu.js';
+//   const q = await Qgpu.create();            // q.info: adapter, limits, kernel variants
+//   await q.loadModel('/models/model.gguf', (p) => console.log(p));
+//   const text = await q.generate('Hello', { maxTokens: 32 }, (piece) => { out.textContent += piece; });
+//   console.log(q.stats());
+//
+// The wasm package is built into ./pkg by scripts/build-web.sh.
+
+import init, { Qgpu as WasmQgpu, ModelBytes } from './pkg/qgpu.js';
+
+let ready = null;
+function initOnce() {
+  if (!ready) ready = init();
+  return ready;
+}
+
+/** Throws a readable error when the browser has no WebGPU at all. */
+function checkWebGpu() {
+  if (typeof navigator === 'undefined' || !navigator.gpu) {
+    throw new Error('This browser does not offer WebGPU (navigator.gpu is missing). ' +
+      'Use a recent Chrome, Edge or Safari, or enable WebGPU in the browser settings.');
+  }
+}
+
+export class Qgpu {
+  /** @param {WasmQgpu} inner */
+  constructor(inner) {
+    this.inner = inner;
+    /** Adapter, capabilities, limits and the chosen kernel variants. */
+    this.info = inner.info();
+  }
+
+  static async create() {
+    checkWebGpu();
+    await initOnce();
+    return new Qgpu(await WasmQgpu.create());
+  }
+
+  /** The reason the GPU device was lost, or undefined. */
+  deviceLost() {
+    return this.inner.deviceLost();
+  }
+
+  /**
+   * Loads a GGUF model from a URL (string or URL), a File/Blob, a Response, or bytes
+   * (Uint8Array/ArrayBuffer). `onProgress({phase, loaded, total})` reports the download
+   * ('download', bytes) and the upload to the GPU ('upload', tensors).
+   * The download streams straight into WebAssembly memory: no second copy is kept in JS.
+   */
+  async loadModel(source, onProgress = () => {}) {
+    let bytes;
+    if (source instanceof Uint8Array || source instanceof ArrayBuffer) {
+      const array = source instanceof Uint8Array ? source : new Uint8Array(source);
+      bytes = new ModelBytes(array.length);
+      bytes.push(array);
+      onProgress({ phase: 'download', loaded: array.length, total: array.length });
+    } else {
+      let stream, total;
+      if (typeof Blob !== 'undefined' && source instanceof Blob) {
+        stream = source.stream();
+        total = source.size;
+      } else {
+        const response = source instanceof Response ? source : await fetch(source);
+        if (!response.ok) throw new Error(`fetching the model failed: HTTP ${response.status} ${response.statusText} (${response.url})`);
+        const length = Number(response.headers.get('Content-Length'));
+        total = Number.isFinite(length) && length > 0 ? length : undefined;
+        stream = response.body;
+      }
+      bytes = new ModelBytes(total ?? 0);
+      try {
+        const reader = stream.getReader();
+        let loaded = 0;
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          bytes.push(value);
+          loaded += value.length;
+          onProgress({ phase: 'download', loaded, total });
+        }
+      } catch (e) {
+        bytes.free();
+        throw e;
+      }
+    }
+    // `bytes` is consumed (moved into Rust) by this call.
+    const info = await this.inner.loadModel(bytes, (done, total) => onProgress({ phase: 'upload', loaded: done, total }));
+    this.model = info;
+    return info;
+  }
+
+  /**
+   * Generates a continuation of `prompt`. options: {maxTokens, temperature, topK, topP,
+   * repetitionPenalty, seed, chat, stop}. `onToken(piece)` gets each piece of text; return
+   * false to stop. Resolves to the whole generated text.
+   */
+  generate(prompt, options = {}, onToken = undefined) {
+    return this.inner.generate(prompt, options, onToken);
+  }
+
+  /** Stops a running generation after the current token. */
+  cancel() {
+    this.inner.cancel();
+  }
+
+  /** Timings of the last generation: prefill/decode tokens per second, memory. */
+  stats() {
+    return this.inner.stats();
+  }
+
+  /** Drops the model and its GPU memory. */
+  unload() {
+    this.model = undefined;
+    this.inner.unload();
+  }
+
+  /** Runs every kernel against the CPU oracle on this device; resolves to a report. */
+  selfTest() {
+    return this.inner.selfTest();
+  }
+
+  /** Releases the GPU device; the object is unusable afterwards. */
+  destroy() {
+    this.inner.destroy();
+  }
+}
