@@ -20,11 +20,14 @@ if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/n
     npm ci --prefix tests/browser --no-audit --no-fund
 fi
 
-MODEL="$QGPU_CACHE_DIR/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-if [ ! -f "$MODEL" ]; then
-    cargo build --release --locked
-    "${CARGO_TARGET_DIR:-target}/release/qgpu" fetch
-fi
+cargo build --release --locked --quiet
+QGPU="${CARGO_TARGET_DIR:-target}/release/qgpu"
+MODEL="$("$QGPU" fetch)"
+
+# What native qgpu samples for a fixed seed; the page must produce the same text.
+QGPU_NATIVE_SAMPLED="$("$QGPU" run --model "$MODEL" --prompt "Once upon a time" --max-tokens 8 \
+    --temperature 0.8 --top-k 40 --top-p 0.95 --repeat-penalty 1.1 --seed 7)"
+export QGPU_NATIVE_SAMPLED
 
 scripts/build-web.sh
 export CHROMIUM

@@ -424,7 +424,9 @@ async fn self_test(ctx: &Context) -> Result<Value, crate::Error> {
     let mut cases = Vec::new();
     let mut passed = true;
     for format in Format::ALL {
-        for k in [96usize, 576] {
+        // Odd block counts: 3 and 18 blocks of 32, or 1 and 3 super-blocks of 256 (K-quants).
+        let ks = if format.k_multiple() == 256 { [256usize, 768] } else { [96, 576] };
+        for k in ks {
             for n in [3usize, 67] {
                 let w = reference::quantize(format, n, k, &rng.vec(n * k))?;
                 let gw = GpuMatrix::upload(ctx, w.as_ref())?;

@@ -22,9 +22,10 @@ const fixture = JSON.parse(readFileSync(path.join(repo, 'tests/fixtures/smollm2_
 const refCase = fixture.cases[2];
 
 let failures = 0;
+let passes = 0;
 function check(ok, what, detail = '') {
   console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}${detail ? ': ' + detail : ''}`);
-  if (!ok) failures++;
+  if (ok) passes++; else failures++;
 }
 
 function startServer() {
@@ -100,6 +101,14 @@ try {
   console.log(`     prefill ${gen.stats.promptTokens} tokens: ${gen.stats.prefillTokensPerSecond.toFixed(1)} tok/s; ` +
     `decode ${gen.stats.decodeSteps} steps in ${gen.stats.decodeSeconds.toFixed(2)} s: ${gen.stats.decodeTokensPerSecond.toFixed(2)} tok/s`);
 
+  // (d) Native and browser agree: the same prompt, seed and sampling settings give the same
+  // text as `qgpu run` (scripts/test-browser.sh runs it and passes its output).
+  const sampledOptions = { maxTokens: 8, temperature: 0.8, topK: 40, topP: 0.95, repetitionPenalty: 1.1, seed: 7, chat: false };
+  const sampled = await page.evaluate(async (opts) => window.qgpuDemo.q.generate('Once upon a time', opts, () => {}), sampledOptions);
+  const native = process.env.QGPU_NATIVE_SAMPLED;
+  check(native !== undefined && sampled.trimEnd() === native.trimEnd(), 'seeded sampling agrees with native qgpu run',
+    `browser ${JSON.stringify(sampled)}, native ${JSON.stringify(native)}`);
+
   // Cancellation: the callback returning false stops after the first piece.
   const cancelled = await page.evaluate(async () => {
     const q = window.qgpuDemo.q;
@@ -145,4 +154,6 @@ try {
   rmSync(userDataDir, { recursive: true, force: true });
 }
 console.log(`${failures ? 'FAILED' : 'passed'} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+// The plain closing line CI reads.
+console.log(`browser: ${passes} passed, ${failures} failed`);
 process.exit(failures ? 1 : 0);
