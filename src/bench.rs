@@ -3,7 +3,8 @@
 
 use crate::gpu::{Context, Dispatch};
 use crate::ops::{plan_linear, CopyProbe, GpuMatrix, GpuTensor, LinearKernel, LinearPlan};
-use crate::quant::{reference, Format};
+use crate::quant::reference::{self, TestRng};
+use crate::quant::Format;
 use crate::Error;
 
 /// Weights rotated through per case, so a matrix is not still in the last-level cache from the
@@ -78,15 +79,8 @@ impl LinearCase {
 /// Times y = x · Wᵀ for an `n × k` matrix of `format` and `m` activation rows.
 pub fn time_linear(ctx: &Context, format: Format, m: usize, n: usize, k: usize, kernel: Option<LinearKernel>, repeats: usize) -> Result<LinearCase, Error> {
     // Random weights: quantizing 4096 × 14336 values takes a moment but gives real scales.
-    let mut seed = 0x2545_F491_4F6C_DD1Du64;
-    let values: Vec<f32> = (0..n * k)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect();
+    let mut rng = TestRng::new(1);
+    let values: Vec<f32> = (0..n * k).map(|_| 0.5 * rng.uniform()).collect();
     let host = reference::quantize(format, n, k, &values)?;
     let weight_error = relative_rms_error(&values, &reference::dequantize(host.as_ref()));
     drop(values);

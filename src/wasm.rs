@@ -16,7 +16,8 @@ use crate::model::llama::{Llama, LlamaOptions};
 use crate::model::sampler::SamplerConfig;
 use crate::model::tokenizer::Tokenizer;
 use crate::ops::{linear, GpuMatrix, GpuTensor, LinearKernel, MatvecKernel, MATVEC_MAX_ROWS};
-use crate::quant::{reference, Format};
+use crate::quant::reference::{self, TestRng};
+use crate::quant::Format;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -391,25 +392,6 @@ fn stats_json(s: &GenerationStats) -> Value {
     })
 }
 
-/// xorshift64*, as in the native tests.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                self.0 ^= self.0 >> 12;
-                self.0 ^= self.0 << 25;
-                self.0 ^= self.0 >> 27;
-                (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
-}
-
 fn kernel_name(k: LinearKernel) -> &'static str {
     match k {
         LinearKernel::Matmul => "matmul",
@@ -420,7 +402,7 @@ fn kernel_name(k: LinearKernel) -> &'static str {
 async fn self_test(ctx: &Context) -> Result<Value, crate::Error> {
     let start = web_time::Instant::now();
     let caps = ctx.capabilities();
-    let mut rng = Rng::new(2026);
+    let mut rng = TestRng::new(2026);
     let mut cases = Vec::new();
     let mut passed = true;
     for format in Format::ALL {

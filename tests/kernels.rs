@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{compare, context, context_with, Rng};
+use common::{compare, context, context_with};
+use qgpu::quant::reference::TestRng as Rng;
 use qgpu::gpu::{Context, ContextOptions};
 use qgpu::ops::{linear, GpuMatrix, GpuTensor, LinearKernel, MatvecKernel};
 use qgpu::quant::{reference, Format, QuantMatrix};

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Rng;
+use qgpu::quant::reference::TestRng as Rng;
 use half::f16;
 use qgpu::loader::GgmlType;
 use qgpu::quant::block::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, QK_K};

@@ -20,28 +20,6 @@ pub fn context() -> Option<Context> {
     context_with(ContextOptions::default())
 }
 
-/// xorshift64*: deterministic data without a dependency.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in [-1, 1).
-    pub fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    pub fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.uniform()).collect()
-    }
-}
-
 /// Relative L2 error of `got` against `want`, and the first index whose error exceeds
 /// `tol` times the RMS of `want`.
 pub fn compare(got: &[f32], want: &[f64], tol: f64) -> (f64, Option<usize>) {

@@ -6,6 +6,7 @@
 //! any GGUF llama file.
 #![allow(dead_code)]
 
+use qgpu::quant::reference::TestRng;
 use qgpu::loader::{GgmlType, GgufWriter, MetadataArray};
 use qgpu::quant::{reference::quantize, Format};
 
@@ -86,25 +87,6 @@ impl TinySpec {
     }
 }
 
-/// xorshift64* (the same generator as `common::Rng`, kept here so this file stands alone).
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in [-1, 1).
-    fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
-
 fn ggml_type(f: Format) -> GgmlType {
     GgmlType::from_id(f.ggml_type()).expect("every qgpu format is a ggml type")
 }
@@ -122,7 +104,7 @@ pub fn tiny_llama_gguf(spec: &TinySpec, seed: u64) -> Vec<u8> {
     assert!(s.head_dim().is_multiple_of(2), "head dimension {} must be even for rope", s.head_dim());
     let hd = s.head_dim();
     let kv_dim = s.n_kv_heads * hd;
-    let mut rng = XorShift::new(seed);
+    let mut rng = TestRng::new(seed);
 
     let mut w = GgufWriter::new();
     let mut meta = |k: &str, v: qgpu::loader::MetadataValue| {
@@ -155,7 +137,7 @@ pub fn tiny_llama_gguf(spec: &TinySpec, seed: u64) -> Vec<u8> {
         w.add_tensor(name, &[cols as u64, rows as u64], ggml_type(format), q.data().to_vec()).unwrap();
     };
     let norm = |w: &mut GgufWriter<'static>, name: String, rng_seed: u64| {
-        let mut r = XorShift::new(rng_seed);
+        let mut r = TestRng::new(rng_seed);
         let values: Vec<u8> = (0..s.dim).flat_map(|_| (1.0 + 0.1 * r.uniform()).to_le_bytes()).collect();
         w.add_tensor(name, &[s.dim as u64], GgmlType::F32, values).unwrap();
     };
