@@ -2,9 +2,13 @@
 
 pub mod gguf;
 pub mod gguf_write;
+pub mod safetensors;
+pub mod source;
 
 pub use gguf::{
     GgmlType, GgufBytes, GgufError, GgufFile, GgufHeader, Metadata, MetadataArray, MetadataValue,
     MetadataValueType, OptionalKey, TensorInfo,
 };
 pub use gguf_write::GgufWriter;
+pub use safetensors::{SafetensorsError, SafetensorsFile, SafetensorsSet, SafetensorsTensor};
+pub use source::{LoadError, SourceTensor, TensorSource};

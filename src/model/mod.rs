@@ -3,8 +3,11 @@
 pub mod chat;
 pub mod generate;
 pub mod llama;
+pub mod observe;
 pub mod sampler;
 pub mod tokenizer;
+
+pub use observe::LinearInputObserver;
 
 use crate::loader::GgufError;
 
