@@ -158,21 +158,9 @@ impl Llama {
     /// Appends `tokens` to the sequence and returns logits: the last position's (`vocab`
     /// values) or every position's (`tokens.len() × vocab`, row-major).
     pub async fn forward(&mut self, ctx: &Context, tokens: &[u32], logits: Logits) -> Result<Vec<f32>, Error> {
-        if tokens.is_empty() {
-            return Err(ModelError::EmptyInput.into());
-        }
-        if let Some(&id) = tokens.iter().find(|&&id| id as usize >= self.config.vocab) {
-            return Err(ModelError::TokenOutOfRange { id, vocab: self.config.vocab }.into());
-        }
-        if self.pos + tokens.len() > self.options.context {
-            return Err(ModelError::ContextFull { needed: self.pos + tokens.len(), context: self.options.context }.into());
-        }
+        self.check_tokens(tokens)?;
         if logits == Logits::All {
-            let rows = self.all_logits.as_ref().map_or(0, |t| t.rows());
-            if rows < self.options.chunk {
-                self.all_logits = Some(GpuTensor::zeros(ctx, self.options.chunk, self.config.vocab)?);
-                self.plans.retain(|(_, l), _| *l != Logits::All);
-            }
+            self.ensure_all_logits(ctx)?;
         }
         let mut out = Vec::new();
         let chunks: Vec<&[u32]> = tokens.chunks(self.options.chunk).collect();
@@ -180,21 +168,7 @@ impl Llama {
             let last = i + 1 == chunks.len();
             // Only the final chunk needs the head when generating.
             let want = if logits == Logits::All { Some(Logits::All) } else if last { Some(Logits::Last) } else { None };
-            let key = (chunk.len(), want.unwrap_or(Logits::Last));
-            if !self.plans.contains_key(&key) {
-                let plan = self.plan(ctx, chunk.len(), key.1).await?;
-                self.plans.insert(key, plan);
-            }
-            let dims = self.dims();
-            self.acts.ids.write(ctx, chunk)?;
-            self.step.write(ctx, self.pos as u32);
-            self.args.write(ctx, dims, self.pos, chunk.len());
-            let plan = &self.plans[&key];
-            // The head's dispatches come last; skip them for chunks whose logits nobody reads.
-            let body = if want.is_none() { &plan[..plan.len() - self.head_dispatches()] } else { &plan[..] };
-            let refs: Vec<&Dispatch> = body.iter().collect();
-            ctx.run(&refs).await?;
-            self.pos += chunk.len();
+            self.run_chunk(ctx, chunk, want).await?;
             match want {
                 Some(Logits::All) => {
                     let t = self.all_logits.as_ref().expect("allocated above");
@@ -205,6 +179,68 @@ impl Llama {
             }
         }
         Ok(out)
+    }
+
+    /// Appends `tokens` (at most one chunk) and leaves every position's logits on the GPU, in
+    /// the first `tokens.len()` rows of the returned tensor, which the next call overwrites.
+    /// Evaluation compares two models there without reading `vocab` logits per token back.
+    pub async fn forward_logits_on_gpu(&mut self, ctx: &Context, tokens: &[u32]) -> Result<&GpuTensor, Error> {
+        self.check_tokens(tokens)?;
+        if tokens.len() > self.options.chunk {
+            return Err(crate::tensor::ShapeError::TooLarge { op: "forward", what: "tokens", actual: tokens.len(), max: self.options.chunk }.into());
+        }
+        self.ensure_all_logits(ctx)?;
+        self.run_chunk(ctx, tokens, Some(Logits::All)).await?;
+        Ok(self.all_logits.as_ref().expect("allocated above"))
+    }
+
+    /// Longest token run [`Llama::forward_logits_on_gpu`] takes.
+    pub fn chunk(&self) -> usize {
+        self.options.chunk
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<(), Error> {
+        if tokens.is_empty() {
+            return Err(ModelError::EmptyInput.into());
+        }
+        if let Some(&id) = tokens.iter().find(|&&id| id as usize >= self.config.vocab) {
+            return Err(ModelError::TokenOutOfRange { id, vocab: self.config.vocab }.into());
+        }
+        if self.pos + tokens.len() > self.options.context {
+            return Err(ModelError::ContextFull { needed: self.pos + tokens.len(), context: self.options.context }.into());
+        }
+        Ok(())
+    }
+
+    /// Allocates the every-position logits on first use (generation never needs them).
+    fn ensure_all_logits(&mut self, ctx: &Context) -> Result<(), Error> {
+        let rows = self.all_logits.as_ref().map_or(0, |t| t.rows());
+        if rows < self.options.chunk {
+            self.all_logits = Some(GpuTensor::zeros(ctx, self.options.chunk, self.config.vocab)?);
+            self.plans.retain(|(_, l), _| *l != Logits::All);
+        }
+        Ok(())
+    }
+
+    /// Runs one chunk of at most `options.chunk` tokens at the current position; `want` says
+    /// which logits to compute (none for a prompt chunk that is not the last).
+    async fn run_chunk(&mut self, ctx: &Context, chunk: &[u32], want: Option<Logits>) -> Result<(), Error> {
+        let key = (chunk.len(), want.unwrap_or(Logits::Last));
+        if !self.plans.contains_key(&key) {
+            let plan = self.plan(ctx, chunk.len(), key.1).await?;
+            self.plans.insert(key, plan);
+        }
+        let dims = self.dims();
+        self.acts.ids.write(ctx, chunk)?;
+        self.step.write(ctx, self.pos as u32);
+        self.args.write(ctx, dims, self.pos, chunk.len());
+        let plan = &self.plans[&key];
+        // The head's dispatches come last; skip them for chunks whose logits nobody reads.
+        let body = if want.is_none() { &plan[..plan.len() - self.head_dispatches()] } else { &plan[..] };
+        let refs: Vec<&Dispatch> = body.iter().collect();
+        ctx.run(&refs).await?;
+        self.pos += chunk.len();
+        Ok(())
     }
 
     fn dims(&self) -> AttnDims {
