@@ -12,6 +12,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod error;
+pub mod eval;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fetch;
 pub mod gpu;

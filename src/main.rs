@@ -28,6 +28,9 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Download the default model (SmolLM2-135M-Instruct Q4_1) into the cache; print its path.
     Fetch,
+    /// Measure what quantization cost: perplexity, KL divergence and top-1 agreement against a
+    /// reference model, with each model's size.
+    Eval(cli::eval::EvalArgs),
     /// Time matvec/matmul for each weight format against the adapter's copy bandwidth.
     Bench {
         /// Weight formats, comma separated.
@@ -69,6 +72,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Run(args) => cli::run::run(args, options),
+        Command::Eval(args) => cli::eval::eval(args, options),
         Command::Bench { formats, shapes, rows, kernel, repeats, quick } => {
             let formats = formats.iter().map(|f| f.parse::<Format>()).collect::<Result<Vec<_>, _>>()?;
             let mut shapes = shapes.iter().map(|s| s.parse::<Shape>()).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;

@@ -1,0 +1,148 @@
+//! `qgpu eval`: what quantization cost. Scores each `--model` against a `--reference` (the
+//! full-precision or original model) on a text, prints a table and optionally writes JSON.
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use qgpu::eval::{compare_language_models, LmScore, ModelSize};
+use qgpu::gpu::{Context, ContextOptions};
+use qgpu::loader::{GgufFile, TensorSource};
+use qgpu::model::llama::{Llama, LlamaOptions};
+use qgpu::model::tokenizer::Tokenizer;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// The built-in evaluation texts, used when `--text` is not given.
+const LM_TEXT: &str = include_str!("../../data/eval/lm-text.txt");
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The model the others are measured against (GGUF); default: the default model.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// A model to score (repeatable).
+    #[arg(long = "model", required = true)]
+    models: Vec<PathBuf>,
+    /// The text to evaluate on; default: a built-in passage of about 600 tokens.
+    #[arg(long)]
+    text: Option<PathBuf>,
+    /// Tokens of the text to use (at most).
+    #[arg(long, default_value_t = 512)]
+    tokens: usize,
+    /// Positions per window; each window starts from an empty KV cache.
+    #[arg(long, default_value_t = 256)]
+    window: usize,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+pub fn eval(args: EvalArgs, options: ContextOptions) -> Result<()> {
+    let reference = match &args.reference {
+        Some(p) => p.clone(),
+        None => qgpu::fetch::default_model()?,
+    };
+    let ctx = pollster::block_on(Context::new(options))?;
+    eval_language_models(&ctx, &reference, &args)
+}
+
+fn open_gguf(path: &Path) -> Result<GgufFile> {
+    GgufFile::open(path).with_context(|| format!("cannot open model `{}`", path.display()))
+}
+
+fn eval_language_models(ctx: &Context, reference_path: &Path, args: &EvalArgs) -> Result<()> {
+    let text = match &args.text {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read `{}`", p.display()))?,
+        None => LM_TEXT.to_owned(),
+    };
+    let reference_file = open_gguf(reference_path)?;
+    let tokenizer = Tokenizer::from_gguf(reference_file.metadata())?;
+    let mut tokens = tokenizer.encode(&text)?;
+    tokens.truncate(args.tokens);
+    if tokens.len() < 2 {
+        bail!("the evaluation text gives {} tokens; at least 2 are needed", tokens.len());
+    }
+    let window = args.window.clamp(1, tokens.len());
+    let options = LlamaOptions { context: window, chunk: window.min(128) };
+    let load = |file: &GgufFile| pollster::block_on(Llama::load(ctx, file, options.clone(), &mut |_, _| {}));
+    let mut reference = load(&reference_file)?;
+    let files: Vec<GgufFile> = args.models.iter().map(|p| open_gguf(p)).collect::<Result<_>>()?;
+    let mut models = Vec::with_capacity(files.len());
+    for (file, path) in files.iter().zip(&args.models) {
+        let model = load(file).with_context(|| format!("cannot load `{}`", path.display()))?;
+        if model.config().vocab != reference.config().vocab {
+            bail!("`{}` has a vocabulary of {}, the reference {}", path.display(), model.config().vocab, reference.config().vocab);
+        }
+        models.push(model);
+    }
+
+    let bar = ProgressBar::new(tokens.len() as u64).with_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} tokens, {elapsed}").expect("valid template"));
+    bar.set_message(format!("{} model(s) vs reference", models.len()));
+    let mut refs: Vec<&mut Llama> = models.iter_mut().collect();
+    let started = std::time::Instant::now();
+    let scores = pollster::block_on(compare_language_models(ctx, &mut reference, &mut refs, &tokens, window, &mut |done, _| bar.set_position(done as u64)))?;
+    bar.finish_and_clear();
+    eprintln!("evaluated {} tokens with {} model(s) in {:.1} s", tokens.len(), models.len() + 1, started.elapsed().as_secs_f64());
+
+    let ref_size = ModelSize::of(&reference_file);
+    print_lm_table(reference_path, &ref_size, &args.models, &files, &scores);
+    if let Some(path) = &args.json {
+        let row = |path: &Path, size: &ModelSize, s: Option<&LmScore>| {
+            let mut v = json!({
+                "path": path.display().to_string(),
+                "size_bytes": size.bytes,
+                "bits_per_weight": size.bits_per_weight(),
+                "bytes_by_type": size.by_type,
+            });
+            if let Some(s) = s {
+                v["perplexity"] = json!(s.perplexity);
+                v["kl_mean"] = json!(s.kl_mean);
+                v["kl_p99"] = json!(s.kl_p99);
+                v["kl_max"] = json!(s.kl_max);
+                v["top1_agreement"] = json!(s.top1_agreement);
+            }
+            v
+        };
+        let mut reference = row(reference_path, &ref_size, None);
+        reference["perplexity"] = json!(scores.first().map(|s| s.perplexity_reference));
+        let doc = json!({
+            "qgpu_version": env!("CARGO_PKG_VERSION"),
+            "kind": "language_model",
+            "adapter": ctx.adapter_info().name,
+            "text": args.text.as_ref().map_or("built-in".to_owned(), |p| p.display().to_string()),
+            "tokens": tokens.len(),
+            "window": window,
+            "reference": reference,
+            "models": args.models.iter().zip(&files).zip(&scores).map(|((p, f), s)| row(p, &ModelSize::of(f), Some(s))).collect::<Vec<_>>(),
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n").with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
+    Ok(())
+}
+
+fn name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+fn print_lm_table(reference: &Path, ref_size: &ModelSize, paths: &[PathBuf], files: &[GgufFile], scores: &[LmScore]) {
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!("{:<40} {:>9} {:>6} {:>10} {:>9} {:>9} {:>9} {:>7}  types", "model", "size MiB", "bits", "perplexity", "KL mean", "KL p99", "KL max", "top-1");
+    if let Some(s) = scores.first() {
+        println!("{:<40} {:>9.1} {:>6.2} {:>10.3} {:>9} {:>9} {:>9} {:>7}  {} (reference)", name(reference), mib(ref_size.bytes), ref_size.bits_per_weight(), s.perplexity_reference, "-", "-", "-", "-", ref_size.mix());
+    }
+    for ((path, file), s) in paths.iter().zip(files).zip(scores) {
+        let size = ModelSize::of(file as &dyn TensorSource);
+        println!(
+            "{:<40} {:>9.1} {:>6.2} {:>10.3} {:>9.5} {:>9.5} {:>9.4} {:>6.1}%  {}",
+            name(path),
+            mib(size.bytes),
+            size.bits_per_weight(),
+            s.perplexity,
+            s.kl_mean,
+            s.kl_p99,
+            s.kl_max,
+            s.top1_agreement * 100.0,
+            size.mix()
+        );
+    }
+}
