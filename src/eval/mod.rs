@@ -50,7 +50,7 @@ impl ModelSize {
     /// Element types by share of the bytes, largest first: `"Q4_1 91% + Q8_0 9%"`.
     pub fn mix(&self) -> String {
         let mut types: Vec<(&str, u64)> = self.by_type.iter().map(|(k, v)| (*k, *v)).collect();
-        types.sort_by(|a, b| b.1.cmp(&a.1));
+        types.sort_by_key(|t| std::cmp::Reverse(t.1));
         types
             .iter()
             .filter(|(_, b)| *b * 100 >= self.bytes.max(1))
