@@ -64,3 +64,33 @@ fn a_malformed_model_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("GGUF"), "the error names the file format: {stderr}");
 }
+
+#[test]
+fn eval_of_a_model_against_itself_loses_nothing() {
+    let path = common::model_path();
+    if !path.exists() {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true and no model at {}", path.display());
+        return;
+    }
+    let json = std::env::temp_dir().join(format!("qgpu-eval-{}.json", std::process::id()));
+    let out = qgpu()
+        .args(["eval", "--reference"])
+        .arg(&path)
+        .arg("--model")
+        .arg(&path)
+        .args(["--tokens", "12", "--window", "12", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "qgpu eval failed: {}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    let model = &doc["models"][0];
+    assert_eq!((doc["kind"].as_str(), doc["tokens"].as_u64()), (Some("language_model"), Some(12)), "{doc}");
+    assert_eq!((model["kl_max"].as_f64(), model["top1_agreement"].as_f64()), (Some(0.0), Some(1.0)), "{doc}");
+    let ppl = model["perplexity"].as_f64().unwrap();
+    assert!(ppl > 1.0 && ppl == doc["reference"]["perplexity"].as_f64().unwrap(), "{doc}");
+    assert_eq!(model["size_bytes"].as_u64(), Some(96_576_768), "SmolLM2 Q4_1 tensor bytes");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("perplexity") && stdout.contains("(reference)"), "{stdout}");
+}
