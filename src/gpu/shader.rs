@@ -13,6 +13,10 @@ pub enum ShaderModuleId {
     Rope,
     Attention,
     Elementwise,
+    LayerNorm,
+    Bias,
+    EncoderAttention,
+    Pool,
 }
 
 const WEIGHTS: &str = include_str!("../../shaders/weights.wgsl");
@@ -20,7 +24,7 @@ const MATVEC_IO: &str = include_str!("../../shaders/matvec_io.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
 impl ShaderModuleId {
-    pub const ALL: [ShaderModuleId; 9] = [
+    pub const ALL: [ShaderModuleId; 13] = [
         ShaderModuleId::Matvec,
         ShaderModuleId::MatvecSubgroup,
         ShaderModuleId::Matmul,
@@ -30,6 +34,10 @@ impl ShaderModuleId {
         ShaderModuleId::Rope,
         ShaderModuleId::Attention,
         ShaderModuleId::Elementwise,
+        ShaderModuleId::LayerNorm,
+        ShaderModuleId::Bias,
+        ShaderModuleId::EncoderAttention,
+        ShaderModuleId::Pool,
     ];
 
     /// The source files, in concatenation order.
@@ -44,6 +52,10 @@ impl ShaderModuleId {
             ShaderModuleId::Rope => &[include_str!("../../shaders/rope.wgsl")],
             ShaderModuleId::Attention => &[REDUCE, include_str!("../../shaders/attention.wgsl")],
             ShaderModuleId::Elementwise => &[include_str!("../../shaders/elementwise.wgsl")],
+            ShaderModuleId::LayerNorm => &[REDUCE, include_str!("../../shaders/layer_norm.wgsl")],
+            ShaderModuleId::Bias => &[include_str!("../../shaders/bias.wgsl")],
+            ShaderModuleId::EncoderAttention => &[include_str!("../../shaders/encoder_attention.wgsl")],
+            ShaderModuleId::Pool => &[REDUCE, include_str!("../../shaders/pool.wgsl")],
         }
     }
 
@@ -63,6 +75,10 @@ impl ShaderModuleId {
             ShaderModuleId::Rope => "rope.wgsl",
             ShaderModuleId::Attention => "attention.wgsl",
             ShaderModuleId::Elementwise => "elementwise.wgsl",
+            ShaderModuleId::LayerNorm => "layer_norm.wgsl",
+            ShaderModuleId::Bias => "bias.wgsl",
+            ShaderModuleId::EncoderAttention => "encoder_attention.wgsl",
+            ShaderModuleId::Pool => "pool.wgsl",
         }
     }
 
@@ -96,10 +112,15 @@ pub enum Kernel {
     AttnValues,
     Add,
     SiluMul,
+    AddLayerNorm,
+    AddBias,
+    AddBiasGelu,
+    EncoderAttention,
+    MeanPoolNormalize,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 13] = [
+    pub const ALL: [Kernel; 18] = [
         Kernel::MatvecLane,
         Kernel::MatvecWorkgroup,
         Kernel::MatvecSubgroup,
@@ -113,6 +134,11 @@ impl Kernel {
         Kernel::AttnValues,
         Kernel::Add,
         Kernel::SiluMul,
+        Kernel::AddLayerNorm,
+        Kernel::AddBias,
+        Kernel::AddBiasGelu,
+        Kernel::EncoderAttention,
+        Kernel::MeanPoolNormalize,
     ];
 }
 
@@ -133,6 +159,10 @@ impl Kernel {
             Kernel::RopeStore => ShaderModuleId::Rope,
             Kernel::AttnScores | Kernel::AttnSoftmax | Kernel::AttnValues => ShaderModuleId::Attention,
             Kernel::Add | Kernel::SiluMul => ShaderModuleId::Elementwise,
+            Kernel::AddLayerNorm => ShaderModuleId::LayerNorm,
+            Kernel::AddBias | Kernel::AddBiasGelu => ShaderModuleId::Bias,
+            Kernel::EncoderAttention => ShaderModuleId::EncoderAttention,
+            Kernel::MeanPoolNormalize => ShaderModuleId::Pool,
         }
     }
 
@@ -151,6 +181,11 @@ impl Kernel {
             Kernel::AttnValues => "attn_values",
             Kernel::Add => "add",
             Kernel::SiluMul => "silu_mul",
+            Kernel::AddLayerNorm => "add_layer_norm",
+            Kernel::AddBias => "add_bias",
+            Kernel::AddBiasGelu => "add_bias_gelu",
+            Kernel::EncoderAttention => "encoder_attention",
+            Kernel::MeanPoolNormalize => "mean_pool_normalize",
         }
     }
 
@@ -162,7 +197,10 @@ impl Kernel {
             Kernel::RmsNorm => &[R, R, W, U],
             Kernel::RopeStore => &[W, R, R, W, W, R, U, U],
             Kernel::AttnScores | Kernel::AttnSoftmax | Kernel::AttnValues => &[R, R, W, W, U, U],
-            Kernel::Add | Kernel::SiluMul => &[W, R, U],
+            Kernel::Add | Kernel::SiluMul | Kernel::AddBias | Kernel::AddBiasGelu => &[W, R, U],
+            Kernel::AddLayerNorm => &[W, R, R, R, R, U],
+            Kernel::EncoderAttention => &[R, R, R, R, W, U],
+            Kernel::MeanPoolNormalize => &[R, R, W, U],
         }
     }
 }
