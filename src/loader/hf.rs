@@ -64,22 +64,26 @@ impl HfModel {
         let tokenizer = need("tokenizer.json")?;
         let sentence_config = read("sentence_bert_config.json")?;
         let pooling_config = read("1_Pooling/config.json")?;
-        if !dir.join("model.safetensors").exists() && !dir.join("model.safetensors.index.json").exists() {
-            return Err(bad(&shown, "no model.safetensors (or model.safetensors.index.json)".into()));
-        }
-        let weights = SafetensorsSet::open(dir)?;
         let files = HfFiles {
             config: &config,
             tokenizer: &tokenizer,
             sentence_config: sentence_config.as_deref(),
             pooling_config: pooling_config.as_deref(),
         };
-        Self::from_parts(&shown, files, weights)
+        // The config first: a directory of another architecture is named as such.
+        let metadata = bert_metadata(&shown, &files)?;
+        if !dir.join("model.safetensors").exists() && !dir.join("model.safetensors.index.json").exists() {
+            return Err(bad(&shown, "no model.safetensors (or model.safetensors.index.json)".into()));
+        }
+        Ok(Self::with_metadata(metadata, SafetensorsSet::open(dir)?))
     }
 
     /// Builds the source from the directory's files; `path` names the model in errors.
     pub fn from_parts(path: &str, files: HfFiles<'_>, weights: SafetensorsSet) -> Result<Self, LoadError> {
-        let metadata = bert_metadata(path, &files)?;
+        Ok(Self::with_metadata(bert_metadata(path, &files)?, weights))
+    }
+
+    fn with_metadata(metadata: Metadata, weights: SafetensorsSet) -> Self {
         let tensors = weights
             .tensors()
             .filter_map(|t| {
@@ -87,7 +91,7 @@ impl HfModel {
                 Some((SourceTensor { name, dims: t.gguf_dims(), ggml_type: t.dtype }, t.name.clone()))
             })
             .collect();
-        Ok(Self { weights, metadata, tensors })
+        Self { weights, metadata, tensors }
     }
 }
 
