@@ -48,6 +48,7 @@ pub fn model_path() -> std::path::PathBuf {
     cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
+pub mod bert_ref;
 pub mod llama_ref;
 pub mod tiny_gguf;
 
