@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Browser test: headless Chromium (SwiftShader WebGPU) runs qgpu's wasm package:
-# kernel self-test against the CPU oracle, the SmolLM2 reference greedy continuation, and the
+# kernel self-test against the CPU oracle, the SmolLM2 reference greedy continuation, MiniLM
+# sentence embeddings against sentence-transformers, and the
 # demo page (screenshot in ${CARGO_TARGET_DIR:-target}/browser-artifacts/demo.png).
 # Installs Chromium (apt), playwright-core and binaryen (npm ci into tests/browser/node_modules),
-# the wasm target and wasm-bindgen-cli when missing; fetches the default model; builds web/pkg.
+# the wasm target and wasm-bindgen-cli when missing; fetches the default model and MiniLM;
+# builds web/pkg.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -23,6 +25,7 @@ fi
 cargo build --release --locked --quiet
 QGPU="${CARGO_TARGET_DIR:-target}/release/qgpu"
 MODEL="$("$QGPU" fetch)"
+"$QGPU" fetch minilm >/dev/null
 
 # What native qgpu samples for a fixed seed; the page must produce the same text.
 QGPU_NATIVE_SAMPLED="$("$QGPU" run --model "$MODEL" --prompt "Once upon a time" --max-tokens 8 \

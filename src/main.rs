@@ -26,8 +26,14 @@ enum Command {
     Info,
     /// Answer a prompt with a GGUF language model on the GPU, streaming the answer to stdout.
     Run(cli::run::RunArgs),
-    /// Download the default model (SmolLM2-135M-Instruct Q4_1) into the cache; print its path.
-    Fetch,
+    /// Download a model into the cache and print its path: the default SmolLM2-135M-Instruct
+    /// Q4_1, or `minilm` (all-MiniLM-L6-v2, for `embed`).
+    Fetch {
+        /// `smollm2` (default) or `minilm`.
+        model: Option<String>,
+    },
+    /// Sentence embeddings from a BERT model: one JSON array (L2-normalized) per text on stdout.
+    Embed(cli::embed::EmbedArgs),
     /// Measure what quantization cost: perplexity, KL divergence and top-1 agreement against a
     /// reference model, with each model's size.
     Eval(cli::eval::EvalArgs),
@@ -67,10 +73,16 @@ fn main() -> Result<()> {
     let options = ContextOptions { backend, power, ..Default::default() };
     match cli.command {
         Command::Info => cli::info::info(backend),
-        Command::Fetch => {
-            println!("{}", qgpu::fetch::default_model()?.display());
+        Command::Fetch { model } => {
+            let path = match model.as_deref() {
+                None | Some("smollm2") => qgpu::fetch::default_model()?,
+                Some("minilm") => qgpu::fetch::minilm()?,
+                Some(other) => anyhow::bail!("unknown model `{other}` (smollm2, minilm)"),
+            };
+            println!("{}", path.display());
             Ok(())
         }
+        Command::Embed(args) => cli::embed::embed(args, options),
         Command::Run(args) => cli::run::run(args, options),
         Command::Eval(args) => cli::eval::eval(args, options),
         Command::Bench { formats, shapes, rows, kernel, repeats, quick } => {

@@ -24,6 +24,9 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+mod embed;
+pub use embed::QgpuEmbedder;
+
 /// Relative L2 error allowed against the f64 oracle (as in tests/kernels.rs).
 const SELF_TEST_TOLERANCE: f64 = 1e-5;
 

@@ -94,3 +94,38 @@ fn eval_of_a_model_against_itself_loses_nothing() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("perplexity") && stdout.contains("(reference)"), "{stdout}");
 }
+
+#[test]
+fn embed_prints_one_normalized_json_array_per_text() {
+    let Some(dir) = common::require_minilm() else { return };
+    let cases = common::minilm_cases();
+    let mut cmd = qgpu();
+    cmd.args(["embed", "--model"]).arg(&dir);
+    for (text, _, _) in &cases {
+        cmd.args(["--text", text]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "qgpu embed failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), cases.len(), "one line per text: {stdout}");
+    for (line, (text, _, want)) in lines.iter().zip(&cases) {
+        let got: Vec<f32> = serde_json::from_str(line).unwrap();
+        let cos = common::cosine(&got, want);
+        assert!(cos >= 0.99999, "{text:?}: cosine {cos}");
+    }
+}
+
+#[test]
+fn embed_of_a_non_bert_directory_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("qgpu-cli-embed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), br#"{"model_type":"llama"}"#).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), b"{}").unwrap();
+    let out = qgpu().args(["embed", "--model"]).arg(&dir).args(["--text", "hi"]).output().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "nothing on stdout on error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("model_type") && stderr.contains("bert"), "the error says what is wrong: {stderr}");
+}

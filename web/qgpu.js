@@ -8,7 +8,7 @@
 //
 // The wasm package is built into ./pkg by scripts/build-web.sh.
 
-import init, { Qgpu as WasmQgpu, ModelBytes } from './pkg/qgpu.js';
+import init, { Qgpu as WasmQgpu, QgpuEmbedder as WasmQgpuEmbedder, ModelBytes } from './pkg/qgpu.js';
 
 let ready = null;
 function initOnce() {
@@ -121,6 +121,93 @@ export class Qgpu {
   }
 
   /** Releases the GPU device; the object is unusable afterwards. */
+  destroy() {
+    this.inner.destroy();
+  }
+}
+
+// Sentence embeddings (BERT, e.g. all-MiniLM-L6-v2) on WebGPU:
+//
+//   import { QgpuEmbedder } from './qgpu.js';
+//   const base = '/models/all-MiniLM-L6-v2/';
+//   const e = await QgpuEmbedder.load({ safetensors: base + 'model.safetensors', config: base + 'config.json',
+//                                       tokenizer: base + 'tokenizer.json', sentenceConfig: base + 'sentence_bert_config.json' });
+//   const [a, b] = await e.embed(['first text', 'second text']);   // L2-normalised Float32Arrays
+//
+// Or `QgpuEmbedder.load({ gguf: url })` for a GGUF that carries its tokenizer
+// (`tokenizer.huggingface.json`, as `qgpu quantize` writes it). The embedder has its own device.
+
+/** Streams a URL, File/Blob, Response or bytes into a wasm-side ModelBytes. */
+async function readModelBytes(source) {
+  if (source instanceof Uint8Array || source instanceof ArrayBuffer) {
+    const array = source instanceof Uint8Array ? source : new Uint8Array(source);
+    const bytes = new ModelBytes(array.length);
+    bytes.push(array);
+    return bytes;
+  }
+  let stream, total;
+  if (typeof Blob !== 'undefined' && source instanceof Blob) {
+    stream = source.stream();
+    total = source.size;
+  } else {
+    const response = source instanceof Response ? source : await fetch(source);
+    if (!response.ok) throw new Error(`fetching ${response.url} failed: HTTP ${response.status} ${response.statusText}`);
+    total = Number(response.headers.get('Content-Length')) || 0;
+    stream = response.body;
+  }
+  const bytes = new ModelBytes(total);
+  try {
+    const reader = stream.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      bytes.push(value);
+    }
+  } catch (e) {
+    bytes.free();
+    throw e;
+  }
+  return bytes;
+}
+
+/** A text file from a URL, Blob, Response or string contents ({text}). */
+async function readText(source) {
+  if (source === undefined || source === null) return undefined;
+  if (typeof source === 'object' && 'text' in source && typeof source.text === 'string') return source.text;
+  if (typeof Blob !== 'undefined' && source instanceof Blob) return source.text();
+  const response = source instanceof Response ? source : await fetch(source);
+  if (!response.ok) throw new Error(`fetching ${response.url} failed: HTTP ${response.status} ${response.statusText}`);
+  return response.text();
+}
+
+export class QgpuEmbedder {
+  constructor(inner) {
+    this.inner = inner;
+    /** {dim, layers, heads, maxSequence, weightBytes} */
+    this.info = inner.info();
+  }
+
+  /**
+   * Loads a BERT model: `{gguf}` or `{safetensors, config, tokenizer, sentenceConfig?}`, each a
+   * URL, File/Blob, Response or bytes (text files may also be `{text: '...'}`).
+   */
+  static async load(files) {
+    checkWebGpu();
+    await initOnce();
+    const weights = await readModelBytes(files.gguf ?? files.safetensors);
+    const [config, tokenizer, sentenceConfig] = files.gguf
+      ? [undefined, undefined, undefined]
+      : await Promise.all([readText(files.config), readText(files.tokenizer), readText(files.sentenceConfig)]);
+    // `weights` is consumed (moved into Rust) by this call.
+    return new QgpuEmbedder(await WasmQgpuEmbedder.load(weights, config, tokenizer, sentenceConfig));
+  }
+
+  /** Resolves to one L2-normalised Float32Array per text (texts: string or string[]). */
+  embed(texts) {
+    return this.inner.embed(Array.isArray(texts) ? texts : [texts]);
+  }
+
+  /** Releases the model and its GPU device. */
   destroy() {
     this.inner.destroy();
   }

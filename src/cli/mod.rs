@@ -1,5 +1,6 @@
 //! Subcommands of the `qgpu` binary.
 
 pub mod eval;
+pub mod embed;
 pub mod info;
 pub mod run;

@@ -13,6 +13,10 @@ pub enum ShaderModuleId {
     Rope,
     Attention,
     Elementwise,
+    LayerNorm,
+    Bias,
+    EncoderAttention,
+    Pool,
     LogitMetrics,
 }
 
@@ -21,7 +25,7 @@ const MATVEC_IO: &str = include_str!("../../shaders/matvec_io.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
 impl ShaderModuleId {
-    pub const ALL: [ShaderModuleId; 10] = [
+    pub const ALL: [ShaderModuleId; 14] = [
         ShaderModuleId::Matvec,
         ShaderModuleId::MatvecSubgroup,
         ShaderModuleId::Matmul,
@@ -31,6 +35,10 @@ impl ShaderModuleId {
         ShaderModuleId::Rope,
         ShaderModuleId::Attention,
         ShaderModuleId::Elementwise,
+        ShaderModuleId::LayerNorm,
+        ShaderModuleId::Bias,
+        ShaderModuleId::EncoderAttention,
+        ShaderModuleId::Pool,
         ShaderModuleId::LogitMetrics,
     ];
 
@@ -46,6 +54,10 @@ impl ShaderModuleId {
             ShaderModuleId::Rope => &[include_str!("../../shaders/rope.wgsl")],
             ShaderModuleId::Attention => &[REDUCE, include_str!("../../shaders/attention.wgsl")],
             ShaderModuleId::Elementwise => &[include_str!("../../shaders/elementwise.wgsl")],
+            ShaderModuleId::LayerNorm => &[REDUCE, include_str!("../../shaders/layer_norm.wgsl")],
+            ShaderModuleId::Bias => &[include_str!("../../shaders/bias.wgsl")],
+            ShaderModuleId::EncoderAttention => &[include_str!("../../shaders/encoder_attention.wgsl")],
+            ShaderModuleId::Pool => &[REDUCE, include_str!("../../shaders/pool.wgsl")],
             ShaderModuleId::LogitMetrics => &[REDUCE, include_str!("../../shaders/logit_metrics.wgsl")],
         }
     }
@@ -66,6 +78,10 @@ impl ShaderModuleId {
             ShaderModuleId::Rope => "rope.wgsl",
             ShaderModuleId::Attention => "attention.wgsl",
             ShaderModuleId::Elementwise => "elementwise.wgsl",
+            ShaderModuleId::LayerNorm => "layer_norm.wgsl",
+            ShaderModuleId::Bias => "bias.wgsl",
+            ShaderModuleId::EncoderAttention => "encoder_attention.wgsl",
+            ShaderModuleId::Pool => "pool.wgsl",
             ShaderModuleId::LogitMetrics => "logit_metrics.wgsl",
         }
     }
@@ -100,11 +116,16 @@ pub enum Kernel {
     AttnValues,
     Add,
     SiluMul,
+    AddLayerNorm,
+    AddBias,
+    AddBiasGelu,
+    EncoderAttention,
+    MeanPoolNormalize,
     LogitMetrics,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 14] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::MatvecLane,
         Kernel::MatvecWorkgroup,
         Kernel::MatvecSubgroup,
@@ -118,6 +139,11 @@ impl Kernel {
         Kernel::AttnValues,
         Kernel::Add,
         Kernel::SiluMul,
+        Kernel::AddLayerNorm,
+        Kernel::AddBias,
+        Kernel::AddBiasGelu,
+        Kernel::EncoderAttention,
+        Kernel::MeanPoolNormalize,
         Kernel::LogitMetrics,
     ];
 }
@@ -139,6 +165,10 @@ impl Kernel {
             Kernel::RopeStore => ShaderModuleId::Rope,
             Kernel::AttnScores | Kernel::AttnSoftmax | Kernel::AttnValues => ShaderModuleId::Attention,
             Kernel::Add | Kernel::SiluMul => ShaderModuleId::Elementwise,
+            Kernel::AddLayerNorm => ShaderModuleId::LayerNorm,
+            Kernel::AddBias | Kernel::AddBiasGelu => ShaderModuleId::Bias,
+            Kernel::EncoderAttention => ShaderModuleId::EncoderAttention,
+            Kernel::MeanPoolNormalize => ShaderModuleId::Pool,
             Kernel::LogitMetrics => ShaderModuleId::LogitMetrics,
         }
     }
@@ -158,6 +188,11 @@ impl Kernel {
             Kernel::AttnValues => "attn_values",
             Kernel::Add => "add",
             Kernel::SiluMul => "silu_mul",
+            Kernel::AddLayerNorm => "add_layer_norm",
+            Kernel::AddBias => "add_bias",
+            Kernel::AddBiasGelu => "add_bias_gelu",
+            Kernel::EncoderAttention => "encoder_attention",
+            Kernel::MeanPoolNormalize => "mean_pool_normalize",
             Kernel::LogitMetrics => "logit_metrics",
         }
     }
@@ -170,7 +205,10 @@ impl Kernel {
             Kernel::RmsNorm => &[R, R, W, U],
             Kernel::RopeStore => &[W, R, R, W, W, R, U, U],
             Kernel::AttnScores | Kernel::AttnSoftmax | Kernel::AttnValues => &[R, R, W, W, U, U],
-            Kernel::Add | Kernel::SiluMul => &[W, R, U],
+            Kernel::Add | Kernel::SiluMul | Kernel::AddBias | Kernel::AddBiasGelu => &[W, R, U],
+            Kernel::AddLayerNorm => &[W, R, R, R, R, U],
+            Kernel::EncoderAttention => &[R, R, R, R, W, U],
+            Kernel::MeanPoolNormalize => &[R, R, W, U],
             Kernel::LogitMetrics => &[R, R, R, W, U],
         }
     }

@@ -2,6 +2,7 @@
 
 pub mod gguf;
 pub mod gguf_write;
+pub mod hf;
 pub mod safetensors;
 pub mod source;
 
@@ -10,5 +11,6 @@ pub use gguf::{
     MetadataValueType, OptionalKey, TensorInfo,
 };
 pub use gguf_write::GgufWriter;
+pub use hf::{HfFiles, HfModel};
 pub use safetensors::{SafetensorsError, SafetensorsFile, SafetensorsSet, SafetensorsTensor};
 pub use source::{LoadError, SourceTensor, TensorSource};

@@ -33,8 +33,9 @@ pub enum SafetensorsError {
     /// The header is not the JSON the format prescribes.
     #[error("safetensors: malformed header: {reason}")]
     BadHeader { reason: String },
-    /// A dtype qgpu does not read (it reads F32, F16 and BF16).
-    #[error("safetensors: tensor `{tensor}` has dtype {dtype} (qgpu reads F32, F16, BF16)")]
+    /// A dtype without a ggml equivalent (qgpu lists F32, F16, BF16, F64 and I8-I64 tensors;
+    /// only the float ones convert to f32).
+    #[error("safetensors: tensor `{tensor}` has dtype {dtype} (qgpu reads F32, F16, BF16, F64, I8, I16, I32, I64)")]
     UnsupportedDtype { tensor: String, dtype: String },
     /// `data_offsets` outside the data section or reversed.
     #[error("safetensors: tensor `{tensor}` spans {begin}..{end}, data section holds {data_len} bytes")]
@@ -57,7 +58,7 @@ pub enum SafetensorsError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SafetensorsTensor {
     pub name: String,
-    /// Element type (F32, F16 or BF16).
+    /// Element type (F32, F16, BF16, F64 or I8-I64).
     pub dtype: GgmlType,
     /// Shape in PyTorch order (last dim fastest), as stored.
     pub shape: Vec<u64>,
@@ -175,6 +176,13 @@ fn parse_entry(name: String, entry: &serde_json::Value, data_start: u64, data_le
         "F32" => GgmlType::F32,
         "F16" => GgmlType::F16,
         "BF16" => GgmlType::BF16,
+        // Integer buffers (BERT's `position_ids`) are listed, so a model holding one opens; they
+        // never convert to f32.
+        "F64" => GgmlType::F64,
+        "I8" => GgmlType::I8,
+        "I16" => GgmlType::I16,
+        "I32" => GgmlType::I32,
+        "I64" => GgmlType::I64,
         other => return Err(SafetensorsError::UnsupportedDtype { tensor: name, dtype: other.to_owned() }),
     };
     let numbers = |key: &str| -> Result<Vec<u64>, SafetensorsError> {
@@ -314,8 +322,8 @@ mod tests {
         assert!(matches!(e(huge), SafetensorsError::HeaderTooLarge { claimed: u64::MAX, available: 2 }));
         assert!(matches!(e(file("[1]", &[])), SafetensorsError::BadHeader { .. }));
         assert!(matches!(e(file("{not json", &[])), SafetensorsError::BadHeader { .. }));
-        let i8 = r#"{"w":{"dtype":"I8","shape":[1],"data_offsets":[0,1]}}"#;
-        assert!(matches!(e(file(i8, &[0])), SafetensorsError::UnsupportedDtype { .. }));
+        let bool_dtype = r#"{"w":{"dtype":"BOOL","shape":[1],"data_offsets":[0,1]}}"#;
+        assert!(matches!(e(file(bool_dtype, &[0])), SafetensorsError::UnsupportedDtype { .. }));
         let past_end = r#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#;
         assert!(matches!(e(file(past_end, &[0; 8])), SafetensorsError::OutOfBounds { end: 16, data_len: 8, .. }));
         let wrong_size = r#"{"w":{"dtype":"F16","shape":[3],"data_offsets":[0,8]}}"#;

@@ -1,5 +1,6 @@
 //! Models built from ops and loaded by the loaders.
 
+pub mod bert;
 pub mod chat;
 pub mod generate;
 pub mod llama;
@@ -9,7 +10,7 @@ pub mod tokenizer;
 
 pub use observe::LinearInputObserver;
 
-use crate::loader::GgufError;
+use crate::loader::{GgufError, LoadError};
 
 /// A model file that qgpu cannot run, or a request the model cannot serve.
 #[non_exhaustive]
@@ -18,8 +19,11 @@ pub enum ModelError {
     /// The file's metadata or tensor table is malformed.
     #[error(transparent)]
     Gguf(#[from] GgufError),
-    /// `general.architecture` names a family qgpu has no decoder for.
-    #[error("unsupported architecture `{architecture}` (qgpu runs llama-family models)")]
+    /// A tensor could not be read from its source (GGUF file or Hugging Face directory).
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// `general.architecture` names a family qgpu has no model for.
+    #[error("unsupported architecture `{architecture}` (qgpu runs llama-family decoders and bert encoders)")]
     UnsupportedArchitecture { architecture: String },
     /// Hyper-parameters that contradict each other.
     #[error("inconsistent hyper-parameters: {reason}")]
@@ -39,6 +43,9 @@ pub enum ModelError {
     /// A token id at or beyond the vocabulary size.
     #[error("token id {id} is outside the vocabulary of {vocab}")]
     TokenOutOfRange { id: u32, vocab: usize },
+    /// A token type id at or beyond the model's number of token types.
+    #[error("token type {id} is outside the model's {types} token types")]
+    TokenTypeOutOfRange { id: u32, types: usize },
     /// The sequence would outgrow the KV cache.
     #[error("the sequence needs {needed} positions but the KV cache holds {context}")]
     ContextFull { needed: usize, context: usize },

@@ -2,9 +2,12 @@
 //! planned once into [`Dispatch`]es and replayed with [`Context::run`](crate::gpu::Context::run).
 
 pub mod attention;
+pub mod bias;
 pub mod copy;
 pub mod elementwise;
 pub mod embed;
+pub mod encoder_attention;
+pub mod layer_norm;
 pub mod linear;
 pub mod metrics;
 pub mod norm;
@@ -14,7 +17,10 @@ mod tensor;
 pub use attention::{plan_attention, plan_rope_store, AttnArgs, AttnDims, RopeTable};
 pub use copy::CopyProbe;
 pub use elementwise::{plan_add, plan_silu_mul};
+pub use bias::{plan_add_bias, plan_add_bias_gelu};
 pub use embed::plan_embed;
+pub use encoder_attention::{plan_encoder_attention, plan_mean_pool_normalize, GpuSpans, ENCODER_MAX_HEAD_DIM};
+pub use layer_norm::plan_add_layer_norm;
 pub use linear::{default_kernel, linear, plan_linear, GpuMatrix, LinearKernel, LinearPlan, MatvecKernel, MATVEC_MAX_ROWS};
 pub use metrics::{LogitMetrics, RowMetrics, NO_TARGET};
 pub use norm::plan_rms_norm;

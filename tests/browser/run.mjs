@@ -1,7 +1,8 @@
 // Browser test of qgpu's WebGPU package in headless Chromium (SwiftShader's WebGPU):
 //  (a) selfTest(): every format × kernel against the CPU oracle, inside the page;
 //  (b) greedy continuation of the reference prompt matches tests/fixtures/smollm2_reference.json;
-//  (c) the demo page answers through its UI; a screenshot is saved.
+//  (c) the demo page answers through its UI; a screenshot is saved;
+//  (e) QgpuEmbedder: all-MiniLM-L6-v2 from the model cache against tests/fixtures/minilm_reference.json.
 // Run through scripts/test-browser.sh (it builds web/pkg and installs what is missing).
 // Environment: CHROMIUM (default /usr/bin/chromium), QGPU_BROWSER_ARTIFACTS (screenshot dir),
 // QGPU_BROWSER_MAX_TOKENS (tokens to compare, default 12).
@@ -77,6 +78,34 @@ try {
   check(report.passed && bad.length === 0 && report.count > 0, 'selfTest',
     `${report.count} cases (${formats}; ${kernels}), worst relative L2 ${worst.toExponential(2)} ≤ ${report.tolerance}, ${report.seconds.toFixed(1)} s`);
   for (const c of bad.slice(0, 10)) console.log('     ', JSON.stringify(c));
+
+  // (e) Sentence embeddings: MiniLM (safetensors from the model cache) against sentence-transformers.
+  try {
+    const minilm = JSON.parse(readFileSync(path.join(repo, 'tests/fixtures/minilm_reference.json'), 'utf8'));
+    const emb = await page.evaluate(async (texts) => {
+      const { QgpuEmbedder } = await import('/qgpu.js');
+      const base = '/models/all-MiniLM-L6-v2/';
+      const t0 = performance.now();
+      const e = await QgpuEmbedder.load({ safetensors: base + 'model.safetensors', config: base + 'config.json',
+        tokenizer: base + 'tokenizer.json', sentenceConfig: base + 'sentence_bert_config.json' });
+      const t1 = performance.now();
+      const vectors = await e.embed(texts);
+      const t2 = performance.now();
+      e.destroy();
+      return { vectors: vectors.map((v) => Array.from(v)), loadSeconds: (t1 - t0) / 1000, embedSeconds: (t2 - t1) / 1000 };
+    }, minilm.cases.map((c) => c.text));
+    const cosines = minilm.cases.map((c, i) => {
+      const a = emb.vectors[i], b = c.embedding;
+      let dot = 0, na = 0, nb = 0;
+      for (let j = 0; j < b.length; j++) { dot += a[j] * b[j]; na += a[j] * a[j]; nb += b[j] * b[j]; }
+      return dot / Math.sqrt(na * nb);
+    });
+    check(emb.vectors.length === minilm.cases.length && cosines.every((c) => c >= 0.9999), 'MiniLM embeddings match sentence-transformers',
+      `cosines ${cosines.map((c) => c.toFixed(7)).join(', ')}; load ${emb.loadSeconds.toFixed(1)} s, ` +
+      `${minilm.cases.length} sentences in ${emb.embedSeconds.toFixed(2)} s (${(minilm.cases.length / emb.embedSeconds).toFixed(1)} sentences/s)`);
+  } catch (e) {
+    check(false, 'MiniLM embeddings match sentence-transformers', String(e.stack || e));
+  }
 
   // (b) the reference model's greedy continuation.
   const tLoad = Date.now();

@@ -48,5 +48,52 @@ pub fn model_path() -> std::path::PathBuf {
     cache.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
+pub mod bert_ref;
 pub mod llama_ref;
 pub mod tiny_gguf;
+
+/// The all-MiniLM-L6-v2 directory: `$QGPU_MINILM`, else where `qgpu fetch minilm` puts it.
+pub fn minilm_dir() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("QGPU_MINILM") {
+        return p.into();
+    }
+    model_path().parent().map(|p| p.join("all-MiniLM-L6-v2")).unwrap_or_default()
+}
+
+/// The MiniLM directory if it has been fetched; `None` (skip) locally, a panic under `CI=true`.
+pub fn require_minilm() -> Option<std::path::PathBuf> {
+    let dir = minilm_dir();
+    if dir.join("model.safetensors").exists() {
+        return Some(dir);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and MiniLM is missing at {}; run `qgpu fetch minilm`", dir.display());
+    }
+    eprintln!("skipping: no MiniLM at {}", dir.display());
+    None
+}
+
+/// Cosine similarity in f64.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// The sentences of tests/fixtures/minilm_reference.json: text, token ids, embedding.
+pub fn minilm_cases() -> Vec<(String, Vec<u32>, Vec<f32>)> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/minilm_reference.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let ids = c["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+            let emb = c["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            (c["text"].as_str().unwrap().to_string(), ids, emb)
+        })
+        .collect()
+}
