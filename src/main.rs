@@ -31,7 +31,7 @@ enum Command {
     /// Time matvec/matmul for each weight format against the adapter's copy bandwidth.
     Bench {
         /// Weight formats, comma separated.
-        #[arg(long, value_delimiter = ',', default_value = "F32,F16,Q8_0,Q4_0,Q4_1,Q4_K,Q6_K")]
+        #[arg(long, value_delimiter = ',', default_value = "F32,F16,Q8_0,Q4_0,Q4_1,Q4_K,Q6_K,IQ4_NL")]
         formats: Vec<String>,
         /// Weight shapes NxK (outputs x inputs), comma separated.
         #[arg(long, value_delimiter = ',', default_value = "4096x4096,576x1536")]

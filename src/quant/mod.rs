@@ -2,6 +2,7 @@
 
 pub mod block;
 mod format;
+pub mod iq4nl;
 pub mod kquants;
 mod matrix;
 pub mod reference;
@@ -30,6 +31,6 @@ pub enum QuantError {
     #[error("size of {rows} × {cols} overflows")]
     Overflow { rows: usize, cols: usize },
     /// A format name that qgpu does not know.
-    #[error("unknown weight format `{name}` (known: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)")]
+    #[error("unknown weight format `{name}` (known: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, IQ4_NL)")]
     UnknownFormat { name: String },
 }
