@@ -26,6 +26,8 @@ enum Command {
     Info,
     /// Answer a prompt with a GGUF language model on the GPU, streaming the answer to stdout.
     Run(cli::run::RunArgs),
+    /// Quantize a model's weight matrices into a new GGUF (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, IQ4_NL).
+    Quantize(cli::quantize::QuantizeArgs),
     /// Download the default model (SmolLM2-135M-Instruct Q4_1) into the cache; print its path.
     Fetch,
     /// Time matvec/matmul for each weight format against the adapter's copy bandwidth.
@@ -69,6 +71,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Run(args) => cli::run::run(args, options),
+        Command::Quantize(args) => cli::quantize::quantize(args, options),
         Command::Bench { formats, shapes, rows, kernel, repeats, quick } => {
             let formats = formats.iter().map(|f| f.parse::<Format>()).collect::<Result<Vec<_>, _>>()?;
             let mut shapes = shapes.iter().map(|s| s.parse::<Shape>()).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;

@@ -9,6 +9,6 @@ pub use gguf::{
     GgmlType, GgufBytes, GgufError, GgufFile, GgufHeader, Metadata, MetadataArray, MetadataValue,
     MetadataValueType, OptionalKey, TensorInfo,
 };
-pub use gguf_write::GgufWriter;
+pub use gguf_write::{GgufWriter, TensorStream};
 pub use safetensors::{SafetensorsError, SafetensorsFile, SafetensorsSet, SafetensorsTensor};
 pub use source::{LoadError, SourceTensor, TensorSource};
