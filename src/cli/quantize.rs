@@ -115,14 +115,17 @@ fn print_report(report: &Report, out: &Path, seconds: f64) {
         100.0 * tensor_bytes as f64 / f16_bytes.max(1) as f64,
         mib(f16_bytes),
     );
+    // Fallbacks grouped by (requested, written, row length), with an example name.
+    let mut fallbacks: Vec<(String, usize, &str)> = Vec::new();
     for t in report.tensors.iter().filter(|t| t.fell_back()) {
-        eprintln!(
-            "fallback: {} (row length {}) written as {} instead of {}",
-            t.name,
-            t.dims[0],
-            t.written,
-            t.requested.map(|f| f.name()).unwrap_or("-")
-        );
+        let key = format!("{} → {} (row length {})", t.requested.map_or("-", |f| f.name()), t.written, t.dims[0]);
+        match fallbacks.iter_mut().find(|f| f.0 == key) {
+            Some(f) => f.1 += 1,
+            None => fallbacks.push((key, 1, &t.name)),
+        }
+    }
+    for (key, count, example) in fallbacks {
+        eprintln!("fallback: {key}: {count} tensors, e.g. {example}");
     }
     let calibrated = report.tensors.iter().filter(|t| t.calibrated).count();
     if calibrated > 0 {
