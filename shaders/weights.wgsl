@@ -12,17 +12,22 @@ const FORMAT_Q4_0: u32 = 3u;
 const FORMAT_Q4_1: u32 = 4u;
 const FORMAT_Q4_K: u32 = 5u;
 const FORMAT_Q6_K: u32 = 6u;
+const FORMAT_IQ4_NL: u32 = 7u;
 
 // Row-major quants of the rows this dispatch covers (one chunk of a split matrix). Q4_K: whole
 // GGUF blocks, 36 words each. Q6_K: each block's ql, qh and int8 scales, 52 words.
 @group(0) @binding(0) var<storage, read> w_quants: array<u32>;
-// Per-block scales: f16 pairs (Q8_0, Q4_0, Q6_K's d) or one (d, m) f16 pair per block (Q4_1).
+// Per-block scales: f16 pairs (Q8_0, Q4_0, IQ4_NL, Q6_K's d) or one (d, m) f16 pair per block (Q4_1).
 // Empty for Q4_K, whose scales stay inside its blocks.
 @group(0) @binding(1) var<storage, read> w_scales: array<u32>;
 
 // Words per K-quant block in w_quants (src/quant/repack.rs: Q4_K_WORDS, Q6_K_WORDS).
 const Q4_K_WORDS: u32 = 36u;
 const Q6_K_WORDS: u32 = 52u;
+
+// IQ4_NL's codebook (src/quant/iq4nl.rs: IQ4_NL_VALUES); a nibble indexes it.
+const IQ4_NL_VALUES = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0,
+                                     1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
 
 // Eight consecutive weights of one row.
 struct Group8 {
@@ -58,6 +63,14 @@ fn quant_byte(base: u32, i: u32) -> u32 {
 // Bits [shift + 8j, shift + 8j + width) of `q` for bytes j = 0..3: one field of each byte.
 fn byte_fields(q: u32, shift: u32, mask: u32) -> vec4<u32> {
     return (vec4<u32>(q) >> (vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>(shift))) & vec4<u32>(mask);
+}
+
+// IQ4_NL: eight codebook entries, one per nibble of `q` (nibble j = value j), times d.
+fn iq4_nl_group8(q: u32, d: f32) -> Group8 {
+    return Group8(d * vec4<f32>(IQ4_NL_VALUES[q & 15u], IQ4_NL_VALUES[(q >> 4u) & 15u],
+                                IQ4_NL_VALUES[(q >> 8u) & 15u], IQ4_NL_VALUES[(q >> 12u) & 15u]),
+                  d * vec4<f32>(IQ4_NL_VALUES[(q >> 16u) & 15u], IQ4_NL_VALUES[(q >> 20u) & 15u],
+                                IQ4_NL_VALUES[(q >> 24u) & 15u], IQ4_NL_VALUES[q >> 28u]));
 }
 
 // Q4_K: 256 values in 8 sub-blocks of 32; value = d·sc·q − dmin·m. In the 64-value chunk
@@ -135,6 +148,9 @@ fn load_group8(row: u32, g: u32, k: u32) -> Group8 {
         }
         case FORMAT_Q6_K: {
             return load_group8_q6_k(row, g, k);
+        }
+        case FORMAT_IQ4_NL: {
+            return iq4_nl_group8(w_quants[row * (k / 8u) + g], half_scale(row * (k / 32u) + g / 4u));
         }
         case FORMAT_Q4_1: {
             let n = nibbles(w_quants[row * (k / 8u) + g]);

@@ -6,11 +6,14 @@
 //! - [`tensor`]: shapes and shape errors; no GPU.
 //! - [`gpu`]: adapter, device, buffers, pipelines; only wgpu.
 //! - [`ops`]: GPU operations built from the three above.
+//! - `loader` (GGUF, safetensors) on `quant`; `convert` (`qgpu quantize`) on `loader` and `quant`.
 //!
 //! What qgpu does not do: training, autograd, or f16 accumulation (every sum is f32).
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod convert;
 pub mod error;
 pub mod eval;
 #[cfg(not(target_arch = "wasm32"))]

@@ -37,10 +37,12 @@ enum Command {
     /// Measure what quantization cost: perplexity, KL divergence and top-1 agreement against a
     /// reference model, with each model's size.
     Eval(cli::eval::EvalArgs),
+    /// Quantize a model's weight matrices into a new GGUF (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, IQ4_NL).
+    Quantize(cli::quantize::QuantizeArgs),
     /// Time matvec/matmul for each weight format against the adapter's copy bandwidth.
     Bench {
         /// Weight formats, comma separated.
-        #[arg(long, value_delimiter = ',', default_value = "F32,F16,Q8_0,Q4_0,Q4_1,Q4_K,Q6_K")]
+        #[arg(long, value_delimiter = ',', default_value = "F32,F16,Q8_0,Q4_0,Q4_1,Q4_K,Q6_K,IQ4_NL")]
         formats: Vec<String>,
         /// Weight shapes NxK (outputs x inputs), comma separated.
         #[arg(long, value_delimiter = ',', default_value = "4096x4096,576x1536")]
@@ -85,6 +87,7 @@ fn main() -> Result<()> {
         Command::Embed(args) => cli::embed::embed(args, options),
         Command::Run(args) => cli::run::run(args, options),
         Command::Eval(args) => cli::eval::eval(args, options),
+        Command::Quantize(args) => cli::quantize::quantize(args, options),
         Command::Bench { formats, shapes, rows, kernel, repeats, quick } => {
             let formats = formats.iter().map(|f| f.parse::<Format>()).collect::<Result<Vec<_>, _>>()?;
             let mut shapes = shapes.iter().map(|s| s.parse::<Shape>()).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;

@@ -107,6 +107,11 @@ fn q6_k_weights_match_oracle() {
 }
 
 #[test]
+fn iq4_nl_weights_match_oracle() {
+    format_matches_oracle(Format::IQ4_NL, 8);
+}
+
+#[test]
 fn gpu_bytes_equal_format_bits() {
     let Some(ctx) = context() else { return };
     let (n, k) = (64, 4096);

@@ -193,6 +193,14 @@ pub enum GgufError {
         expected: u64,
         actual: u64,
     },
+    /// A tensor declared without data ([`GgufWriter::declare_tensor`](super::GgufWriter::declare_tensor))
+    /// must be written through a [`TensorStream`](super::gguf_write::TensorStream).
+    #[error("GGUF: tensor `{tensor}` was declared without data; write it through a TensorStream")]
+    DeferredTensor { tensor: String },
+    /// A [`TensorStream`](super::gguf_write::TensorStream) got tensors out of declaration order,
+    /// too many, or too few (`got` is `None` when the stream was finished early).
+    #[error("GGUF: tensor stream expected `{}`, got `{}`", expected.as_deref().unwrap_or("(end)"), got.as_deref().unwrap_or("(end)"))]
+    StreamOrder { expected: Option<String>, got: Option<String> },
 }
 
 /// One tensor's description, validated against the file it came from.

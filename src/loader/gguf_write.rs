@@ -15,7 +15,9 @@ struct PendingTensor<'a> {
     name: String,
     dims: Vec<u64>,
     ggml_type: GgmlType,
-    data: Cow<'a, [u8]>,
+    len: u64,
+    /// `None` for a tensor declared now and streamed later ([`TensorStream`]).
+    data: Option<Cow<'a, [u8]>>,
 }
 
 /// Builds a GGUF v3 file. Tensor data may be borrowed to avoid copying large
@@ -31,7 +33,7 @@ impl std::fmt::Debug for GgufWriter<'_> {
     // Tensor data can be gigabytes; show only its shape.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let tensors: Vec<_> =
-            self.tensors.iter().map(|t| (&t.name, &t.dims, t.ggml_type, t.data.len())).collect();
+            self.tensors.iter().map(|t| (&t.name, &t.dims, t.ggml_type, t.len)).collect();
         f.debug_struct("GgufWriter")
             .field("metadata", &self.metadata)
             .field("tensors", &tensors)
@@ -148,8 +150,37 @@ impl<'a> GgufWriter<'a> {
         if !self.names.insert(name.clone()) {
             return Err(GgufError::DuplicateTensor { tensor: name });
         }
-        self.tensors.push(PendingTensor { name, dims: dims.to_vec(), ggml_type, data });
+        self.tensors.push(PendingTensor { name, dims: dims.to_vec(), ggml_type, len: expected, data: Some(data) });
         Ok(self)
+    }
+
+    /// Declares a tensor whose data will be streamed after the header (see
+    /// [`GgufWriter::stream`]), so a converter never holds every tensor in memory. Returns the
+    /// byte size the data must have.
+    pub fn declare_tensor(&mut self, name: impl Into<String>, dims: &[u64], ggml_type: GgmlType) -> Result<u64, GgufError> {
+        let name = name.into();
+        let (_, expected) = tensor_layout(&name, dims, ggml_type)?;
+        if !self.names.insert(name.clone()) {
+            return Err(GgufError::DuplicateTensor { tensor: name });
+        }
+        self.tensors.push(PendingTensor { name, dims: dims.to_vec(), ggml_type, len: expected, data: None });
+        Ok(expected)
+    }
+
+    /// Writes the header to `w` and returns a stream that takes every tensor's data in
+    /// declaration order. All tensors must have been declared with [`Self::declare_tensor`].
+    pub fn stream<W: Write>(&self, mut w: W) -> Result<TensorStream<W>, GgufError> {
+        if let Some(t) = self.tensors.iter().find(|t| t.data.is_some()) {
+            return Err(GgufError::StreamOrder { expected: None, got: Some(t.name.clone()) });
+        }
+        let header = self.encode_header();
+        w.write_all(&header).map_err(|source| GgufError::Write { source })?;
+        Ok(TensorStream {
+            w,
+            pending: self.tensors.iter().rev().map(|t| (t.name.clone(), t.len)).collect(),
+            alignment: self.alignment(),
+            written: header.len() as u64,
+        })
     }
 
     /// The metadata added so far.
@@ -186,8 +217,7 @@ impl<'a> GgufWriter<'a> {
             }
             out.extend_from_slice(&t.ggml_type.id().to_le_bytes());
             out.extend_from_slice(&offset.to_le_bytes());
-            let len = t.data.len() as u64;
-            offset += len + pad_len(len, alignment);
+            offset += t.len + pad_len(t.len, alignment);
         }
         let pad = pad_len(out.len() as u64, alignment);
         out.resize(out.len() + pad as usize, 0);
@@ -198,31 +228,28 @@ impl<'a> GgufWriter<'a> {
     pub fn write_to<W: Write>(&self, mut w: W) -> Result<u64, GgufError> {
         let write = |source| GgufError::Write { source };
         let alignment = self.alignment();
+        if let Some(t) = self.tensors.iter().find(|t| t.data.is_none()) {
+            return Err(GgufError::DeferredTensor { tensor: t.name.clone() });
+        }
         let header = self.encode_header();
         w.write_all(&header).map_err(write)?;
         let mut written = header.len() as u64;
-        // Alignment may be up to 2^31, so padding is written in small pieces.
-        let zeros = [0u8; 256];
         for t in &self.tensors {
-            w.write_all(&t.data).map_err(write)?;
-            let pad = pad_len(t.data.len() as u64, alignment);
-            let mut left = pad;
-            while left > 0 {
-                let n = left.min(zeros.len() as u64);
-                w.write_all(&zeros[..n as usize]).map_err(write)?;
-                left -= n;
-            }
-            written += t.data.len() as u64 + pad;
+            let data = t.data.as_deref().unwrap_or_default();
+            w.write_all(data).map_err(write)?;
+            written += data.len() as u64 + write_padding(&mut w, data.len() as u64, alignment)?;
         }
         w.flush().map_err(write)?;
         Ok(written)
     }
 
-    /// The whole file in memory.
+    /// The whole file in memory (empty if a tensor was declared without data).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        // Writing to a Vec cannot fail.
-        let _ = self.write_to(&mut out);
+        // Writing to a Vec cannot fail; a deferred tensor is the only error.
+        if self.write_to(&mut out).is_err() {
+            out.clear();
+        }
         out
     }
 
@@ -236,5 +263,62 @@ impl<'a> GgufWriter<'a> {
             GgufError::Write { source } => io(source),
             other => other,
         })
+    }
+}
+
+/// Zero padding after `len` data bytes; returns the bytes written. Alignment may be up to 2^31,
+/// so padding is written in small pieces.
+fn write_padding<W: Write>(w: &mut W, len: u64, alignment: u64) -> Result<u64, GgufError> {
+    let zeros = [0u8; 256];
+    let pad = pad_len(len, alignment);
+    let mut left = pad;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64);
+        w.write_all(&zeros[..n as usize]).map_err(|source| GgufError::Write { source })?;
+        left -= n;
+    }
+    Ok(pad)
+}
+
+/// The data section of a GGUF file whose header [`GgufWriter::stream`] wrote: one
+/// [`Self::write_tensor`] per declared tensor, in order, then [`Self::finish`].
+pub struct TensorStream<W: Write> {
+    w: W,
+    /// Declared (name, byte size) still to write, the next one last.
+    pending: Vec<(String, u64)>,
+    alignment: u64,
+    written: u64,
+}
+
+impl<W: Write> TensorStream<W> {
+    /// Writes the data of the next declared tensor, which must be `name` and have its size.
+    pub fn write_tensor(&mut self, name: &str, data: &[u8]) -> Result<(), GgufError> {
+        let Some((expected_name, expected_len)) = self.pending.last() else {
+            return Err(GgufError::StreamOrder { expected: None, got: Some(name.to_owned()) });
+        };
+        if expected_name != name {
+            return Err(GgufError::StreamOrder { expected: Some(expected_name.clone()), got: Some(name.to_owned()) });
+        }
+        if *expected_len != data.len() as u64 {
+            return Err(GgufError::TensorDataSizeMismatch {
+                tensor: name.to_owned(),
+                expected: *expected_len,
+                actual: data.len() as u64,
+            });
+        }
+        self.w.write_all(data).map_err(|source| GgufError::Write { source })?;
+        self.written += data.len() as u64 + write_padding(&mut self.w, data.len() as u64, self.alignment)?;
+        self.pending.pop();
+        Ok(())
+    }
+
+    /// Checks that every declared tensor was written, flushes, and returns the writer and the
+    /// file's total size.
+    pub fn finish(mut self) -> Result<(W, u64), GgufError> {
+        if let Some((name, _)) = self.pending.pop() {
+            return Err(GgufError::StreamOrder { expected: Some(name), got: None });
+        }
+        self.w.flush().map_err(|source| GgufError::Write { source })?;
+        Ok((self.w, self.written))
     }
 }

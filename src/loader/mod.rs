@@ -10,7 +10,7 @@ pub use gguf::{
     GgmlType, GgufBytes, GgufError, GgufFile, GgufHeader, Metadata, MetadataArray, MetadataValue,
     MetadataValueType, OptionalKey, TensorInfo,
 };
-pub use gguf_write::GgufWriter;
+pub use gguf_write::{GgufWriter, TensorStream};
 pub use hf::{HfFiles, HfModel};
 pub use safetensors::{SafetensorsError, SafetensorsFile, SafetensorsSet, SafetensorsTensor};
 pub use source::{LoadError, SourceTensor, TensorSource};

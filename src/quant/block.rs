@@ -6,7 +6,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-/// Values per block of every 32-wide format (Q8_0, Q4_0, Q4_1).
+/// Values per block of every 32-wide format (Q8_0, Q4_0, Q4_1, IQ4_NL).
 pub const QK: usize = 32;
 
 /// Values per super-block of the K-quants (Q4_K, Q6_K).
@@ -38,6 +38,15 @@ pub struct BlockQ4_0 {
 pub struct BlockQ4_1 {
     pub d: f16,
     pub m: f16,
+    pub qs: [u8; QK / 2],
+}
+
+/// IQ4_NL: one f16 scale and 32 nibbles that index a fixed non-linear codebook
+/// ([`super::iq4nl::IQ4_NL_VALUES`]); value = d * codebook\[q\]. Nibble order as Q4_0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockIQ4_NL {
+    pub d: f16,
     pub qs: [u8; QK / 2],
 }
 
@@ -80,5 +89,6 @@ pub struct BlockQ6_K {
 const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
 const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
 const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
+const _: () = assert!(std::mem::size_of::<BlockIQ4_NL>() == 18);
 const _: () = assert!(std::mem::size_of::<BlockQ4_K>() == 144);
 const _: () = assert!(std::mem::size_of::<BlockQ6_K>() == 210);

@@ -1,6 +1,6 @@
 //! The weight formats qgpu multiplies by, and their sizes.
 
-use super::block::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, QK, QK_K};
+use super::block::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, QK, QK_K};
 
 /// A weight storage format. The numeric codes of [`Format::shader_code`] are the `FORMAT`
 /// override constant of `shaders/weights.wgsl`.
@@ -17,17 +17,29 @@ pub enum Format {
     /// ggml's Q6_K: 256-value super-blocks, 6.5625 bits a weight.
     #[allow(non_camel_case_types)]
     Q6_K,
+    /// ggml's IQ4_NL: 32 values a block, each a nibble indexing a 16-entry non-linear codebook,
+    /// times an f16 scale; 4.5 bits a weight, as Q4_0.
+    #[allow(non_camel_case_types)]
+    IQ4_NL,
 }
 
 impl Format {
-    pub const ALL: [Format; 7] =
-        [Format::F32, Format::F16, Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::Q4_K, Format::Q6_K];
+    pub const ALL: [Format; 8] = [
+        Format::F32,
+        Format::F16,
+        Format::Q8_0,
+        Format::Q4_0,
+        Format::Q4_1,
+        Format::Q4_K,
+        Format::Q6_K,
+        Format::IQ4_NL,
+    ];
 
     /// Values per block as stored in GGUF.
     pub const fn block_size(self) -> usize {
         match self {
             Format::F32 | Format::F16 => 1,
-            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 => QK,
+            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL => QK,
             Format::Q4_K | Format::Q6_K => QK_K,
         }
     }
@@ -42,6 +54,7 @@ impl Format {
             Format::Q4_1 => std::mem::size_of::<BlockQ4_1>(),
             Format::Q4_K => std::mem::size_of::<BlockQ4_K>(),
             Format::Q6_K => std::mem::size_of::<BlockQ6_K>(),
+            Format::IQ4_NL => std::mem::size_of::<BlockIQ4_NL>(),
         }
     }
 
@@ -56,7 +69,7 @@ impl Format {
     pub const fn k_multiple(self) -> usize {
         match self {
             Format::F32 | Format::F16 => 8,
-            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 => QK,
+            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL => QK,
             Format::Q4_K | Format::Q6_K => QK_K,
         }
     }
@@ -71,6 +84,7 @@ impl Format {
             Format::Q8_0 => 8,
             Format::Q4_K => 12,
             Format::Q6_K => 14,
+            Format::IQ4_NL => 20,
         }
     }
 
@@ -89,6 +103,7 @@ impl Format {
             Format::Q4_1 => 4,
             Format::Q4_K => 5,
             Format::Q6_K => 6,
+            Format::IQ4_NL => 7,
         }
     }
 
@@ -101,6 +116,7 @@ impl Format {
             Format::Q4_1 => "Q4_1",
             Format::Q4_K => "Q4_K",
             Format::Q6_K => "Q6_K",
+            Format::IQ4_NL => "IQ4_NL",
         }
     }
 

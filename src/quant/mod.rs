@@ -2,10 +2,12 @@
 
 pub mod block;
 mod format;
+pub mod iq4nl;
 pub mod kquants;
 mod matrix;
 pub mod reference;
 pub mod repack;
+pub mod weighted;
 
 pub use format::Format;
 pub use matrix::{QuantMatrix, QuantMatrixRef};
@@ -30,6 +32,12 @@ pub enum QuantError {
     #[error("size of {rows} × {cols} overflows")]
     Overflow { rows: usize, cols: usize },
     /// A format name that qgpu does not know.
-    #[error("unknown weight format `{name}` (known: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)")]
+    #[error("unknown weight format `{name}` (known: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, IQ4_NL)")]
     UnknownFormat { name: String },
+    /// [`weighted::quantize_weighted`] has no importance-weighted search for this format.
+    #[error("{format}: no importance-weighted quantization (Q4_0, Q4_1 and IQ4_NL have one)")]
+    NoWeightedSearch { format: Format },
+    /// The importance vector must hold one value per column (input channel).
+    #[error("importance has {actual} values for {cols} columns")]
+    ImportanceLength { cols: usize, actual: usize },
 }

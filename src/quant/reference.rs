@@ -6,13 +6,15 @@
 //! The K-quants (Q4_K, Q6_K) live in [`super::kquants`]: their dequantization is bit-exact with
 //! ggml too; their quantization follows ggml's algorithm but is not guaranteed bit-identical.
 
-use super::block::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, QK, QK_K};
+use super::block::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, QK, QK_K};
+pub use super::iq4nl::{dequantize_iq4_nl, quantize_iq4_nl, quantize_iq4_nl_weighted, IQ4_NL_VALUES};
 pub use super::kquants::{dequantize_q4_k, dequantize_q6_k, get_scale_min_k4, quantize_q4_k, quantize_q6_k};
 use super::{Format, QuantError, QuantMatrix, QuantMatrixRef};
 use half::f16;
 
 /// Quantizes `values` (`rows × cols`, row-major) as ggml's reference quantizers do:
-/// round-to-nearest for the 32-wide formats, ggml's scale searches for the K-quants.
+/// round-to-nearest for the 32-wide formats, ggml's scale searches for the K-quants, and a
+/// least-squares scale search for IQ4_NL (see [`super::iq4nl`]).
 pub fn quantize(format: Format, rows: usize, cols: usize, values: &[f32]) -> Result<QuantMatrix, QuantError> {
     let count = rows.checked_mul(cols).ok_or(QuantError::Overflow { rows, cols })?;
     if values.len() != count {
@@ -30,6 +32,7 @@ pub fn quantize(format: Format, rows: usize, cols: usize, values: &[f32]) -> Res
         Format::Q4_1 => values.chunks_exact(QK).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q4_1(b)))),
         Format::Q4_K => values.chunks_exact(QK_K).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q4_k(b)))),
         Format::Q6_K => values.chunks_exact(QK_K).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q6_k(b)))),
+        Format::IQ4_NL => values.chunks_exact(QK).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_iq4_nl(b)))),
     }
     QuantMatrix::new(format, rows, cols, out)
 }
@@ -121,6 +124,7 @@ pub fn dequantize_into(format: Format, bytes: &[u8], out: &mut [f32]) {
             }
             Format::Q4_K => dequantize_q4_k(&bytemuck::pod_read_unaligned::<BlockQ4_K>(block), dst),
             Format::Q6_K => dequantize_q6_k(&bytemuck::pod_read_unaligned::<BlockQ6_K>(block), dst),
+            Format::IQ4_NL => dequantize_iq4_nl(&bytemuck::pod_read_unaligned::<BlockIQ4_NL>(block), dst),
         }
     }
 }

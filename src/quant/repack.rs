@@ -6,7 +6,7 @@
 //! * `quants`: row-major, each row `words_per_row(k)` words.
 //!   - F32: one word per value (its bits). F16: two values per word, lower half first.
 //!   - Q8_0: four signed bytes per word, value order.
-//!   - Q4_0 / Q4_1: eight nibbles per word, value order (nibble j = value 8w + j). GGUF stores
+//!   - Q4_0 / Q4_1 / IQ4_NL: eight nibbles per word, value order (nibble j = value 8w + j). GGUF stores
 //!     value j and j + 16 in one byte; reordering here lets a kernel dot one word with two
 //!     consecutive `vec4<f32>` of activations.
 //!   - Q4_K: the GGUF blocks unchanged, 36 words per 256 values (a block is 144 bytes, so
@@ -16,7 +16,7 @@
 //!   - Q6_K: per block, its first 208 bytes as 52 words: words 0..32 = `ql`, 32..48 = `qh`,
 //!     48..52 = the 16 int8 `scales`. The f16 `d` that ends each 210-byte GGUF block (and would
 //!     leave the next block 2-byte aligned) goes to `scales`.
-//! * `scales`: per block, row-major. Q8_0 / Q4_0 / Q6_K: one f16 `d` per block, two per word
+//! * `scales`: per block, row-major. Q8_0 / Q4_0 / IQ4_NL / Q6_K: one f16 `d` per block, two per word
 //!   (lower half first). Q4_1: one word per block, `d` in the lower half and `m` in the upper.
 //!   F32 / F16 / Q4_K: none.
 //!
@@ -24,7 +24,7 @@
 //! Q6_K; plus at most 2 bytes of padding when the halves of a chunk are odd in number): weights
 //! stay quantized on the GPU.
 
-use super::block::{BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, QK, QK_K};
+use super::block::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, QK, QK_K};
 use super::{Format, QuantMatrixRef};
 
 /// One row range of a matrix in GPU layout.
@@ -48,7 +48,7 @@ pub const fn quant_words_per_row(format: Format, k: usize) -> usize {
         Format::F32 => k,
         Format::F16 => k / 2,
         Format::Q8_0 => k / 4,
-        Format::Q4_0 | Format::Q4_1 => k / 8,
+        Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL => k / 8,
         Format::Q4_K => k / QK_K * Q4_K_WORDS,
         Format::Q6_K => k / QK_K * Q6_K_WORDS,
     }
@@ -58,7 +58,7 @@ pub const fn quant_words_per_row(format: Format, k: usize) -> usize {
 pub const fn scale_words(format: Format, rows: usize, k: usize) -> usize {
     match format {
         Format::F32 | Format::F16 | Format::Q4_K => 0,
-        Format::Q8_0 | Format::Q4_0 => (rows * (k / QK)).div_ceil(2),
+        Format::Q8_0 | Format::Q4_0 | Format::IQ4_NL => (rows * (k / QK)).div_ceil(2),
         Format::Q4_1 => rows * (k / QK),
         Format::Q6_K => (rows * (k / QK_K)).div_ceil(2),
     }
@@ -84,6 +84,13 @@ pub fn repack(w: QuantMatrixRef<'_>, start: usize, end: usize) -> GpuLayout {
         Format::Q4_0 => {
             for raw in bytes.chunks_exact(std::mem::size_of::<BlockQ4_0>()) {
                 let b: BlockQ4_0 = bytemuck::pod_read_unaligned(raw);
+                push_nibbles(&mut quants, &b.qs);
+                halves.push(b.d.to_bits());
+            }
+        }
+        Format::IQ4_NL => {
+            for raw in bytes.chunks_exact(std::mem::size_of::<BlockIQ4_NL>()) {
+                let b: BlockIQ4_NL = bytemuck::pod_read_unaligned(raw);
                 push_nibbles(&mut quants, &b.qs);
                 halves.push(b.d.to_bits());
             }

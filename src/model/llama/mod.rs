@@ -3,6 +3,7 @@
 //! matrix product reads quantized weights; only logits come back to the host.
 
 mod config;
+mod observed;
 mod weights;
 
 pub use config::LlamaConfig;
@@ -75,6 +76,8 @@ pub struct Llama {
     step: StepParams,
     args: AttnArgs,
     plans: HashMap<(usize, Logits), Vec<Dispatch>>,
+    /// Plans of the observed forward (calibration), with their read-back points, by length.
+    observed_plans: HashMap<usize, (Vec<Dispatch>, Vec<observed::Tap>)>,
     all_logits: Option<GpuTensor>,
     pos: usize,
     memory: MemoryUse,
@@ -123,6 +126,7 @@ impl Llama {
             k_cache,
             v_cache,
             plans: HashMap::new(),
+            observed_plans: HashMap::new(),
             all_logits: None,
             pos: 0,
             memory,
@@ -130,7 +134,7 @@ impl Llama {
         // Plan decode and a full prefill chunk now: this builds every pipeline a forward pass
         // uses, so driver compile time is paid while loading, not in the first answer.
         for key in [(1, Logits::Last), (model.options.chunk, Logits::Last)] {
-            let plan = model.plan(ctx, key.0, key.1).await?;
+            let plan = model.plan(ctx, key.0, key.1, None).await?;
             model.plans.insert(key, plan);
         }
         Ok(model)
@@ -227,7 +231,7 @@ impl Llama {
     async fn run_chunk(&mut self, ctx: &Context, chunk: &[u32], want: Option<Logits>) -> Result<(), Error> {
         let key = (chunk.len(), want.unwrap_or(Logits::Last));
         if !self.plans.contains_key(&key) {
-            let plan = self.plan(ctx, chunk.len(), key.1).await?;
+            let plan = self.plan(ctx, chunk.len(), key.1, None).await?;
             self.plans.insert(key, plan);
         }
         let dims = self.dims();
@@ -256,26 +260,38 @@ impl Llama {
         1 + self.head_matrix().chunk_count()
     }
 
-    /// Every dispatch of a forward pass over `t` tokens, in order.
-    async fn plan(&self, ctx: &Context, t: usize, logits: Logits) -> Result<Vec<Dispatch>, Error> {
+    /// Every dispatch of a forward pass over `t` tokens, in order. With `taps`, also where each
+    /// linear layer's input can be read back (for the observed forward).
+    async fn plan(&self, ctx: &Context, t: usize, logits: Logits, mut taps: Option<&mut Vec<observed::Tap>>) -> Result<Vec<Dispatch>, Error> {
+        use observed::{Tap, TapInput};
+        let mut tap = |after: usize, input: TapInput, weights: Vec<String>| {
+            if let Some(taps) = taps.as_deref_mut() {
+                taps.push(Tap { after, input, weights });
+            }
+        };
         let (c, a, dims) = (&self.config, &self.acts, self.dims());
         let rows = |x: &GpuTensor| x.view_rows(t);
         let (x, xn, q, k, v, attn, proj, gate, up) =
             (rows(&a.x)?, rows(&a.xn)?, rows(&a.q)?, rows(&a.k)?, rows(&a.v)?, rows(&a.attn)?, rows(&a.proj)?, rows(&a.gate)?, rows(&a.up)?);
         let mut d = plan_embed(ctx, &self.weights.embed, &a.ids, &x, t).await?;
         for (i, w) in self.weights.layers.iter().enumerate() {
+            let n = |name: &str| format!("blk.{i}.{name}.weight");
             d.push(plan_rms_norm(ctx, &x, 0, t, &w.attn_norm, &xn, c.eps).await?);
+            tap(d.len(), TapInput::Normed, vec![n("attn_q"), n("attn_k"), n("attn_v")]);
             for (m, y) in [(&w.q, &q), (&w.k, &k), (&w.v, &v)] {
                 d.extend(plan_linear(ctx, m, &xn, y, None).await?.dispatches);
             }
             d.push(plan_rope_store(ctx, dims, t, &q, &k, &v, &self.k_cache[i], &self.v_cache[i], &self.rope, &self.step).await?);
             d.extend(plan_attention(ctx, dims, t, &q, &self.k_cache[i], &self.v_cache[i], &a.scores, &attn, &self.step, &self.args).await?);
+            tap(d.len(), TapInput::Attention, vec![n("attn_output")]);
             d.extend(plan_linear(ctx, &w.o, &attn, &proj, None).await?.dispatches);
             d.push(plan_add(ctx, &x, &proj, t * c.dim).await?);
             d.push(plan_rms_norm(ctx, &x, 0, t, &w.ffn_norm, &xn, c.eps).await?);
+            tap(d.len(), TapInput::Normed, vec![n("ffn_gate"), n("ffn_up")]);
             d.extend(plan_linear(ctx, &w.gate, &xn, &gate, None).await?.dispatches);
             d.extend(plan_linear(ctx, &w.up, &xn, &up, None).await?.dispatches);
             d.push(plan_silu_mul(ctx, &gate, &up, t * c.ffn).await?);
+            tap(d.len(), TapInput::Gated, vec![n("ffn_down")]);
             d.extend(plan_linear(ctx, &w.down, &gate, &proj, None).await?.dispatches);
             d.push(plan_add(ctx, &x, &proj, t * c.dim).await?);
         }
@@ -289,6 +305,8 @@ impl Llama {
             Logits::All => {
                 let out = self.all_logits.as_ref().expect("allocated before planning").view_rows(t)?;
                 d.push(plan_rms_norm(ctx, &x, 0, t, &self.weights.output_norm, &xn, c.eps).await?);
+                let head_name = if self.weights.head.is_some() { "output.weight" } else { "token_embd.weight" };
+                tap(d.len(), TapInput::Normed, vec![head_name.to_owned()]);
                 d.extend(plan_linear(ctx, head, &xn, &out, None).await?.dispatches);
             }
         }

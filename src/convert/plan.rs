@@ -1,0 +1,212 @@
+//! What `qgpu quantize` does to each tensor: the plan (a default format and ordered mix rules,
+//! parsed once into types) and its resolution against a source's tensor list.
+
+use std::collections::HashMap;
+
+use crate::loader::{GgmlType, SourceTensor};
+use crate::quant::weighted::has_weighted_search;
+use crate::quant::Format;
+
+/// Errors in a quantization plan, found before anything is written.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    /// A format name qgpu does not know.
+    #[error("unknown weight format `{name}` (known: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, IQ4_NL)")]
+    UnknownFormat { name: String },
+    /// A `--mix` item that is not `PATTERN=FORMAT` with a non-empty pattern.
+    #[error("mix rule `{item}` is not PATTERN=FORMAT (e.g. token_embd=Q8_0, blk.*.ffn_down=Q6_K, edges=Q8_0)")]
+    MixSyntax { item: String },
+    /// A mix rule that names no quantizable tensor of the source (a typo, usually).
+    #[error("mix rule `{pattern}` matches no quantizable tensor")]
+    RuleMatchesNothing { pattern: String },
+    /// Calibration was asked for, but no tensor's format has an importance-weighted search.
+    #[error("--calibrate needs Q4_0, Q4_1 or IQ4_NL for some tensor; the plan quantizes none that way")]
+    CalibrationUnused,
+}
+
+/// Which tensor names a mix rule applies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamePattern {
+    /// `edges`: the token embedding and the output head (`token_embd.weight`, `output.weight`).
+    Edges,
+    /// A glob over the GGUF name, `*` matching any run of characters (dots included). It matches
+    /// the whole name, or the name without its `.weight` suffix: `token_embd` and
+    /// `blk.*.ffn_down` work as written.
+    Glob { parts: Vec<String>, text: String },
+}
+
+impl NamePattern {
+    pub fn parse(text: &str) -> Option<NamePattern> {
+        if text.is_empty() || text.contains(char::is_whitespace) {
+            return None;
+        }
+        if text == "edges" {
+            return Some(NamePattern::Edges);
+        }
+        Some(NamePattern::Glob { parts: text.split('*').map(str::to_owned).collect(), text: text.to_owned() })
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            NamePattern::Edges => name == "token_embd.weight" || name == "output.weight",
+            NamePattern::Glob { parts, .. } => {
+                glob(parts, name) || name.strip_suffix(".weight").is_some_and(|short| glob(parts, short))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for NamePattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NamePattern::Edges => f.write_str("edges"),
+            NamePattern::Glob { text, .. } => f.write_str(text),
+        }
+    }
+}
+
+/// `parts` are the pieces between `*`s: the first must be a prefix, the last a suffix, the
+/// rest must appear in order in between.
+fn glob(parts: &[String], name: &str) -> bool {
+    let (first, rest) = parts.split_first().expect("split yields at least one part");
+    let Some(mut tail) = name.strip_prefix(first.as_str()) else { return false };
+    let Some((last, middle)) = rest.split_last() else { return tail.is_empty() };
+    for part in middle {
+        match tail.find(part.as_str()) {
+            Some(i) => tail = &tail[i + part.len()..],
+            None => return false,
+        }
+    }
+    tail.len() >= last.len() && tail.ends_with(last.as_str())
+}
+
+/// One `PATTERN=FORMAT` rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MixRule {
+    pub pattern: NamePattern,
+    pub format: Format,
+}
+
+/// What to write: `format` for every quantizable tensor unless a mix rule (the first that
+/// matches) says otherwise; `calibrated` asks for the importance-weighted search.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuantPlan {
+    pub format: Format,
+    pub rules: Vec<MixRule>,
+    pub calibrated: bool,
+}
+
+fn parse_format(name: &str) -> Result<Format, PlanError> {
+    name.trim().parse::<Format>().map_err(|_| PlanError::UnknownFormat { name: name.trim().to_owned() })
+}
+
+impl QuantPlan {
+    pub fn new(format: Format) -> Self {
+        QuantPlan { format, rules: Vec::new(), calibrated: false }
+    }
+
+    /// The plan of `--format FORMAT --mix RULES`: `mix` is a comma-separated list of
+    /// `PATTERN=FORMAT` (empty for none).
+    pub fn parse(format: &str, mix: &str) -> Result<Self, PlanError> {
+        let mut plan = QuantPlan::new(parse_format(format)?);
+        for item in mix.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (pattern, format) = item.split_once('=').ok_or_else(|| PlanError::MixSyntax { item: item.to_owned() })?;
+            let pattern = NamePattern::parse(pattern.trim()).ok_or_else(|| PlanError::MixSyntax { item: item.to_owned() })?;
+            plan.rules.push(MixRule { pattern, format: parse_format(format)? });
+        }
+        Ok(plan)
+    }
+
+    /// The format asked for tensor `name`.
+    pub fn requested(&self, name: &str) -> Format {
+        self.rules.iter().find(|r| r.pattern.matches(name)).map_or(self.format, |r| r.format)
+    }
+
+    /// Decides every tensor of `tensors`, checking that each mix rule matches something.
+    pub fn resolve(&self, tensors: &[SourceTensor]) -> Result<Vec<Decision>, PlanError> {
+        let mut used: HashMap<usize, bool> = HashMap::new();
+        let decisions: Vec<Decision> = tensors
+            .iter()
+            .map(|t| {
+                let kind = if is_quantizable(t) {
+                    if let Some(i) = self.rules.iter().position(|r| r.pattern.matches(&t.name)) {
+                        used.insert(i, true);
+                    }
+                    let requested = self.requested(&t.name);
+                    let written = fallback(requested, t.dims[0] as usize);
+                    let calibrated = self.calibrated && has_weighted_search(written);
+                    DecisionKind::Quantize { requested, written, calibrated }
+                } else {
+                    DecisionKind::Float { written: float_format(t) }
+                };
+                Decision { tensor: t.clone(), kind }
+            })
+            .collect();
+        if let Some(rule) = self.rules.iter().enumerate().find(|(i, _)| !used.contains_key(i)) {
+            return Err(PlanError::RuleMatchesNothing { pattern: rule.1.pattern.to_string() });
+        }
+        let any_calibrated = decisions.iter().any(|d| matches!(d.kind, DecisionKind::Quantize { calibrated: true, .. }));
+        if self.calibrated && !any_calibrated {
+            return Err(PlanError::CalibrationUnused);
+        }
+        Ok(decisions)
+    }
+}
+
+/// What happens to one tensor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub tensor: SourceTensor,
+    pub kind: DecisionKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecisionKind {
+    /// A weight matrix: `requested` by the plan, `written` after the row-length fallback.
+    Quantize { requested: Format, written: Format, calibrated: bool },
+    /// Norms, biases, position and token-type tables and anything not 2-D: kept in float.
+    Float { written: Format },
+}
+
+impl Decision {
+    pub fn written(&self) -> Format {
+        match self.kind {
+            DecisionKind::Quantize { written, .. } | DecisionKind::Float { written } => written,
+        }
+    }
+}
+
+/// A 2-D `.weight` that a linear layer or an embedding lookup multiplies by. Norms, position
+/// embeddings and token-type tables stay in float: they are small, and their errors are not
+/// averaged over a dot product.
+pub fn is_quantizable(t: &SourceTensor) -> bool {
+    let excluded = ["norm", "position_embd", "token_types"];
+    t.dims.len() == 2 && t.dims[1] > 1 && t.name.ends_with(".weight") && !excluded.iter().any(|e| t.name.contains(e))
+}
+
+/// The format actually written for a matrix of rows `k` long, when `requested` needs another
+/// row multiple: a K-quant goes to the 32-value format of the same role (Q4_K → IQ4_NL at the
+/// same 4.5 bits, Q6_K → Q8_0), a 32-value format to F16; F16 (and everything when `k` is not
+/// a multiple of 8, which the kernels need) to F32.
+pub fn fallback(requested: Format, k: usize) -> Format {
+    let mut format = requested;
+    while k % format.k_multiple() != 0 {
+        format = match format {
+            Format::Q4_K => Format::IQ4_NL,
+            Format::Q6_K => Format::Q8_0,
+            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL => Format::F16,
+            Format::F16 | Format::F32 => return Format::F32,
+        };
+    }
+    format
+}
+
+/// Float tensors keep F16 when stored so and 2-D (a position table); all else becomes F32.
+fn float_format(t: &SourceTensor) -> Format {
+    if t.ggml_type == GgmlType::F16 && t.dims.len() >= 2 {
+        Format::F16
+    } else {
+        Format::F32
+    }
+}

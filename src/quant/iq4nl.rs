@@ -1,0 +1,99 @@
+//! IQ4_NL: 4-bit weights on a non-uniform grid (the NF4 idea, in ggml's block format).
+//!
+//! Each block of 32 values stores an f16 scale `d` and 32 nibbles; a nibble indexes the fixed
+//! codebook [`IQ4_NL_VALUES`] and the value is `d · codebook[q]`. The codebook is denser near
+//! zero, where most weights of a trained network lie, so at the same 4.5 bits a weight as Q4_0 it
+//! loses less. Nibble order is Q4_0's: byte j holds value j (low) and value j + 16 (high).
+//!
+//! Quantization searches the scale: for each candidate inverse scale every value takes the
+//! nearest codebook entry, the scale is then refit by least squares, and the candidate with the
+//! smallest (importance-weighted) squared error wins. The weights let calibration
+//! (`--calibrate`) spend accuracy where the inputs are large.
+
+use half::f16;
+
+use super::block::{BlockIQ4_NL, QK};
+
+/// ggml's `kvalues_iq4nl`: the 16 codebook entries, ascending.
+pub const IQ4_NL_VALUES: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+/// Midpoints between neighbouring codebook entries: the decision boundaries of rounding.
+const MIDPOINTS: [f32; 15] = {
+    let mut m = [0.0f32; 15];
+    let mut i = 0;
+    while i < 15 {
+        m[i] = (IQ4_NL_VALUES[i] as f32 + IQ4_NL_VALUES[i + 1] as f32) * 0.5;
+        i += 1;
+    }
+    m
+};
+
+/// Candidate inverse scales tried on each side of the two natural ones (largest magnitude on
+/// −127 or on +113), half a codebook unit apart.
+const SEARCH_STEPS: i32 = 16;
+
+/// Index of the codebook entry nearest to `x` (in codebook units); ties go to the lower entry.
+pub fn nearest_index(x: f32) -> u8 {
+    MIDPOINTS.partition_point(|&m| m < x) as u8
+}
+
+/// Dequantizes one block into `out` (32 values).
+pub fn dequantize_iq4_nl(b: &BlockIQ4_NL, out: &mut [f32]) {
+    let d = b.d.to_f32();
+    for (j, &q) in b.qs.iter().enumerate() {
+        out[j] = d * IQ4_NL_VALUES[(q & 0xF) as usize] as f32;
+        out[j + QK / 2] = d * IQ4_NL_VALUES[(q >> 4) as usize] as f32;
+    }
+}
+
+/// Quantizes 32 values minimising the plain squared error.
+pub fn quantize_iq4_nl(x: &[f32]) -> BlockIQ4_NL {
+    quantize_iq4_nl_weighted(x, &[1.0; QK])
+}
+
+/// Quantizes 32 values minimising Σ weights\[j\] · (x\[j\] − d · codebook\[q\[j\]\])².
+/// Weights must be non-negative; all-zero weights fall back to uniform ones.
+pub fn quantize_iq4_nl_weighted(x: &[f32], weights: &[f32]) -> BlockIQ4_NL {
+    debug_assert_eq!((x.len(), weights.len()), (QK, QK));
+    let uniform = [1.0f32; QK];
+    let weights = if weights.iter().any(|&w| w > 0.0) { weights } else { &uniform[..] };
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax == 0.0 || !amax.is_finite() {
+        return BlockIQ4_NL { d: f16::ZERO, qs: [0x88; QK / 2] };
+    }
+    let (lowest, highest) = (IQ4_NL_VALUES[0] as f32, IQ4_NL_VALUES[15] as f32);
+    let mut best = (f32::NEG_INFINITY, -max / lowest);
+    let mut codes = [0u8; QK];
+    // Map the largest magnitude onto either end of the codebook (a negative scale flips it).
+    for end in [lowest, highest] {
+        for step in -SEARCH_STEPS..=SEARCH_STEPS {
+            let inverse = (end + 0.5 * step as f32) / max;
+            let (mut sum_qx, mut sum_qq) = (0.0f32, 0.0f32);
+            for ((&v, &w), c) in x.iter().zip(weights).zip(codes.iter_mut()) {
+                *c = nearest_index(v * inverse);
+                let q = IQ4_NL_VALUES[*c as usize] as f32;
+                sum_qx += w * q * v;
+                sum_qq += w * q * q;
+            }
+            // With codes fixed, d = Σwqx / Σwq² minimises the error, which then is
+            // Σwx² − (Σwqx)² / Σwq²: maximise the second term.
+            if sum_qq > 0.0 && sum_qx * sum_qx / sum_qq > best.0 {
+                best = (sum_qx * sum_qx / sum_qq, sum_qx / sum_qq);
+            }
+        }
+    }
+    let d = f16::from_f32(best.1);
+    // Round with the scale as stored, so the codes fit the f16 value the kernels will read.
+    let inverse = if d.to_f32() != 0.0 { 1.0 / d.to_f32() } else { 0.0 };
+    let mut qs = [0u8; QK / 2];
+    for (j, q) in qs.iter_mut().enumerate() {
+        *q = nearest_index(x[j] * inverse) | nearest_index(x[j + QK / 2] * inverse) << 4;
+    }
+    BlockIQ4_NL { d, qs }
+}
