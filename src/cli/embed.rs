@@ -1,10 +1,9 @@
 //! `qgpu embed`: sentence embeddings from a BERT model (a Hugging Face directory or a GGUF), one
 //! JSON array of normalized values per text on stdout; `--stats` goes to stderr.
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Args;
 use qgpu::gpu::{Context, ContextOptions};
-use qgpu::loader::{GgufFile, HfModel, TensorSource};
 use qgpu::model::bert::{BertOptions, Embedder};
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,13 +29,9 @@ pub fn embed(args: EmbedArgs, options: ContextOptions) -> Result<()> {
         None => qgpu::fetch::minilm()?,
     };
     let start = Instant::now();
-    let source: Box<dyn TensorSource> = if path.is_dir() {
-        Box::new(HfModel::open(&path).with_context(|| format!("opening {}", path.display()))?)
-    } else {
-        Box::new(GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?)
-    };
+    let model = super::ModelSource::open(&path)?;
     let ctx = pollster::block_on(Context::new(options))?;
-    let mut embedder = pollster::block_on(Embedder::load(&ctx, source.as_ref(), BertOptions::default()))?;
+    let mut embedder = pollster::block_on(Embedder::load(&ctx, model.source(), BertOptions::default()))?;
     let loaded = start.elapsed();
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
     let start = Instant::now();

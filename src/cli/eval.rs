@@ -4,7 +4,9 @@
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use qgpu::eval::{compare_language_models, LmScore, ModelSize};
+use super::ModelSource;
+use qgpu::eval::{compare_language_models, EmbeddingScore, LmScore, ModelSize};
+use qgpu::model::bert::{BertOptions, Embedder};
 use qgpu::gpu::{Context, ContextOptions};
 use qgpu::loader::{GgufFile, TensorSource};
 use qgpu::model::llama::{Llama, LlamaOptions};
@@ -12,18 +14,22 @@ use qgpu::model::tokenizer::Tokenizer;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-/// The built-in evaluation texts, used when `--text` is not given.
+/// The built-in evaluation texts, used when `--text` is not given: running prose for language
+/// models, and for embedding models the three fixture sentences plus twenty more, one per line.
 const LM_TEXT: &str = include_str!("../../data/eval/lm-text.txt");
+const SENTENCES: &str = include_str!("../../data/eval/sentences.txt");
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// The model the others are measured against (GGUF); default: the default model.
+    /// The model the others are measured against: a GGUF, or a Hugging Face directory for an
+    /// embedding model; default: the default language model.
     #[arg(long)]
     reference: Option<PathBuf>,
     /// A model to score (repeatable).
     #[arg(long = "model", required = true)]
     models: Vec<PathBuf>,
-    /// The text to evaluate on; default: a built-in passage of about 600 tokens.
+    /// The text to evaluate on (embedding models: one sentence per line); default: a built-in
+    /// passage of about 600 tokens, or 23 built-in sentences.
     #[arg(long)]
     text: Option<PathBuf>,
     /// Tokens of the text to use (at most).
@@ -42,20 +48,74 @@ pub fn eval(args: EvalArgs, options: ContextOptions) -> Result<()> {
         Some(p) => p.clone(),
         None => qgpu::fetch::default_model()?,
     };
+    let model = super::ModelSource::open(&reference)?;
     let ctx = pollster::block_on(Context::new(options))?;
-    eval_language_models(&ctx, &reference, &args)
+    match (model, reference.as_path()) {
+        (ModelSource::Gguf(file), path) if file.metadata().get_str("general.architecture").is_ok_and(|a| a == "llama") => eval_language_models(&ctx, path, file, &args),
+        (model, path) if model.architecture() == "bert" => eval_embeddings(&ctx, path, &model, &args),
+        (model, _) => bail!("qgpu evaluates `llama` language models (GGUF) and `bert` embedding models; the reference is `{}`", model.architecture()),
+    }
+}
+
+fn eval_embeddings(ctx: &Context, reference_path: &Path, reference: &ModelSource, args: &EvalArgs) -> Result<()> {
+    let text = match &args.text {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read `{}`", p.display()))?,
+        None => SENTENCES.to_owned(),
+    };
+    let sentences: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    if sentences.is_empty() {
+        bail!("the evaluation text has no sentences (one per line)");
+    }
+    let embed = |model: &ModelSource| -> Result<Vec<Vec<f32>>> {
+        let mut embedder = pollster::block_on(Embedder::load(ctx, model.source(), BertOptions::default()))?;
+        Ok(pollster::block_on(embedder.embed(ctx, &sentences))?)
+    };
+    let want = embed(reference)?;
+    let ref_size = ModelSize::of(reference.source());
+    let mut rows = Vec::new();
+    for path in &args.models {
+        let model = super::ModelSource::open(path)?;
+        let got = embed(&model).with_context(|| format!("cannot run `{}`", path.display()))?;
+        rows.push((path.clone(), ModelSize::of(model.source()), EmbeddingScore::new(&want, &got)));
+    }
+
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!("{:<40} {:>9} {:>6} {:>11} {:>11}  types", "model", "size MiB", "bits", "cos mean", "cos worst");
+    println!("{:<40} {:>9.2} {:>6.2} {:>11} {:>11}  {} (reference)", name(reference_path), mib(ref_size.bytes), ref_size.bits_per_weight(), "-", "-", ref_size.mix());
+    for (path, size, s) in &rows {
+        println!("{:<40} {:>9.2} {:>6.2} {:>11.6} {:>11.6}  {}", name(path), mib(size.bytes), size.bits_per_weight(), s.mean, s.worst, size.mix());
+    }
+    if let Some(path) = &args.json {
+        let size_json = |p: &Path, size: &ModelSize| json!({ "path": p.display().to_string(), "size_bytes": size.bytes, "bits_per_weight": size.bits_per_weight(), "bytes_by_type": size.by_type });
+        let doc = json!({
+            "qgpu_version": env!("CARGO_PKG_VERSION"),
+            "kind": "embedding",
+            "adapter": ctx.adapter_info().name,
+            "sentences": sentences,
+            "reference": size_json(reference_path, &ref_size),
+            "models": rows.iter().map(|(p, size, s)| {
+                let mut v = size_json(p, size);
+                v["cosine_mean"] = json!(s.mean);
+                v["cosine_worst"] = json!(s.worst);
+                v["cosine_worst_sentence"] = json!(s.worst_index);
+                v["cosines"] = json!(s.cosines);
+                v
+            }).collect::<Vec<_>>(),
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n").with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
+    Ok(())
 }
 
 fn open_gguf(path: &Path) -> Result<GgufFile> {
     GgufFile::open(path).with_context(|| format!("cannot open model `{}`", path.display()))
 }
 
-fn eval_language_models(ctx: &Context, reference_path: &Path, args: &EvalArgs) -> Result<()> {
+fn eval_language_models(ctx: &Context, reference_path: &Path, reference_file: GgufFile, args: &EvalArgs) -> Result<()> {
     let text = match &args.text {
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read `{}`", p.display()))?,
         None => LM_TEXT.to_owned(),
     };
-    let reference_file = open_gguf(reference_path)?;
     let tokenizer = Tokenizer::from_gguf(reference_file.metadata())?;
     let mut tokens = tokenizer.encode(&text)?;
     tokens.truncate(args.tokens);

@@ -6,3 +6,36 @@ pub mod eval;
 pub mod info;
 pub mod quantize;
 pub mod run;
+
+use anyhow::{Context as _, Result};
+use qgpu::loader::{GgufFile, HfModel, TensorSource};
+use std::path::Path;
+
+/// A model as the user names it: a GGUF file, or a Hugging Face directory (config.json,
+/// safetensors, tokenizer.json).
+pub enum ModelSource {
+    Gguf(GgufFile),
+    Hf(HfModel),
+}
+
+impl ModelSource {
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(if path.is_dir() {
+            ModelSource::Hf(HfModel::open(path).with_context(|| format!("opening {}", path.display()))?)
+        } else {
+            ModelSource::Gguf(GgufFile::open(path).with_context(|| format!("opening {}", path.display()))?)
+        })
+    }
+
+    pub fn source(&self) -> &dyn TensorSource {
+        match self {
+            ModelSource::Gguf(f) => f,
+            ModelSource::Hf(m) => m,
+        }
+    }
+
+    /// `general.architecture`, or `?`.
+    pub fn architecture(&self) -> &str {
+        self.source().metadata().get_str("general.architecture").unwrap_or("?")
+    }
+}

@@ -1,18 +1,18 @@
 //! `qgpu quantize`: a model (GGUF, or f32/f16/bf16 safetensors) → a quantized GGUF, with a
 //! progress bar and a size table by format.
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use qgpu::convert::{quantize_model, ConvertOptions, Progress, QuantPlan, Report};
 use qgpu::gpu::ContextOptions;
-use qgpu::loader::{GgufFile, TensorSource};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct QuantizeArgs {
-    /// The model to quantize: a GGUF file.
+    /// The model to quantize: a GGUF file, or a Hugging Face directory (config.json, safetensors
+    /// in f32/f16/bf16, single or sharded, tokenizer.json).
     #[arg(long)]
     model: PathBuf,
     /// The GGUF file to write (via a temporary file renamed at the end).
@@ -43,10 +43,8 @@ pub struct QuantizeArgs {
 const ABORT_AFTER_ENV: &str = "QGPU_QUANTIZE_ABORT_AFTER";
 
 pub fn quantize(args: QuantizeArgs, gpu: ContextOptions) -> Result<()> {
-    if args.model.is_dir() {
-        bail!("{}: directories (Hugging Face safetensors) need the HF loader; pass a GGUF file", args.model.display());
-    }
-    let file = GgufFile::open(&args.model).with_context(|| format!("opening {}", args.model.display()))?;
+    let model = super::ModelSource::open(&args.model)?;
+    let source = model.source();
     if same_file(&args.model, &args.out) {
         bail!("--out {} is the input model; choose another path", args.out.display());
     }
@@ -55,8 +53,8 @@ pub fn quantize(args: QuantizeArgs, gpu: ContextOptions) -> Result<()> {
         Some(text) => {
             plan.calibrated = true;
             // Check the plan before spending minutes on calibration.
-            plan.resolve(&file.tensors().iter().map(|t| file_tensor(&file, &t.name)).collect::<Vec<_>>())?;
-            Some(super::calibrate::collect(&file, text, args.calibrate_tokens, gpu)?)
+            plan.resolve(&source.tensors())?;
+            Some(super::calibrate::collect(&model, text, args.calibrate_tokens, gpu)?)
         }
         None => None,
     };
@@ -75,14 +73,10 @@ pub fn quantize(args: QuantizeArgs, gpu: ContextOptions) -> Result<()> {
         }
         ControlFlow::Continue(())
     };
-    let report = quantize_model(&file, &plan, &options, &args.out, &mut progress)?;
+    let report = quantize_model(source, &plan, &options, &args.out, &mut progress)?;
     bar.finish_and_clear();
     print_report(&report, &args.out, start.elapsed().as_secs_f64());
     Ok(())
-}
-
-fn file_tensor(file: &GgufFile, name: &str) -> qgpu::loader::SourceTensor {
-    TensorSource::tensor(file, name).expect("listed by the file")
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
