@@ -396,6 +396,7 @@ fn kernel_name(k: LinearKernel) -> &'static str {
     match k {
         LinearKernel::Matmul => "matmul",
         LinearKernel::Matvec(v) => v.name(),
+        LinearKernel::MatvecVariant(v) => v.kernel.name(),
     }
 }
 

@@ -13,6 +13,7 @@ pub enum ShaderModuleId {
     Rope,
     Attention,
     Elementwise,
+    FmaProbe,
 }
 
 const WEIGHTS: &str = include_str!("../../shaders/weights.wgsl");
@@ -20,7 +21,7 @@ const MATVEC_IO: &str = include_str!("../../shaders/matvec_io.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
 impl ShaderModuleId {
-    pub const ALL: [ShaderModuleId; 9] = [
+    pub const ALL: [ShaderModuleId; 10] = [
         ShaderModuleId::Matvec,
         ShaderModuleId::MatvecSubgroup,
         ShaderModuleId::Matmul,
@@ -30,6 +31,7 @@ impl ShaderModuleId {
         ShaderModuleId::Rope,
         ShaderModuleId::Attention,
         ShaderModuleId::Elementwise,
+        ShaderModuleId::FmaProbe,
     ];
 
     /// The source files, in concatenation order.
@@ -44,6 +46,7 @@ impl ShaderModuleId {
             ShaderModuleId::Rope => &[include_str!("../../shaders/rope.wgsl")],
             ShaderModuleId::Attention => &[REDUCE, include_str!("../../shaders/attention.wgsl")],
             ShaderModuleId::Elementwise => &[include_str!("../../shaders/elementwise.wgsl")],
+            ShaderModuleId::FmaProbe => &[include_str!("../../shaders/fma.wgsl")],
         }
     }
 
@@ -63,6 +66,7 @@ impl ShaderModuleId {
             ShaderModuleId::Rope => "rope.wgsl",
             ShaderModuleId::Attention => "attention.wgsl",
             ShaderModuleId::Elementwise => "elementwise.wgsl",
+            ShaderModuleId::FmaProbe => "fma.wgsl",
         }
     }
 
@@ -96,10 +100,11 @@ pub enum Kernel {
     AttnValues,
     Add,
     SiluMul,
+    FmaProbe,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 13] = [
+    pub const ALL: [Kernel; 14] = [
         Kernel::MatvecLane,
         Kernel::MatvecWorkgroup,
         Kernel::MatvecSubgroup,
@@ -113,6 +118,7 @@ impl Kernel {
         Kernel::AttnValues,
         Kernel::Add,
         Kernel::SiluMul,
+        Kernel::FmaProbe,
     ];
 }
 
@@ -133,6 +139,7 @@ impl Kernel {
             Kernel::RopeStore => ShaderModuleId::Rope,
             Kernel::AttnScores | Kernel::AttnSoftmax | Kernel::AttnValues => ShaderModuleId::Attention,
             Kernel::Add | Kernel::SiluMul => ShaderModuleId::Elementwise,
+            Kernel::FmaProbe => ShaderModuleId::FmaProbe,
         }
     }
 
@@ -151,6 +158,7 @@ impl Kernel {
             Kernel::AttnValues => "attn_values",
             Kernel::Add => "add",
             Kernel::SiluMul => "silu_mul",
+            Kernel::FmaProbe => "fma_probe",
         }
     }
 
@@ -163,6 +171,7 @@ impl Kernel {
             Kernel::RopeStore => &[W, R, R, W, W, R, U, U],
             Kernel::AttnScores | Kernel::AttnSoftmax | Kernel::AttnValues => &[R, R, W, W, U, U],
             Kernel::Add | Kernel::SiluMul => &[W, R, U],
+            Kernel::FmaProbe => &[W],
         }
     }
 }

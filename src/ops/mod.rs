@@ -8,12 +8,16 @@ pub mod embed;
 pub mod linear;
 pub mod norm;
 mod plan;
+pub mod probe;
 mod tensor;
+pub mod tune;
 
 pub use attention::{plan_attention, plan_rope_store, AttnArgs, AttnDims, RopeTable};
 pub use copy::CopyProbe;
 pub use elementwise::{plan_add, plan_silu_mul};
 pub use embed::plan_embed;
-pub use linear::{default_kernel, linear, plan_linear, GpuMatrix, LinearKernel, LinearPlan, MatvecKernel, MATVEC_MAX_ROWS};
+pub use linear::{default_kernel, linear, plan_linear, GpuMatrix, LinearKernel, LinearPlan, MatvecKernel, MatvecVariant, MATVEC_MAX_ROWS, MATVEC_WORKGROUPS};
 pub use norm::plan_rms_norm;
+pub use probe::FmaProbe;
+pub use tune::{TuneKey, TuneTable};
 pub use tensor::{GpuIds, GpuTensor, StepParams};
