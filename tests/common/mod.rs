@@ -50,3 +50,4 @@ pub fn model_path() -> std::path::PathBuf {
 
 pub mod llama_ref;
 pub mod tiny_gguf;
+pub mod json_schema;
