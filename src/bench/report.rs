@@ -86,11 +86,21 @@ pub fn to_json(ctx: &Context, r: &SuiteResult) -> Value {
     })
 }
 
+/// The adapter's name, or what it is where the browser hides the name.
+pub fn adapter_label(ctx: &Context) -> String {
+    let info = ctx.adapter_info();
+    if info.name.is_empty() {
+        format!("{:?} adapter ({:?}, name hidden)", info.backend, info.device_type)
+    } else {
+        info.name.clone()
+    }
+}
+
 /// The terminal table: one line per case, the fractions last.
 pub fn table(ctx: &Context, r: &SuiteResult) -> String {
     let info = ctx.adapter_info();
     let mut out = String::new();
-    out += &format!("adapter: {} ({:?}, {} {})\n", info.name, info.backend, info.driver, info.driver_info);
+    out += &format!("adapter: {} ({:?}, {} {})\n", adapter_label(ctx), info.backend, info.driver, info.driver_info);
     out += &format!(
         "clock: {}; copy probe {:.2} GB/s (read + write), fma probe {:.1} GFLOP/s, best of {} runs each; cases: median of {} after {} warm-up\n",
         r.clock.name(),
@@ -106,7 +116,7 @@ pub fn table(ctx: &Context, r: &SuiteResult) -> String {
     );
     for c in &r.cases {
         out += &format!(
-            "{:<6} {:>5.2} {:>12} {:>5} {:<20} {:>10.3} {:>10.3} {:>9.2} {:>10.2} {:>7.1}% {:>7.1}%\n",
+            "{:<6} {:>5.2} {:>12} {:>5} {:<20} {:>10.3} {:>10.3} {:>9.3} {:>10.3} {:>7.1}% {:>7.1}%\n",
             c.format.name(),
             c.format.bits_per_weight(),
             format!("{}x{}", c.n, c.k),

@@ -142,7 +142,7 @@ pub fn bench(args: BenchArgs, ctx_options: ContextOptions) -> Result<()> {
         eprintln!("wrote {}", path.display());
     }
     if let Some(path) = &args.svg {
-        let title = format!("{}: fraction of copy bandwidth", ctx.adapter_info().name);
+        let title = format!("{}: fraction of copy bandwidth", report::adapter_label(&ctx));
         let svg = bench::svg::chart(&result, &title).map_err(anyhow::Error::msg)?;
         std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
