@@ -80,7 +80,8 @@ fn schema_validator_rejects_wrong_documents() {
     });
     let schema = schema();
     assert_eq!(validate(&schema, &good), Vec::<String>::new());
-    let defects: [(&str, fn(&mut Value)); 8] = [
+    type Spoil = fn(&mut Value);
+    let defects: [(&str, Spoil); 8] = [
         ("missing clock", |d| drop(d.as_object_mut().unwrap().remove("clock"))),
         ("unknown clock", |d| d["clock"] = json!("sundial")),
         ("fraction above 1.5", |d| d["cases"][0]["bandwidth_fraction"] = json!(2.0)),
