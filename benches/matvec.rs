@@ -1,18 +1,16 @@
-//! `cargo bench --bench matvec`: decode matvec (1 activation row) for 4096×4096 and 576×1536 in
-//! every format: time per call, GB/s, and the share of the copy bandwidth measured in the same
-//! run on the same adapter. Set QGPU_BENCH_ROWS=1,4 or QGPU_BENCH_REPEATS=50 to vary it.
+//! `cargo bench --bench matvec`: the `qgpu bench` suite through the same library code.
+//! Quick by default (SmolLM2's small shapes, decode and 64-row prefill); QGPU_BENCH_FULL=1 runs
+//! every model shape with 1, 64 and 512 rows; QGPU_BENCH_REPEATS=20 changes the repeats.
 
-use qgpu::bench::{run_suite, Shape};
+use qgpu::bench::{report, run_suite, SuiteOptions};
 use qgpu::gpu::{Context, ContextOptions};
-use qgpu::quant::Format;
 
 fn main() {
     env_logger::init();
-    let rows: Vec<usize> = std::env::var("QGPU_BENCH_ROWS")
-        .ok()
-        .map(|v| v.split(',').filter_map(|r| r.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1]);
-    let repeats = std::env::var("QGPU_BENCH_REPEATS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let mut options = if std::env::var("QGPU_BENCH_FULL").is_ok_and(|v| v == "1") { SuiteOptions::full() } else { SuiteOptions::quick() };
+    if let Some(repeats) = std::env::var("QGPU_BENCH_REPEATS").ok().and_then(|v| v.parse().ok()) {
+        options.repeats = repeats;
+    }
     let ctx = match pollster::block_on(Context::new(ContextOptions::default())) {
         Ok(ctx) => ctx,
         Err(e) => {
@@ -20,9 +18,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let shapes = [Shape { n: 4096, k: 4096 }, Shape { n: 576, k: 1536 }];
-    if let Err(e) = run_suite(&ctx, &Format::ALL, &shapes, &rows, None, repeats) {
-        eprintln!("benchmark failed: {e}");
-        std::process::exit(1);
+    match pollster::block_on(run_suite(&ctx, &options, None, &mut |line| eprintln!("{line}"))) {
+        Ok(result) => print!("{}", report::table(&ctx, &result)),
+        Err(e) => {
+            eprintln!("benchmark failed: {e}");
+            std::process::exit(1);
+        }
     }
 }

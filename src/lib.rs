@@ -10,7 +10,6 @@
 //!
 //! What qgpu does not do: training, autograd, or f16 accumulation (every sum is f32).
 
-#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod convert;

@@ -1,11 +1,8 @@
 //! The `qgpu` command line: adapter information and kernel benchmarks.
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use qgpu::bench::{self, Shape};
-use qgpu::gpu::{BackendChoice, Context, ContextOptions};
-use qgpu::ops::{LinearKernel, MatvecKernel};
-use qgpu::quant::Format;
+use qgpu::gpu::{BackendChoice, ContextOptions};
 
 #[derive(Parser)]
 #[command(name = "qgpu", version, about = "Quantized (INT8/INT4) matrix kernels and models on any GPU")]
@@ -39,27 +36,11 @@ enum Command {
     Eval(cli::eval::EvalArgs),
     /// Quantize a model's weight matrices into a new GGUF (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, IQ4_NL).
     Quantize(cli::quantize::QuantizeArgs),
-    /// Time matvec/matmul for each weight format against the adapter's copy bandwidth.
-    Bench {
-        /// Weight formats, comma separated.
-        #[arg(long, value_delimiter = ',', default_value = "F32,F16,Q8_0,Q4_0,Q4_1,Q4_K,Q6_K,IQ4_NL")]
-        formats: Vec<String>,
-        /// Weight shapes NxK (outputs x inputs), comma separated.
-        #[arg(long, value_delimiter = ',', default_value = "4096x4096,576x1536")]
-        shapes: Vec<String>,
-        /// Activation rows per call, comma separated (1-8 use matvec, more use matmul).
-        #[arg(long, value_delimiter = ',', default_value = "1")]
-        rows: Vec<usize>,
-        /// Force a kernel: lane, workgroup, subgroup (matvec variants) or matmul.
-        #[arg(long)]
-        kernel: Option<String>,
-        /// Timed calls per case (after two warm-up calls).
-        #[arg(long, default_value_t = 20)]
-        repeats: usize,
-        /// Fewer repeats and only the smallest shape, for a smoke test.
-        #[arg(long)]
-        quick: bool,
-    },
+    /// Time matvec/matmul for each weight format and shape against the adapter's copy bandwidth
+    /// and FMA throughput; table, JSON, SVG, or a comparison of two JSON reports.
+    Bench(cli::bench::BenchArgs),
+    /// Measure every matvec variant on this adapter and cache the fastest per shape bucket.
+    Tune(cli::bench::TuneArgs),
 }
 
 mod cli;
@@ -88,31 +69,7 @@ fn main() -> Result<()> {
         Command::Run(args) => cli::run::run(args, options),
         Command::Eval(args) => cli::eval::eval(args, options),
         Command::Quantize(args) => cli::quantize::quantize(args, options),
-        Command::Bench { formats, shapes, rows, kernel, repeats, quick } => {
-            let formats = formats.iter().map(|f| f.parse::<Format>()).collect::<Result<Vec<_>, _>>()?;
-            let mut shapes = shapes.iter().map(|s| s.parse::<Shape>()).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
-            let repeats = if quick { 3 } else { repeats };
-            if quick {
-                shapes.sort_by_key(|s| s.n * s.k);
-                shapes.truncate(1);
-            }
-            let kernel = kernel.as_deref().map(parse_kernel).transpose()?;
-            let ctx = pollster::block_on(Context::new(options))?;
-            bench::run_suite(&ctx, &formats, &shapes, &rows, kernel, repeats)?;
-            Ok(())
-        }
+        Command::Bench(args) => cli::bench::bench(args, options),
+        Command::Tune(args) => cli::bench::tune(args, options),
     }
 }
-
-fn parse_kernel(name: &str) -> Result<LinearKernel> {
-    Ok(match name {
-        "matmul" => LinearKernel::Matmul,
-        _ => LinearKernel::Matvec(
-            MatvecKernel::ALL
-                .into_iter()
-                .find(|k| k.name() == name)
-                .with_context(|| format!("unknown kernel `{name}` (lane, workgroup, subgroup, matmul)"))?,
-        ),
-    })
-}
-

@@ -26,6 +26,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 mod embed;
 pub use embed::QgpuEmbedder;
+mod bench;
 
 /// Relative L2 error allowed against the f64 oracle (as in tests/kernels.rs).
 const SELF_TEST_TOLERANCE: f64 = 1e-5;
@@ -169,7 +170,8 @@ impl Qgpu {
                     let _ = f.call2(&JsValue::NULL, &JsValue::from(done as f64), &JsValue::from(total as f64));
                 }
             };
-            let model = Llama::load(&inner.ctx, &file, LlamaOptions::default(), &mut progress).await.map_err(js_err)?;
+            let options = LlamaOptions { tune: bench::stored_tune_table().map(std::sync::Arc::new), ..Default::default() };
+            let model = Llama::load(&inner.ctx, &file, options, &mut progress).await.map_err(js_err)?;
             drop(file);
             inner.ctx.check_lost().map_err(js_err)?;
             let c = model.config();
@@ -399,6 +401,7 @@ fn kernel_name(k: LinearKernel) -> &'static str {
     match k {
         LinearKernel::Matmul => "matmul",
         LinearKernel::Matvec(v) => v.name(),
+        LinearKernel::MatvecVariant(v) => v.kernel.name(),
     }
 }
 

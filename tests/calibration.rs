@@ -66,7 +66,7 @@ fn observed_forward_reports_every_linear_input() {
     let Some(ctx) = common::context() else { return };
     let spec = TinySpec { tied_head: true, ..TinySpec::odd() };
     let file = GgufFile::from_bytes(tiny_llama_gguf(&spec, 9)).unwrap();
-    let mut model = pollster::block_on(Llama::load(&ctx, &file, LlamaOptions { context: 64, chunk: 16 }, &mut |_, _| {})).unwrap();
+    let mut model = pollster::block_on(Llama::load(&ctx, &file, LlamaOptions { context: 64, chunk: 16, ..Default::default() }, &mut |_, _| {})).unwrap();
     let tokens: Vec<u32> = (0..37).map(|i| (i * 7 % 263) as u32).collect();
     let mut observer = SquaredInputMeans::new();
     pollster::block_on(model.forward_observed(&ctx, &tokens, &mut observer)).unwrap();
@@ -128,7 +128,7 @@ fn calibration_gain_on_smollm2() {
     let calib = tokenizer.encode_raw(&std::fs::read_to_string(format!("{root}/README.md")).unwrap()).unwrap();
     let eval = tokenizer.encode_raw(&std::fs::read_to_string(format!("{root}/ARCHITECTURE.md")).unwrap()).unwrap();
     let (calib, eval) = (&calib[..calib.len().min(1024)], &eval[..eval.len().min(384)]);
-    let options = LlamaOptions { context: 512, chunk: 128 };
+    let options = LlamaOptions { context: 512, chunk: 128, ..Default::default() };
     let mut model = pollster::block_on(Llama::load(&ctx, &file, options.clone(), &mut |_, _| {})).unwrap();
     let mut observer = SquaredInputMeans::new();
     for window in calib.chunks(512) {

@@ -29,7 +29,7 @@ fn argmax(x: &[f32]) -> usize {
 fn lm_scores_match_metrics_from_read_back_logits() {
     let Some(ctx) = common::context() else { return };
     let (window, chunk) = (10, 4);
-    let options = LlamaOptions { context: window, chunk };
+    let options = LlamaOptions { context: window, chunk, ..Default::default() };
     let reference_spec = TinySpec { weight_format: Format::F32, embed_format: Format::F32, ..TinySpec::odd() };
     let candidate_spec = TinySpec::odd(); // Q4_0 blocks, Q8_0 embedding: the same weights, quantized
     let mut reference = load(&ctx, &reference_spec, &options);

@@ -24,7 +24,7 @@ fn check(spec: &TinySpec, seed: u64, chunk: usize) {
     let Some(ctx) = common::context() else { return };
     let file = GgufFile::from_bytes(tiny_llama_gguf(spec, seed)).unwrap();
     let reference = RefLlama::from_gguf(&file).unwrap();
-    let options = LlamaOptions { context: spec.context, chunk };
+    let options = LlamaOptions { context: spec.context, chunk, ..Default::default() };
     let mut model = pollster::block_on(Llama::load(&ctx, &file, options, &mut |_, _| {})).unwrap();
     let vocab = spec.vocab;
     let tokens: Vec<u32> = (0..13u32).map(|i| (i * 37 + 5) % vocab as u32).collect();
@@ -84,7 +84,7 @@ fn bad_requests_are_typed_errors() {
     let Some(ctx) = common::context() else { return };
     let spec = TinySpec::odd();
     let file = GgufFile::from_bytes(tiny_llama_gguf(&spec, 4)).unwrap();
-    let mut model = pollster::block_on(Llama::load(&ctx, &file, LlamaOptions { context: 8, chunk: 4 }, &mut |_, _| {})).unwrap();
+    let mut model = pollster::block_on(Llama::load(&ctx, &file, LlamaOptions { context: 8, chunk: 4, ..Default::default() }, &mut |_, _| {})).unwrap();
     let e = pollster::block_on(model.forward(&ctx, &[], Logits::Last)).unwrap_err();
     assert!(matches!(e, Error::Model(ModelError::EmptyInput)), "{e}");
     let e = pollster::block_on(model.forward(&ctx, &[spec.vocab as u32], Logits::Last)).unwrap_err();

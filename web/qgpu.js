@@ -120,6 +120,26 @@ export class Qgpu {
     return this.inner.selfTest();
   }
 
+  /**
+   * Runs the kernel benchmark suite (the same as `qgpu bench`); `onProgress(line)` hears each
+   * step. Options: {quick, formats, shapes: ['576x576'], rows: [1, 64], repeats, warmup,
+   * wallClock, rotationBytes, probeBytes}. Resolves to {report, table, svg}: the JSON report
+   * (docs/bench.schema.json), the text table and an SVG chart.
+   */
+  bench(options = {}, onProgress = () => {}) {
+    return this.inner.bench(options, onProgress);
+  }
+
+  /** Times every matvec variant and keeps the fastest per shape in localStorage. */
+  tune(options = {}, onProgress = () => {}) {
+    return this.inner.tune(options, onProgress);
+  }
+
+  /** Forgets the tune table kept in localStorage. */
+  clearTuneCache() {
+    this.inner.clearTuneCache();
+  }
+
   /** Releases the GPU device; the object is unusable afterwards. */
   destroy() {
     this.inner.destroy();

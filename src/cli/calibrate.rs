@@ -38,7 +38,7 @@ fn collect_llama(file: &GgufFile, text: &str, max_tokens: usize, gpu: ContextOpt
         bail!("the calibration text gives no tokens");
     }
     let ctx = pollster::block_on(Context::new(gpu))?;
-    let mut model = pollster::block_on(Llama::load(&ctx, file, LlamaOptions { context: WINDOW, chunk: 128 }, &mut |_, _| {}))?;
+    let mut model = pollster::block_on(Llama::load(&ctx, file, LlamaOptions { context: WINDOW, chunk: 128, ..Default::default() }, &mut |_, _| {}))?;
     let bar = ProgressBar::new(tokens.len() as u64).with_style(ProgressStyle::with_template("calibrating {bar:30} {pos}/{len} tokens")?);
     let mut observer = SquaredInputMeans::new();
     for window in tokens.chunks(WINDOW) {

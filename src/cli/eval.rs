@@ -123,7 +123,7 @@ fn eval_language_models(ctx: &Context, reference_path: &Path, reference_file: Gg
         bail!("the evaluation text gives {} tokens; at least 2 are needed", tokens.len());
     }
     let window = args.window.clamp(1, tokens.len());
-    let options = LlamaOptions { context: window, chunk: window.min(128) };
+    let options = LlamaOptions { context: window, chunk: window.min(128), ..Default::default() };
     let load = |file: &GgufFile| pollster::block_on(Llama::load(ctx, file, options.clone(), &mut |_, _| {}));
     let mut reference = load(&reference_file)?;
     let files: Vec<GgufFile> = args.models.iter().map(|p| open_gguf(p)).collect::<Result<_>>()?;

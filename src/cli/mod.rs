@@ -1,5 +1,6 @@
 //! Subcommands of the `qgpu` binary.
 
+pub mod bench;
 pub mod calibrate;
 pub mod embed;
 pub mod eval;

@@ -65,7 +65,7 @@ pub fn run(args: RunArgs, options: ContextOptions) -> Result<()> {
     let tokenizer = Tokenizer::from_gguf(file.metadata())?;
     let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template("loading {msg} {bar:30} {pos}/{len} tensors")?);
     bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-    let model = pollster::block_on(Llama::load(&ctx, &file, LlamaOptions { context: args.context, ..Default::default() }, &mut |done, total| {
+    let model = pollster::block_on(Llama::load(&ctx, &file, LlamaOptions { context: args.context, tune: qgpu::bench::tune::load_cache().map(std::sync::Arc::new), ..Default::default() }, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     }))?;

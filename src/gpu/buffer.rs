@@ -154,17 +154,7 @@ impl Context {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("qgpu") });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-            for d in dispatches {
-                pass.set_pipeline(&d.pipeline.pipeline);
-                pass.set_bind_group(0, &d.bind_group, &[]);
-                match &d.workgroups {
-                    Workgroups::Direct([x, y, z]) => pass.dispatch_workgroups(*x, *y, *z),
-                    Workgroups::Indirect(args) => pass.dispatch_workgroups_indirect(args, 0),
-                }
-            }
-        }
+        encode_pass(&mut encoder, dispatches, None);
         self.queue.submit([encoder.finish()]);
         let validation = validation.pop().await;
         let oom = oom.pop().await;
@@ -218,6 +208,19 @@ impl Context {
     pub async fn read_f32(&self, what: &'static str, buffer: &wgpu::Buffer, count: usize) -> Result<Vec<f32>, GpuError> {
         let bytes = self.read_bytes(what, buffer, count as u64 * 4).await?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+}
+
+/// Encodes `dispatches` in order into one compute pass.
+pub(crate) fn encode_pass(encoder: &mut wgpu::CommandEncoder, dispatches: &[&Dispatch], timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
+    for d in dispatches {
+        pass.set_pipeline(&d.pipeline.pipeline);
+        pass.set_bind_group(0, &d.bind_group, &[]);
+        match &d.workgroups {
+            Workgroups::Direct([x, y, z]) => pass.dispatch_workgroups(*x, *y, *z),
+            Workgroups::Indirect(args) => pass.dispatch_workgroups_indirect(args, 0),
+        }
     }
 }
 

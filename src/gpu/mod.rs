@@ -4,6 +4,7 @@ mod buffer;
 mod context;
 mod error;
 mod pipeline;
+mod timer;
 pub mod shader;
 
 pub use buffer::Dispatch;
@@ -13,4 +14,5 @@ pub use context::enumerate_adapters;
 pub use context::new_instance;
 pub use error::GpuError;
 pub use pipeline::{Constant, Pipeline, PipelineKey};
+pub use timer::GpuTimer;
 pub use shader::{Binding, Kernel, ShaderModuleId};

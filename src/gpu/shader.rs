@@ -18,6 +18,7 @@ pub enum ShaderModuleId {
     EncoderAttention,
     Pool,
     LogitMetrics,
+    FmaProbe,
 }
 
 const WEIGHTS: &str = include_str!("../../shaders/weights.wgsl");
@@ -25,7 +26,7 @@ const MATVEC_IO: &str = include_str!("../../shaders/matvec_io.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
 impl ShaderModuleId {
-    pub const ALL: [ShaderModuleId; 14] = [
+    pub const ALL: [ShaderModuleId; 15] = [
         ShaderModuleId::Matvec,
         ShaderModuleId::MatvecSubgroup,
         ShaderModuleId::Matmul,
@@ -40,6 +41,7 @@ impl ShaderModuleId {
         ShaderModuleId::EncoderAttention,
         ShaderModuleId::Pool,
         ShaderModuleId::LogitMetrics,
+        ShaderModuleId::FmaProbe,
     ];
 
     /// The source files, in concatenation order.
@@ -59,6 +61,7 @@ impl ShaderModuleId {
             ShaderModuleId::EncoderAttention => &[include_str!("../../shaders/encoder_attention.wgsl")],
             ShaderModuleId::Pool => &[REDUCE, include_str!("../../shaders/pool.wgsl")],
             ShaderModuleId::LogitMetrics => &[REDUCE, include_str!("../../shaders/logit_metrics.wgsl")],
+            ShaderModuleId::FmaProbe => &[include_str!("../../shaders/fma.wgsl")],
         }
     }
 
@@ -83,6 +86,7 @@ impl ShaderModuleId {
             ShaderModuleId::EncoderAttention => "encoder_attention.wgsl",
             ShaderModuleId::Pool => "pool.wgsl",
             ShaderModuleId::LogitMetrics => "logit_metrics.wgsl",
+            ShaderModuleId::FmaProbe => "fma.wgsl",
         }
     }
 
@@ -122,10 +126,11 @@ pub enum Kernel {
     EncoderAttention,
     MeanPoolNormalize,
     LogitMetrics,
+    FmaProbe,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 20] = [
         Kernel::MatvecLane,
         Kernel::MatvecWorkgroup,
         Kernel::MatvecSubgroup,
@@ -145,6 +150,7 @@ impl Kernel {
         Kernel::EncoderAttention,
         Kernel::MeanPoolNormalize,
         Kernel::LogitMetrics,
+        Kernel::FmaProbe,
     ];
 }
 
@@ -170,6 +176,7 @@ impl Kernel {
             Kernel::EncoderAttention => ShaderModuleId::EncoderAttention,
             Kernel::MeanPoolNormalize => ShaderModuleId::Pool,
             Kernel::LogitMetrics => ShaderModuleId::LogitMetrics,
+            Kernel::FmaProbe => ShaderModuleId::FmaProbe,
         }
     }
 
@@ -194,6 +201,7 @@ impl Kernel {
             Kernel::EncoderAttention => "encoder_attention",
             Kernel::MeanPoolNormalize => "mean_pool_normalize",
             Kernel::LogitMetrics => "logit_metrics",
+            Kernel::FmaProbe => "fma_probe",
         }
     }
 
@@ -210,6 +218,7 @@ impl Kernel {
             Kernel::EncoderAttention => &[R, R, R, R, W, U],
             Kernel::MeanPoolNormalize => &[R, R, W, U],
             Kernel::LogitMetrics => &[R, R, R, W, U],
+            Kernel::FmaProbe => &[W],
         }
     }
 }

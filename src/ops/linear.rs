@@ -30,8 +30,77 @@ pub enum MatvecKernel {
 /// Which kernel computes a linear layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LinearKernel {
+    /// A matvec variant at its default workgroup size.
     Matvec(MatvecKernel),
+    /// A matvec variant at a chosen workgroup size (what `qgpu tune` picks between).
+    MatvecVariant(MatvecVariant),
     Matmul,
+}
+
+impl LinearKernel {
+    /// A short name: `matmul`, `matvec/subgroup`, `matvec/lane/wg128`.
+    pub fn name(self) -> String {
+        match self {
+            LinearKernel::Matvec(v) => format!("matvec/{}", v.name()),
+            LinearKernel::MatvecVariant(v) => format!("matvec/{}", v.name()),
+            LinearKernel::Matmul => "matmul".into(),
+        }
+    }
+}
+
+/// A matvec kernel and its workgroup size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatvecVariant {
+    pub kernel: MatvecKernel,
+    /// Invocations per workgroup. The workgroup kernel's reduction is sized for 64, so it only
+    /// takes 64; the lane and subgroup kernels take any power of two the device allows.
+    pub workgroup: u32,
+}
+
+/// Workgroup sizes `qgpu tune` tries for the lane and subgroup kernels.
+pub const MATVEC_WORKGROUPS: [u32; 4] = [32, 64, 128, 256];
+
+impl MatvecVariant {
+    /// `lane/wg128`, `subgroup/wg64`, ...; parsed back by [`MatvecVariant::from_name`].
+    pub fn name(self) -> String {
+        format!("{}/wg{}", self.kernel.name(), self.workgroup)
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        let (kernel, wg) = name.split_once("/wg")?;
+        let kernel = MatvecKernel::ALL.into_iter().find(|k| k.name() == kernel)?;
+        let workgroup = wg.parse().ok()?;
+        let v = MatvecVariant { kernel, workgroup };
+        v.well_formed().then_some(v)
+    }
+
+    /// A workgroup size this kernel's shader accepts (independent of the device).
+    fn well_formed(self) -> bool {
+        match self.kernel {
+            MatvecKernel::Workgroup => self.workgroup == MATVEC_WORKGROUP,
+            MatvecKernel::Lane | MatvecKernel::Subgroup => MATVEC_WORKGROUPS.contains(&self.workgroup),
+        }
+    }
+
+    /// Whether the device can run it: the kernel's feature, the invocation limit, and for
+    /// subgroups a workgroup of at least one whole subgroup.
+    pub fn supported(self, ctx: &Context) -> bool {
+        let caps = ctx.capabilities();
+        self.well_formed()
+            && self.kernel.supported(caps)
+            && self.workgroup <= ctx.limits().max_compute_invocations_per_workgroup
+            && (self.kernel != MatvecKernel::Subgroup || self.workgroup >= caps.subgroup_max_size)
+    }
+
+    /// Every variant the device can run, the candidates of `qgpu tune`.
+    pub fn candidates(ctx: &Context) -> Vec<Self> {
+        let mut all = vec![MatvecVariant { kernel: MatvecKernel::Workgroup, workgroup: MATVEC_WORKGROUP }];
+        for kernel in [MatvecKernel::Lane, MatvecKernel::Subgroup] {
+            all.extend(MATVEC_WORKGROUPS.iter().map(|&workgroup| MatvecVariant { kernel, workgroup }));
+        }
+        all.retain(|v| v.supported(ctx));
+        all
+    }
 }
 
 impl MatvecKernel {
@@ -172,16 +241,25 @@ pub async fn plan_linear(
     ctx.check_binding("activations x", x.bytes())?;
     ctx.check_binding("output y", y.bytes())?;
     let kernel = kernel.unwrap_or_else(|| default_kernel(ctx, m));
+    let matvec = match kernel {
+        LinearKernel::Matvec(kernel) => Some(MatvecVariant { kernel, workgroup: default_workgroup(ctx.capabilities(), kernel) }),
+        LinearKernel::MatvecVariant(v) => Some(v),
+        LinearKernel::Matmul => None,
+    };
     let format = Constant { name: "FORMAT", value: w.format.shader_code() };
     let mut dispatches = Vec::with_capacity(w.chunks.len());
     for chunk in &w.chunks {
-        let (key, params, workgroups) = match kernel {
-            LinearKernel::Matvec(variant) => {
+        let (key, params, workgroups) = match matvec {
+            Some(variant) => {
                 if m > MATVEC_MAX_ROWS {
                     return Err(ShapeError::TooLarge { op: OP, what: "matvec rows (M)", actual: m, max: MATVEC_MAX_ROWS }.into());
                 }
-                if !variant.supported(ctx.capabilities()) {
+                if !variant.kernel.supported(ctx.capabilities()) {
                     return Err(GpuError::Shader { shader: "matvec_subgroup.wgsl", entry: "matvec_subgroup", message: "the device lacks the SUBGROUP feature".into() }.into());
+                }
+                if !variant.supported(ctx) {
+                    let entry = matvec_geometry(ctx.capabilities(), variant).0.entry();
+                    return Err(GpuError::Shader { shader: "matvec.wgsl", entry, message: format!("workgroup size {} is not one this kernel runs with on this device", variant.workgroup) }.into());
                 }
                 let (entry, workgroup, rows_per_group) = matvec_geometry(ctx.capabilities(), variant);
                 let key = PipelineKey {
@@ -192,7 +270,7 @@ pub async fn plan_linear(
                 let groups = ctx.workgroup_grid("matvec", (chunk.rows as u64).div_ceil(rows_per_group))?;
                 (key, params.to_vec(), groups)
             }
-            LinearKernel::Matmul => {
+            None => {
                 let key = PipelineKey { kernel: Kernel::Matmul, constants: vec![format] };
                 let params = [m as u32, chunk.rows as u32, w.cols as u32, w.rows as u32, chunk.row_start as u32];
                 let gx = (chunk.rows as u64).div_ceil(MATMUL_TILE);
@@ -211,16 +289,25 @@ pub async fn plan_linear(
     Ok(LinearPlan { dispatches, kernel })
 }
 
+/// The workgroup size a matvec kernel runs with when nothing was tuned.
+fn default_workgroup(caps: Capabilities, kernel: MatvecKernel) -> u32 {
+    match kernel {
+        MatvecKernel::Lane | MatvecKernel::Workgroup => MATVEC_WORKGROUP,
+        // At least one whole subgroup of the largest size the device may pick.
+        MatvecKernel::Subgroup => MATVEC_WORKGROUP.max(caps.subgroup_max_size.clamp(1, 128)),
+    }
+}
+
 /// Entry point, workgroup size and output rows per workgroup of a matvec variant.
-fn matvec_geometry(caps: Capabilities, variant: MatvecKernel) -> (Kernel, u32, u64) {
-    match variant {
-        MatvecKernel::Lane => (Kernel::MatvecLane, MATVEC_WORKGROUP, MATVEC_WORKGROUP as u64),
+fn matvec_geometry(caps: Capabilities, variant: MatvecVariant) -> (Kernel, u32, u64) {
+    let workgroup = variant.workgroup;
+    match variant.kernel {
+        MatvecKernel::Lane => (Kernel::MatvecLane, workgroup, workgroup as u64),
         MatvecKernel::Workgroup => (Kernel::MatvecWorkgroup, MATVEC_WORKGROUP, 1),
         MatvecKernel::Subgroup => {
             // Size the dispatch for the largest subgroup the device may pick.
             let width = caps.subgroup_max_size.clamp(1, 128);
-            let workgroup = MATVEC_WORKGROUP.max(width);
-            (Kernel::MatvecSubgroup, workgroup, (workgroup / width) as u64)
+            (Kernel::MatvecSubgroup, workgroup, (workgroup / width).max(1) as u64)
         }
     }
 }

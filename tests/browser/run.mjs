@@ -13,6 +13,7 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, existsSync } from 'node:f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchCheck } from './bench_check.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
@@ -174,6 +175,9 @@ try {
   });
   check(lost.rejected && /device lost/i.test(lost.message) && !!lost.deviceLost, 'device loss is a JS Error', JSON.stringify(lost));
   if (failures) for (const l of logs) console.log(l);
+
+  // (e) the benchmark page: a tiny suite, the JSON against the schema, table and chart.
+  await benchCheck(browser, url, repo, artifacts, check);
 } catch (e) {
   failures++;
   console.log(`FAIL ${e.stack || e}`);

@@ -97,3 +97,5 @@ pub fn minilm_cases() -> Vec<(String, Vec<u32>, Vec<f32>)> {
         })
         .collect()
 }
+
+pub mod json_schema;

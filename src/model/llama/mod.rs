@@ -15,6 +15,7 @@ use crate::model::ModelError;
 use crate::ops::*;
 use crate::Error;
 use std::collections::HashMap;
+use std::sync::Arc;
 use weights::Weights;
 
 /// How a model is set up on the GPU.
@@ -24,11 +25,13 @@ pub struct LlamaOptions {
     pub context: usize,
     /// Longest prompt chunk run at once; longer prompts run in chunks of this many tokens.
     pub chunk: usize,
+    /// Matvec variants measured by `qgpu tune` on this adapter; the defaults where absent.
+    pub tune: Option<Arc<TuneTable>>,
 }
 
 impl Default for LlamaOptions {
     fn default() -> Self {
-        Self { context: 2048, chunk: 128 }
+        Self { context: 2048, chunk: 128, tune: None }
     }
 }
 
@@ -87,7 +90,7 @@ impl Llama {
     /// Uploads the model; `progress(done, total)` is called after each tensor.
     pub async fn load(ctx: &Context, file: &GgufFile, options: LlamaOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Self, Error> {
         let config = LlamaConfig::from_gguf(file)?;
-        let options = LlamaOptions { context: options.context.min(config.trained_context).max(1), chunk: options.chunk.max(1) };
+        let options = LlamaOptions { context: options.context.min(config.trained_context).max(1), chunk: options.chunk.max(1), tune: options.tune };
         let weights = weights::load(ctx, file, &config, progress)?;
         let (t, c) = (options.chunk, &config);
         let acts = Activations {
@@ -260,6 +263,11 @@ impl Llama {
         1 + self.head_matrix().chunk_count()
     }
 
+    /// The tuned kernel for `w` applied to `x`'s rows, if `qgpu tune` measured one.
+    fn tuned(&self, ctx: &Context, w: &GpuMatrix, x: &GpuTensor) -> Option<LinearKernel> {
+        self.options.tune.as_ref()?.choose(ctx, w.format(), x.rows(), w.rows(), w.cols())
+    }
+
     /// Every dispatch of a forward pass over `t` tokens, in order. With `taps`, also where each
     /// linear layer's input can be read back (for the observed forward).
     async fn plan(&self, ctx: &Context, t: usize, logits: Logits, mut taps: Option<&mut Vec<observed::Tap>>) -> Result<Vec<Dispatch>, Error> {
@@ -279,20 +287,20 @@ impl Llama {
             d.push(plan_rms_norm(ctx, &x, 0, t, &w.attn_norm, &xn, c.eps).await?);
             tap(d.len(), TapInput::Normed, vec![n("attn_q"), n("attn_k"), n("attn_v")]);
             for (m, y) in [(&w.q, &q), (&w.k, &k), (&w.v, &v)] {
-                d.extend(plan_linear(ctx, m, &xn, y, None).await?.dispatches);
+                d.extend(plan_linear(ctx, m, &xn, y, self.tuned(ctx, m, &xn)).await?.dispatches);
             }
             d.push(plan_rope_store(ctx, dims, t, &q, &k, &v, &self.k_cache[i], &self.v_cache[i], &self.rope, &self.step).await?);
             d.extend(plan_attention(ctx, dims, t, &q, &self.k_cache[i], &self.v_cache[i], &a.scores, &attn, &self.step, &self.args).await?);
             tap(d.len(), TapInput::Attention, vec![n("attn_output")]);
-            d.extend(plan_linear(ctx, &w.o, &attn, &proj, None).await?.dispatches);
+            d.extend(plan_linear(ctx, &w.o, &attn, &proj, self.tuned(ctx, &w.o, &attn)).await?.dispatches);
             d.push(plan_add(ctx, &x, &proj, t * c.dim).await?);
             d.push(plan_rms_norm(ctx, &x, 0, t, &w.ffn_norm, &xn, c.eps).await?);
             tap(d.len(), TapInput::Normed, vec![n("ffn_gate"), n("ffn_up")]);
-            d.extend(plan_linear(ctx, &w.gate, &xn, &gate, None).await?.dispatches);
-            d.extend(plan_linear(ctx, &w.up, &xn, &up, None).await?.dispatches);
+            d.extend(plan_linear(ctx, &w.gate, &xn, &gate, self.tuned(ctx, &w.gate, &xn)).await?.dispatches);
+            d.extend(plan_linear(ctx, &w.up, &xn, &up, self.tuned(ctx, &w.up, &xn)).await?.dispatches);
             d.push(plan_silu_mul(ctx, &gate, &up, t * c.ffn).await?);
             tap(d.len(), TapInput::Gated, vec![n("ffn_down")]);
-            d.extend(plan_linear(ctx, &w.down, &gate, &proj, None).await?.dispatches);
+            d.extend(plan_linear(ctx, &w.down, &gate, &proj, self.tuned(ctx, &w.down, &gate)).await?.dispatches);
             d.push(plan_add(ctx, &x, &proj, t * c.dim).await?);
         }
         let head = self.head_matrix();
@@ -300,14 +308,14 @@ impl Llama {
             Logits::Last => {
                 let xn_last = a.xn.view_rows(1)?;
                 d.push(plan_rms_norm(ctx, &x, t - 1, 1, &self.weights.output_norm, &xn_last, c.eps).await?);
-                d.extend(plan_linear(ctx, head, &xn_last, &a.logits, None).await?.dispatches);
+                d.extend(plan_linear(ctx, head, &xn_last, &a.logits, self.tuned(ctx, head, &xn_last)).await?.dispatches);
             }
             Logits::All => {
                 let out = self.all_logits.as_ref().expect("allocated before planning").view_rows(t)?;
                 d.push(plan_rms_norm(ctx, &x, 0, t, &self.weights.output_norm, &xn, c.eps).await?);
                 let head_name = if self.weights.head.is_some() { "output.weight" } else { "token_embd.weight" };
                 tap(d.len(), TapInput::Normed, vec![head_name.to_owned()]);
-                d.extend(plan_linear(ctx, head, &xn, &out, None).await?.dispatches);
+                d.extend(plan_linear(ctx, head, &xn, &out, self.tuned(ctx, head, &xn)).await?.dispatches);
             }
         }
         Ok(d)

@@ -1,0 +1,161 @@
+//! The autotune table: which matvec variant was fastest on which adapter, per format and
+//! bucketed shape. `qgpu tune` fills it; the runtime consults it when planning a linear layer
+//! and falls back to [`default_kernel`](super::default_kernel) where it has no entry.
+//! Stored as versioned JSON (a file natively, `localStorage` in the browser); a table that
+//! does not parse, has another version or names an unknown variant is rejected as a whole.
+
+use super::linear::{LinearKernel, MatvecVariant, MATVEC_MAX_ROWS};
+use crate::gpu::Context;
+use crate::quant::Format;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// Version of the stored table; bump it when keys or variants change meaning.
+pub const TUNE_VERSION: u64 = 1;
+
+/// The adapter a measurement belongs to: a driver update or another backend re-tunes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AdapterKey {
+    pub name: String,
+    pub vendor: u32,
+    pub driver: String,
+    pub backend: String,
+}
+
+impl AdapterKey {
+    pub fn of(ctx: &Context) -> Self {
+        let info = ctx.adapter_info();
+        AdapterKey { name: info.name.clone(), vendor: info.vendor, driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(), backend: format!("{:?}", info.backend) }
+    }
+}
+
+/// The operation a table entry tunes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TunedOp {
+    /// Decode: 1..=8 activation rows.
+    Matvec,
+}
+
+impl TunedOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            TunedOp::Matvec => "matvec",
+        }
+    }
+}
+
+/// A shape rounded up to powers of two, so nearby shapes share a measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShapeBucket {
+    pub rows: u32,
+    pub n: u32,
+    pub k: u32,
+}
+
+impl ShapeBucket {
+    pub fn of(rows: usize, n: usize, k: usize) -> Self {
+        let up = |v: usize| u32::try_from(v.max(1).next_power_of_two()).unwrap_or(u32::MAX);
+        ShapeBucket { rows: up(rows), n: up(n), k: up(k) }
+    }
+}
+
+/// What one measurement is about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TuneKey {
+    pub adapter: AdapterKey,
+    pub op: TunedOp,
+    pub format: Format,
+    pub bucket: ShapeBucket,
+}
+
+/// A stored table that cannot be used.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum TuneError {
+    /// The text is not JSON.
+    #[error("tune table is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Written by another version of qgpu.
+    #[error("tune table has version {found:?}, this qgpu reads version {TUNE_VERSION}")]
+    Version { found: Option<u64> },
+    /// An entry lacks a field, or names a format or variant this qgpu does not know.
+    #[error("tune table entry {index}: bad or missing `{field}`")]
+    Entry { index: usize, field: &'static str },
+}
+
+/// Fastest matvec variant per [`TuneKey`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TuneTable {
+    entries: BTreeMap<TuneKey, MatvecVariant>,
+}
+
+impl TuneTable {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    pub fn insert(&mut self, key: TuneKey, variant: MatvecVariant) {
+        self.entries.insert(key, variant);
+    }
+    pub fn get(&self, key: &TuneKey) -> Option<MatvecVariant> {
+        self.entries.get(key).copied()
+    }
+    /// Entries of `other` replace this table's for the same key.
+    pub fn merge(&mut self, other: TuneTable) {
+        self.entries.extend(other.entries);
+    }
+
+    /// The tuned kernel for `rows` activation rows of an `n × k` `format` matrix on `ctx`'s
+    /// adapter, if one was measured and the device can still run it.
+    pub fn choose(&self, ctx: &Context, format: Format, rows: usize, n: usize, k: usize) -> Option<LinearKernel> {
+        if rows == 0 || rows > MATVEC_MAX_ROWS {
+            return None;
+        }
+        let key = TuneKey { adapter: AdapterKey::of(ctx), op: TunedOp::Matvec, format, bucket: ShapeBucket::of(rows, n, k) };
+        self.get(&key).filter(|v| v.supported(ctx)).map(LinearKernel::MatvecVariant)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let entries: Vec<Value> = self
+            .entries
+            .iter()
+            .map(|(key, variant)| {
+                json!({
+                    "adapter": key.adapter.name, "vendor": key.adapter.vendor, "driver": key.adapter.driver, "backend": key.adapter.backend,
+                    "op": key.op.name(), "format": key.format.name(),
+                    "rows": key.bucket.rows, "n": key.bucket.n, "k": key.bucket.k,
+                    "variant": variant.name(),
+                })
+            })
+            .collect();
+        json!({ "version": TUNE_VERSION, "entries": entries })
+    }
+
+    /// Parses a stored table, rejecting it whole if any part is wrong.
+    pub fn from_json(text: &str) -> Result<Self, TuneError> {
+        let value: Value = serde_json::from_str(text)?;
+        let version = value.get("version").and_then(Value::as_u64);
+        if version != Some(TUNE_VERSION) {
+            return Err(TuneError::Version { found: version });
+        }
+        let entries = value.get("entries").and_then(Value::as_array).ok_or(TuneError::Entry { index: 0, field: "entries" })?;
+        let mut table = TuneTable::default();
+        for (index, e) in entries.iter().enumerate() {
+            let bad = |field| TuneError::Entry { index, field };
+            let text = |field| e.get(field).and_then(Value::as_str).map(str::to_string).ok_or(bad(field));
+            let number = |field| e.get(field).and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok()).ok_or(bad(field));
+            let adapter = AdapterKey { name: text("adapter")?, vendor: number("vendor")?, driver: text("driver")?, backend: text("backend")? };
+            let op = match text("op")?.as_str() {
+                "matvec" => TunedOp::Matvec,
+                _ => return Err(bad("op")),
+            };
+            let format = text("format")?.parse::<Format>().map_err(|_| bad("format"))?;
+            let bucket = ShapeBucket { rows: number("rows")?, n: number("n")?, k: number("k")? };
+            let variant = MatvecVariant::from_name(&text("variant")?).ok_or(bad("variant"))?;
+            table.insert(TuneKey { adapter, op, format, bucket }, variant);
+        }
+        Ok(table)
+    }
+}
