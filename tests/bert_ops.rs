@@ -87,8 +87,10 @@ fn gelu_is_accurate_near_zero_and_in_the_negative_tail() {
     }
 }
 
-/// Token spans of packed sentences of the given lengths.
-fn spans(lengths: &[usize]) -> (Vec<(u32, u32)>, Vec<(u32, u32)>) {
+type Spans = Vec<(u32, u32)>;
+
+/// Key spans (one per token) and sentence spans of packed sentences of the given lengths.
+fn spans(lengths: &[usize]) -> (Spans, Spans) {
     let (mut keys, mut sentences, mut start) = (Vec::new(), Vec::new(), 0u32);
     for &n in lengths {
         let end = start + n as u32;

@@ -56,11 +56,11 @@ pub async fn plan_encoder_attention(
 ) -> Result<Dispatch, Error> {
     const OP: &str = "encoder_attention";
     let width = q.cols();
-    if heads == 0 || width % heads != 0 {
+    if heads == 0 || !width.is_multiple_of(heads) {
         return Err(ShapeError::NotMultiple { op: OP, what: "width", actual: width, multiple: heads.max(1) }.into());
     }
     let head_dim = width / heads;
-    if head_dim % 4 != 0 {
+    if !head_dim.is_multiple_of(4) {
         return Err(ShapeError::NotMultiple { op: OP, what: "head_dim", actual: head_dim, multiple: 4 }.into());
     }
     if head_dim > ENCODER_MAX_HEAD_DIM {

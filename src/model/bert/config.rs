@@ -40,11 +40,11 @@ impl BertConfig {
         }
         let dim = m.get_usize("bert.embedding_length")?;
         let heads = m.get_usize("bert.attention.head_count")?;
-        if heads == 0 || dim == 0 || dim % heads != 0 {
+        if heads == 0 || dim == 0 || !dim.is_multiple_of(heads) {
             return Err(ModelError::BadHyperParameters { reason: format!("{heads} heads for width {dim}") });
         }
         let head_dim = dim / heads;
-        if head_dim % 4 != 0 || head_dim > ENCODER_MAX_HEAD_DIM {
+        if !head_dim.is_multiple_of(4) || head_dim > ENCODER_MAX_HEAD_DIM {
             return Err(ModelError::BadHyperParameters {
                 reason: format!("head dimension {head_dim}: qgpu's encoder attention takes multiples of 4 up to {ENCODER_MAX_HEAD_DIM}"),
             });
