@@ -66,35 +66,42 @@ fn eval_embeddings(ctx: &Context, reference_path: &Path, reference: &ModelSource
     if sentences.is_empty() {
         bail!("the evaluation text has no sentences (one per line)");
     }
-    let embed = |model: &ModelSource| -> Result<Vec<Vec<f32>>> {
+    // Embeddings and the seconds the embedding took (after load, which builds the pipelines).
+    let embed = |model: &ModelSource| -> Result<(Vec<Vec<f32>>, f64)> {
         let mut embedder = pollster::block_on(Embedder::load(ctx, model.source(), BertOptions::default()))?;
-        Ok(pollster::block_on(embedder.embed(ctx, &sentences))?)
+        let start = std::time::Instant::now();
+        let out = pollster::block_on(embedder.embed(ctx, &sentences))?;
+        Ok((out, start.elapsed().as_secs_f64()))
     };
-    let want = embed(reference)?;
+    let (want, ref_seconds) = embed(reference)?;
     let ref_size = ModelSize::of(reference.source());
     let mut rows = Vec::new();
     for path in &args.models {
         let model = super::ModelSource::open(path)?;
-        let got = embed(&model).with_context(|| format!("cannot run `{}`", path.display()))?;
-        rows.push((path.clone(), ModelSize::of(model.source()), EmbeddingScore::new(&want, &got)));
+        let (got, seconds) = embed(&model).with_context(|| format!("cannot run `{}`", path.display()))?;
+        rows.push((path.clone(), ModelSize::of(model.source()), EmbeddingScore::new(&want, &got), seconds));
     }
 
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
-    println!("{:<40} {:>9} {:>6} {:>11} {:>11}  types", "model", "size MiB", "bits", "cos mean", "cos worst");
-    println!("{:<40} {:>9.2} {:>6.2} {:>11} {:>11}  {} (reference)", name(reference_path), mib(ref_size.bytes), ref_size.bits_per_weight(), "-", "-", ref_size.mix());
-    for (path, size, s) in &rows {
-        println!("{:<40} {:>9.2} {:>6.2} {:>11.6} {:>11.6}  {}", name(path), mib(size.bytes), size.bits_per_weight(), s.mean, s.worst, size.mix());
+    println!("{} sentences", sentences.len());
+    println!("{:<40} {:>9} {:>6} {:>9} {:>11} {:>11}  types", "model", "size MiB", "bits", "embed s", "cos mean", "cos worst");
+    println!("{:<40} {:>9.2} {:>6.2} {:>9.2} {:>11} {:>11}  {} (reference)", name(reference_path), mib(ref_size.bytes), ref_size.bits_per_weight(), ref_seconds, "-", "-", ref_size.mix());
+    for (path, size, s, seconds) in &rows {
+        println!("{:<40} {:>9.2} {:>6.2} {:>9.2} {:>11.6} {:>11.6}  {}", name(path), mib(size.bytes), size.bits_per_weight(), seconds, s.mean, s.worst, size.mix());
     }
     if let Some(path) = &args.json {
         let size_json = |p: &Path, size: &ModelSize| json!({ "path": p.display().to_string(), "size_bytes": size.bytes, "bits_per_weight": size.bits_per_weight(), "bytes_by_type": size.by_type });
+        let mut reference_json = size_json(reference_path, &ref_size);
+        reference_json["embed_seconds"] = json!(ref_seconds);
         let doc = json!({
             "qgpu_version": env!("CARGO_PKG_VERSION"),
             "kind": "embedding",
             "adapter": ctx.adapter_info().name,
             "sentences": sentences,
-            "reference": size_json(reference_path, &ref_size),
-            "models": rows.iter().map(|(p, size, s)| {
+            "reference": reference_json,
+            "models": rows.iter().map(|(p, size, s, seconds)| {
                 let mut v = size_json(p, size);
+                v["embed_seconds"] = json!(seconds);
                 v["cosine_mean"] = json!(s.mean);
                 v["cosine_worst"] = json!(s.worst);
                 v["cosine_worst_sentence"] = json!(s.worst_index);
