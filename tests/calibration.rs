@@ -142,7 +142,8 @@ fn calibration_gain_on_smollm2() {
     let vocab = reference.len() / eval.len();
     let dir = std::env::temp_dir().join(format!("qgpu-calibration-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for format in [Format::Q4_0, Format::IQ4_NL, Format::Q4_1] {
+    // Not Q4_1: the source is Q4_1, which round-to-nearest reproduces exactly already.
+    for format in [Format::Q4_0, Format::IQ4_NL] {
         // Weight space, over every calibrated matrix.
         let (mut rtn, mut cal, mut norm) = (0.0, 0.0, 0.0);
         for t in file.tensors().iter().filter(|t| importance.get(&t.name).is_some() && t.dims.len() == 2) {

@@ -191,7 +191,7 @@ pub fn is_quantizable(t: &SourceTensor) -> bool {
 /// a multiple of 8, which the kernels need) to F32.
 pub fn fallback(requested: Format, k: usize) -> Format {
     let mut format = requested;
-    while k % format.k_multiple() != 0 {
+    while !k.is_multiple_of(format.k_multiple()) {
         format = match format {
             Format::Q4_K => Format::IQ4_NL,
             Format::Q6_K => Format::Q8_0,

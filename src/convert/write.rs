@@ -129,7 +129,7 @@ fn convert_tensor(
             let rows = values.len() / cols;
             let importance = if calibrated { options.importance.and_then(|imp| imp.get(&t.name)) } else { None };
             report.calibrated = importance.is_some();
-            if matches!(written, Format::F32 | Format::F16) && cols % 8 != 0 {
+            if matches!(written, Format::F32 | Format::F16) && !cols.is_multiple_of(8) {
                 // The fallback of last resort: float with no row-length requirement.
                 float_bytes(written, &values)
             } else {

@@ -43,7 +43,7 @@ pub fn quantize_weighted(
     if importance.len() != cols {
         return Err(QuantError::ImportanceLength { cols, actual: importance.len() });
     }
-    if cols % format.k_multiple() != 0 {
+    if !cols.is_multiple_of(format.k_multiple()) {
         return Err(QuantError::RowLength { format, cols, multiple: format.k_multiple() });
     }
     let mut out = Vec::with_capacity(format.row_bytes(cols).unwrap_or(0) * rows);
@@ -136,7 +136,7 @@ pub fn quantize_q4_1_weighted(x: &[f32], weights: &[f32]) -> BlockQ4_1 {
     let weights = usable(weights, &uniform);
     let min = x.iter().fold(f32::MAX, |a, &v| a.min(v));
     let max = x.iter().fold(-f32::MAX, |a, &v| a.max(v));
-    if !(max > min) || !(max - min).is_finite() {
+    if max <= min || max.is_nan() || min.is_nan() || !(max - min).is_finite() {
         let m = if min.is_finite() { min } else { 0.0 };
         return BlockQ4_1 { d: f16::ZERO, m: f16::from_f32(m), qs: [0; QK / 2] };
     }
@@ -161,7 +161,7 @@ pub fn quantize_q4_1_weighted(x: &[f32], weights: &[f32]) -> BlockQ4_1 {
         let (mut d, mut m) = ((max - min) / (15.0 + 0.25 * step as f32), min);
         for _ in 0..2 {
             let Some((nd, nm)) = fit_affine(x, weights, &codes_for(d, m)) else { break };
-            if !(nd > 0.0) || !nm.is_finite() {
+            if nd.is_nan() || nd <= 0.0 || !nm.is_finite() {
                 break;
             }
             (d, m) = (nd, nm);
