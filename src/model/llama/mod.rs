@@ -224,7 +224,9 @@ impl Llama {
         let rows = self.all_logits.as_ref().map_or(0, |t| t.rows());
         if rows < self.options.chunk {
             self.all_logits = Some(GpuTensor::zeros(ctx, self.options.chunk, self.config.vocab)?);
+            // Plans that wrote the old tensor are stale.
             self.plans.retain(|(_, l), _| *l != Logits::All);
+            self.observed_plans.clear();
         }
         Ok(())
     }

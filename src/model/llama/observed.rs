@@ -5,8 +5,7 @@
 
 use super::{Llama, Logits};
 use crate::gpu::{Context, Dispatch};
-use crate::model::{LinearInputObserver, ModelError};
-use crate::ops::GpuTensor;
+use crate::model::LinearInputObserver;
 use crate::Error;
 
 /// Which activation buffer holds a linear layer's input.
@@ -34,20 +33,8 @@ impl Llama {
     /// the layer's weight. The head's input is reported under `output.weight`, or
     /// `token_embd.weight` when the head is tied to the embedding.
     pub async fn forward_observed(&mut self, ctx: &Context, tokens: &[u32], observer: &mut dyn LinearInputObserver) -> Result<(), Error> {
-        if tokens.is_empty() {
-            return Err(ModelError::EmptyInput.into());
-        }
-        if let Some(&id) = tokens.iter().find(|&&id| id as usize >= self.config.vocab) {
-            return Err(ModelError::TokenOutOfRange { id, vocab: self.config.vocab }.into());
-        }
-        if self.pos + tokens.len() > self.options.context {
-            return Err(ModelError::ContextFull { needed: self.pos + tokens.len(), context: self.options.context }.into());
-        }
-        if self.all_logits.as_ref().map_or(0, |t| t.rows()) < self.options.chunk {
-            self.all_logits = Some(GpuTensor::zeros(ctx, self.options.chunk, self.config.vocab)?);
-            self.plans.retain(|(_, l), _| *l != Logits::All);
-            self.observed_plans.clear();
-        }
+        self.check_tokens(tokens)?;
+        self.ensure_all_logits(ctx)?;
         for chunk in tokens.chunks(self.options.chunk) {
             let t = chunk.len();
             if !self.observed_plans.contains_key(&t) {
