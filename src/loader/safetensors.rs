@@ -344,4 +344,32 @@ mod tests {
         let err = SafetensorsSet::from_files(vec![one(), one()]).unwrap_err();
         assert!(matches!(err, SafetensorsError::DuplicateTensor { tensor } if tensor == "w"));
     }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn sharded_directories_follow_their_index() {
+        let dir = std::env::temp_dir().join(format!("qgpu-shards-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let shard = |name: &str, tensor: &str, value: f32| {
+            let header = format!(r#"{{"{tensor}":{{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}}}"#);
+            std::fs::write(dir.join(name), file(&header, &value.to_le_bytes())).unwrap();
+        };
+        shard("model-00001-of-00002.safetensors", "a", 1.5);
+        shard("model-00002-of-00002.safetensors", "b", -2.0);
+        let index = |map: &str| std::fs::write(dir.join("model.safetensors.index.json"), format!(r#"{{"weight_map":{map}}}"#)).unwrap();
+        index(r#"{"a":"model-00001-of-00002.safetensors","b":"model-00002-of-00002.safetensors"}"#);
+        let set = SafetensorsSet::open(&dir).unwrap();
+        let (t, bytes) = set.get("b").unwrap();
+        assert_eq!((t.name.as_str(), bytes), ("b", &(-2.0f32).to_le_bytes()[..]));
+        assert_eq!(set.tensors().count(), 2);
+
+        // An index that names a tensor its shard lacks, or a path outside the directory.
+        index(r#"{"a":"model-00001-of-00002.safetensors","c":"model-00001-of-00002.safetensors"}"#);
+        assert!(matches!(SafetensorsSet::open(&dir).unwrap_err(), SafetensorsError::BadIndex { reason, .. } if reason.contains("`c`")));
+        index(r#"{"a":"../model-00001-of-00002.safetensors"}"#);
+        assert!(matches!(SafetensorsSet::open(&dir).unwrap_err(), SafetensorsError::BadIndex { reason, .. } if reason.contains("plain file name")));
+        index(r#"{"a":"missing.safetensors"}"#);
+        assert!(matches!(SafetensorsSet::open(&dir).unwrap_err(), SafetensorsError::Io { .. }));
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
