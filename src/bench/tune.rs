@@ -27,7 +27,6 @@ pub struct TuneResult {
 /// use the matmul kernel, which has no variants, and are skipped.
 pub async fn tune(ctx: &Context, options: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<(TuneTable, Vec<TuneResult>), Error> {
     let watch = Stopwatch::new(ctx, options.wall_clock);
-    let candidates = MatvecVariant::candidates(ctx);
     let adapter = AdapterKey::of(ctx);
     let mut table = TuneTable::default();
     let mut results = Vec::new();
@@ -37,6 +36,7 @@ pub async fn tune(ctx: &Context, options: &SuiteOptions, progress: &mut dyn FnMu
                 if !shape.k.is_multiple_of(format.k_multiple()) {
                     continue;
                 }
+                let candidates = MatvecVariant::candidates(ctx, format);
                 let prepared = Prepared::new(ctx, format, rows, shape, options.rotation_bytes)?;
                 let default_seconds = prepared.measure(ctx, &watch, None, options.warmup, options.repeats).await?.timing.median;
                 let mut times = Vec::with_capacity(candidates.len());

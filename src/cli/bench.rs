@@ -116,7 +116,7 @@ fn parse_kernel(name: &str) -> Result<LinearKernel> {
         .into_iter()
         .find(|k| k.name() == name)
         .map(LinearKernel::Matvec)
-        .with_context(|| format!("unknown kernel `{name}` (matmul, lane, workgroup, subgroup, or e.g. lane/wg128)"))
+        .with_context(|| format!("unknown kernel `{name}` (matmul, lane, workgroup, subgroup, dot4 (Q8_0 only), or e.g. lane/wg128)"))
 }
 
 fn read_json(path: &PathBuf) -> Result<serde_json::Value> {
