@@ -44,7 +44,7 @@ pub struct SuiteArgs {
 pub struct BenchArgs {
     #[command(flatten)]
     suite: SuiteArgs,
-    /// Force a kernel: matmul, lane, workgroup, subgroup, or a variant such as lane/wg128.
+    /// Force a kernel: matmul, lane, workgroup, subgroup, dot4 (Q8_0: int8 activations), or a variant such as lane/wg128.
     #[arg(long)]
     kernel: Option<String>,
     /// Ignore the tune cache: qgpu's default kernels.
