@@ -358,6 +358,7 @@ fn info_json(ctx: &Context) -> Value {
             "shaderF16": caps.shader_f16,
             "subgroups": caps.subgroups,
             "timestamps": caps.timestamps,
+            "integerDot": caps.integer_dot,
             "cpuDevice": caps.cpu_device,
         },
         "limits": {
@@ -424,7 +425,8 @@ async fn self_test(ctx: &Context) -> Result<Value, crate::Error> {
                     let gx = GpuTensor::from_slice(ctx, m, k, &x)?;
                     let mut kernels = vec![LinearKernel::Matmul];
                     if m <= MATVEC_MAX_ROWS {
-                        kernels.extend(MatvecKernel::ALL.into_iter().filter(|v| v.supported(caps)).map(LinearKernel::Matvec));
+                        // Exact kernels only: the integer-dot one rounds activations (tests/kernels.rs bounds it).
+                        kernels.extend(MatvecKernel::ALL.into_iter().filter(|v| v.supported(caps) && v.handles(format) && !v.quantizes_activations()).map(LinearKernel::Matvec));
                     }
                     for kernel in kernels {
                         let gy = GpuTensor::zeros(ctx, m, n)?;

@@ -162,7 +162,7 @@ fn corrupt_tune_cache_is_ignored_and_a_valid_one_decides() {
     let (format, rows, n, k) = (Format::Q4_0, 2, 67, 256);
     // A variant qgpu would not pick by default, so the test can tell the table decided.
     let default = qgpu::ops::default_kernel(&ctx, rows);
-    let chosen = MatvecVariant::candidates(&ctx)
+    let chosen = MatvecVariant::candidates(&ctx, format)
         .into_iter()
         .find(|v| LinearKernel::MatvecVariant(*v) != default && LinearKernel::Matvec(v.kernel) != default)
         .expect("more than one candidate");
@@ -188,4 +188,32 @@ fn corrupt_tune_cache_is_ignored_and_a_valid_one_decides() {
     assert_eq!(loaded.choose(&ctx, Format::Q8_0, rows, n, k), None);
     assert!(chosen.kernel != MatvecKernel::Subgroup || ctx.capabilities().subgroups);
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// The integer-dot variant is offered for Q8_0 only, only where the language feature exists,
+/// never as a default, and a stored table naming it for another format is rejected.
+#[test]
+fn integer_dot_variant_is_q8_0_only_and_never_a_default() {
+    let Some(ctx) = common::context() else { return };
+    let dot4 = |format| MatvecVariant::candidates(&ctx, format).into_iter().filter(|v| v.kernel == MatvecKernel::IntegerDot).count();
+    assert_eq!(dot4(Format::Q4_0), 0);
+    assert_eq!(dot4(Format::F32), 0);
+    assert_eq!(dot4(Format::Q8_0) > 0, ctx.capabilities().integer_dot);
+    for rows in 1..=qgpu::ops::MATVEC_MAX_ROWS {
+        assert_ne!(qgpu::ops::default_kernel(&ctx, rows), LinearKernel::Matvec(MatvecKernel::IntegerDot));
+    }
+    let entry = |format: &str| {
+        json!({ "version": qgpu::ops::tune::TUNE_VERSION, "entries": [{
+            "adapter": "a", "vendor": 0, "driver": "d", "backend": "Vulkan", "op": "matvec",
+            "format": format, "rows": 1, "n": 64, "k": 64, "variant": "dot4/wg64" }] })
+        .to_string()
+    };
+    assert!(TuneTable::from_json(&entry("Q8_0")).is_ok());
+    assert!(TuneTable::from_json(&entry("Q4_0")).is_err());
+    // Planning it on other weights is a typed error, not a wrong result.
+    let (n, k) = (3, 64);
+    let w = GpuMatrix::upload(&ctx, reference::quantize(Format::Q4_0, n, k, &vec![0.5; n * k]).unwrap().as_ref()).unwrap();
+    let x = GpuTensor::zeros(&ctx, 1, k).unwrap();
+    let y = GpuTensor::zeros(&ctx, 1, n).unwrap();
+    assert!(pollster::block_on(plan_linear(&ctx, &w, &x, &y, Some(LinearKernel::Matvec(MatvecKernel::IntegerDot)))).is_err());
 }

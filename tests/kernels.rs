@@ -29,7 +29,7 @@ fn kernels_for(ctx: &Context, m: usize) -> Vec<LinearKernel> {
         kernels.extend(
             MatvecKernel::ALL
                 .into_iter()
-                .filter(|v| v.supported(ctx.capabilities()))
+                .filter(|v| v.supported(ctx.capabilities()) && !v.quantizes_activations())
                 .map(LinearKernel::Matvec),
         );
     }
@@ -140,6 +140,139 @@ fn matrices_larger_than_a_binding_are_split_by_rows() {
         assert!(gw.chunk_count() > 1, "{format}: {} bytes fit one {LIMIT}-byte binding?", gw.gpu_bytes());
         for m in [1, 3] {
             check_case(&ctx, &mut rng, &w, &gw, m);
+            // One quantize pass feeds every chunk's dispatch.
+            if format == Format::Q8_0 && integer_dot_available(&ctx) {
+                check_integer_dot(&ctx, &w, &gw, &rng.vec(m * k), m);
+            }
         }
     }
+}
+
+/// Activations quantized to int8 per block of 32 exactly as quantize_x.wgsl does: f32 scale
+/// d = amax / 127, q = round_ties_even(x · 127 / amax). Also returns, per value, whether
+/// x · 127 / amax lies so near a rounding boundary that the GPU's division (WGSL allows 2.5 ULP)
+/// may round it the other way.
+fn quantize_activations(x: &[f32]) -> (Vec<i8>, Vec<f32>, Vec<bool>) {
+    let (mut q, mut d, mut near_tie) = (Vec::with_capacity(x.len()), Vec::new(), Vec::with_capacity(x.len()));
+    for block in x.chunks(32) {
+        let amax = block.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        d.push(amax / 127.0);
+        let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+        for v in block {
+            let t = v * inv;
+            q.push(t.round_ties_even().clamp(-127.0, 127.0) as i8);
+            near_tie.push(((t.abs().fract()) - 0.5).abs() < 1e-4);
+        }
+    }
+    (q, d, near_tie)
+}
+
+/// Q8_0 weights as (quants, f16 scales as f32), from the GGUF bytes (34-byte blocks).
+fn q8_0_blocks(w: &QuantMatrix) -> (Vec<i8>, Vec<f32>) {
+    let (mut q, mut d) = (Vec::new(), Vec::new());
+    for block in w.data().chunks(34) {
+        d.push(half::f16::from_le_bytes([block[0], block[1]]).to_f32());
+        q.extend(block[2..].iter().map(|&b| b as i8));
+    }
+    (q, d)
+}
+
+/// Runs the integer-dot Q8_0 kernel (int8 activations, dot4I8Packed) on `x` and checks it against (a) the f64 oracle,
+/// within a bound derived from activation rounding, and (b) a CPU emulation of the same
+/// integer arithmetic, within 1e-5.
+///
+/// Bound for (a): the kernel computes ŷ_n = Σ_k w_nk x̂_k with x̂_k = d_x(b) q_k, where
+/// round-to-nearest gives |x̂_k − x_k| ≤ d_x(b)/2 for k in block b (d_x(b) = amax_b / 127; the
+/// clamp to ±127 never bites since |x_k| ≤ amax_b). The weights are the same dequantized values
+/// the oracle uses, so |ŷ_n − y_n| ≤ Σ_k |w_nk| d_x(b(k))/2 =: B_n, plus f32 accumulation error
+/// (≤ 1e-5 · Σ_k |w_nk x_k| for these K). Hence relative L2 error ≤ ‖B + slack‖ / ‖y‖, computed
+/// per case; every element is also checked against its own B_n.
+/// Returns the relative L2 error against the oracle, its bound, and how many activations lay
+/// near a rounding tie.
+fn check_integer_dot(ctx: &Context, w: &QuantMatrix, gw: &GpuMatrix, x: &[f32], m: usize) -> (f64, f64, usize) {
+    let (n, k) = (w.rows(), w.cols());
+    let wd = reference::dequantize(w.as_ref());
+    let (wq, wscale) = q8_0_blocks(w);
+    let want = reference::matmul(x, m, w.as_ref());
+    let gx = GpuTensor::from_slice(ctx, m, k, x).unwrap();
+    let gy = GpuTensor::zeros(ctx, m, n).unwrap();
+    pollster::block_on(linear(ctx, gw, &gx, &gy, Some(LinearKernel::Matvec(MatvecKernel::IntegerDot)))).unwrap();
+    let got = pollster::block_on(gy.read(ctx)).unwrap();
+    let (xq, xd, tie) = quantize_activations(x);
+    let what = format!("M={m} N={n} K={k}");
+    let (mut bound2, mut err2, mut norm2, mut emu_err2, mut emu_norm2) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for r in 0..m {
+        for j in 0..n {
+            let i = r * n + j;
+            // b: the rounding bound B; slack: f32 accumulation; emu: the same integer arithmetic
+            // in the same f32 order; allow: what near-tie activations may change.
+            let (mut b, mut slack, mut emu, mut allow) = (0.0f64, 0.0f64, 0.0f32, 0.0f64);
+            for blk in 0..k / 32 {
+                let d_x = xd[r * k / 32 + blk];
+                let mut isum = 0i32;
+                for c in blk * 32..blk * 32 + 32 {
+                    let wv = wd[j * k + c] as f64;
+                    b += wv.abs() * d_x as f64 / 2.0;
+                    slack += 1e-5 * (wv * x[r * k + c] as f64).abs();
+                    isum += wq[j * k + c] as i32 * xq[r * k + c] as i32;
+                    if tie[r * k + c] {
+                        allow += (wv * d_x as f64).abs();
+                    }
+                }
+                emu += isum as f32 * wscale[j * k / 32 + blk] * d_x;
+            }
+            let e = (got[i] as f64 - want[i]).abs();
+            assert!(got[i].is_finite() && e <= b + slack, "{what} y[{r},{j}]: got {}, oracle {}, bound {b:e}", got[i], want[i]);
+            bound2 += (b + slack).powi(2);
+            err2 += e * e;
+            norm2 += want[i] * want[i];
+            let emu_e = ((got[i] as f64 - emu as f64).abs() - allow).max(0.0);
+            emu_err2 += emu_e * emu_e;
+            emu_norm2 += (emu as f64).powi(2);
+        }
+    }
+    let norm2 = f64::max(norm2, f64::MIN_POSITIVE);
+    let (rel, rel_bound) = ((err2 / norm2).sqrt(), (bound2 / norm2).sqrt());
+    assert!(rel <= rel_bound, "{what}: relative L2 error {rel:e} above the int8 bound {rel_bound:e}");
+    let emu_rel = (emu_err2 / emu_norm2.max(f64::MIN_POSITIVE)).sqrt();
+    assert!(emu_rel <= 1e-5, "{what}: relative L2 error {emu_rel:e} against the CPU emulation of the integer arithmetic");
+    (rel, rel_bound, tie.iter().filter(|&&t| t).count())
+}
+
+/// Whether this adapter offers the integer-dot kernel (every native one does).
+fn integer_dot_available(ctx: &Context) -> bool {
+    let available = ctx.capabilities().integer_dot;
+    assert!(available || std::env::var("CI").as_deref() != Ok("true"), "native adapters always offer dot4I8Packed");
+    available
+}
+
+#[test]
+fn q8_0_integer_dot_matches_oracle_and_emulation() {
+    let Some(ctx) = context() else { return };
+    if !integer_dot_available(&ctx) {
+        return;
+    }
+    let mut rng = Rng::new(12);
+    let (mut worst_oracle, mut worst_bound, mut near_ties, mut values) = (0.0f64, 0.0f64, 0usize, 0usize);
+    for k in [32usize, 96, 576, 1536] {
+        for n in [1usize, 17, 67, 257] {
+            let w = reference::quantize(Format::Q8_0, n, k, &rng.vec(n * k)).unwrap();
+            let gw = GpuMatrix::upload(&ctx, w.as_ref()).unwrap();
+            for m in [1usize, 3, 7, 8] {
+                let mut x = rng.vec(m * k);
+                if k > 32 {
+                    // An all-zero block (amax = 0) must contribute zero, not NaN.
+                    x[..32].fill(0.0);
+                }
+                let (rel, bound, ties) = check_integer_dot(&ctx, &w, &gw, &x, m);
+                worst_oracle = worst_oracle.max(rel);
+                worst_bound = worst_bound.max(bound);
+                near_ties += ties;
+                values += x.len();
+            }
+        }
+    }
+    // The tie allowance must stay an exception, or the emulation check would prove nothing.
+    assert!(near_ties * 1000 <= values, "{near_ties} of {values} activations near a rounding tie");
+    eprintln!("integer dot: worst relative L2 vs oracle {worst_oracle:e} (bound {worst_bound:e}); {near_ties}/{values} near ties");
 }

@@ -54,7 +54,7 @@ fn constant_sets(kernel: Kernel) -> Vec<PipelineConstants> {
     let formats: Vec<u32> = Format::ALL.iter().map(|f| f.shader_code()).collect();
     let mut sets = Vec::new();
     match kernel {
-        Kernel::Copy => {
+        Kernel::Copy | Kernel::QuantizeX => {
             let mut c = PipelineConstants::default();
             c.insert("WORKGROUP".into(), 256.0);
             sets.push(c);
@@ -72,6 +72,16 @@ fn constant_sets(kernel: Kernel) -> Vec<PipelineConstants> {
                 c.insert("FORMAT".into(), format as f64);
                 c.insert("ROWS".into(), 8.0);
                 c.insert("WORKGROUP".into(), 64.0);
+                sets.push(c);
+            }
+        }
+        // Q8_0 weights only.
+        Kernel::MatvecDot4 => {
+            for rows in [1.0, 8.0] {
+                let mut c = PipelineConstants::default();
+                c.insert("FORMAT".into(), Format::Q8_0.shader_code() as f64);
+                c.insert("ROWS".into(), rows);
+                c.insert("WORKGROUP".into(), 256.0);
                 sets.push(c);
             }
         }
@@ -141,5 +151,16 @@ fn every_kernel_translates_to_all_backends() {
                 .unwrap_or_else(|e| panic!("{what}: GLSL: {e:?}"));
             assert!(glsl.contains("void main"), "{what}: GLSL has no main");
         }
+    }
+}
+
+/// The integer-dot kernels use the packed_4x8_integer_dot_product builtins (the runtime offers
+/// them only where the adapter or browser lists that language feature).
+#[test]
+fn integer_dot_modules_use_the_packed_builtins() {
+    for id in ShaderModuleId::ALL {
+        let source = id.source();
+        let uses = source.contains("dot4I8Packed") || source.contains("pack4xI8");
+        assert_eq!(uses, id.needs_integer_dot(), "{}", id.name());
     }
 }

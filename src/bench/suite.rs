@@ -213,6 +213,16 @@ pub async fn run_suite(ctx: &Context, options: &SuiteOptions, tune: Option<&Tune
                     skipped.push(format!("{} {shape}: K is not a multiple of {}", format.name(), format.k_multiple()));
                     continue;
                 }
+                // A forced Q8_0-only kernel (dot4) skips the other formats.
+                let forced = match options.kernel {
+                    Some(LinearKernel::Matvec(k)) => Some(k),
+                    Some(LinearKernel::MatvecVariant(v)) => Some(v.kernel),
+                    _ => None,
+                };
+                if let Some(k) = forced.filter(|k| !k.handles(format)) {
+                    skipped.push(format!("{} {shape}: kernel {} does not take {} weights", format.name(), k.name(), format.name()));
+                    continue;
+                }
                 let case = time_linear(ctx, &watch, format, m, shape, options, tune).await?;
                 progress(&format!("{} {shape} rows {m}: {:.3} ms", format.name(), case.timing.median * 1e3));
                 cases.push(case);

@@ -3,7 +3,7 @@
 //! `<cache>/tune-v1.json`; the browser keeps it in `localStorage` (see `wasm.rs`).
 
 use super::suite::{Prepared, SuiteOptions};
-use super::timing::Stopwatch;
+use super::timing::{Stopwatch, Timing};
 use super::Shape;
 use crate::gpu::Context;
 use crate::ops::tune::{AdapterKey, ShapeBucket, TuneKey, TunedOp};
@@ -17,17 +17,19 @@ pub struct TuneResult {
     pub format: Format,
     pub shape: Shape,
     pub rows: usize,
+    /// Each candidate's median time; `timings` holds the same runs' medians and minima.
     pub times: Vec<(MatvecVariant, f64)>,
+    pub timings: Vec<Timing>,
     pub best: MatvecVariant,
     /// What qgpu would run untuned, and its time.
     pub default_seconds: f64,
+    pub default_timing: Timing,
 }
 
 /// Tunes decode (rows ≤ 8) for every format × shape × rows of `options`; larger row counts
 /// use the matmul kernel, which has no variants, and are skipped.
 pub async fn tune(ctx: &Context, options: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<(TuneTable, Vec<TuneResult>), Error> {
     let watch = Stopwatch::new(ctx, options.wall_clock);
-    let candidates = MatvecVariant::candidates(ctx);
     let adapter = AdapterKey::of(ctx);
     let mut table = TuneTable::default();
     let mut results = Vec::new();
@@ -37,30 +39,38 @@ pub async fn tune(ctx: &Context, options: &SuiteOptions, progress: &mut dyn FnMu
                 if !shape.k.is_multiple_of(format.k_multiple()) {
                     continue;
                 }
+                let candidates = MatvecVariant::candidates(ctx, format);
                 let prepared = Prepared::new(ctx, format, rows, shape, options.rotation_bytes)?;
-                let default_seconds = prepared.measure(ctx, &watch, None, options.warmup, options.repeats).await?.timing.median;
+                let default_timing = prepared.measure(ctx, &watch, None, options.warmup, options.repeats).await?.timing;
+                let default_seconds = default_timing.median;
                 let mut times = Vec::with_capacity(candidates.len());
+                let mut timings = Vec::with_capacity(candidates.len());
                 for &v in &candidates {
                     let case = prepared.measure(ctx, &watch, Some(LinearKernel::MatvecVariant(v)), options.warmup, options.repeats).await?;
                     times.push((v, case.timing.median));
+                    timings.push(case.timing);
                 }
                 let Some(&(best, best_seconds)) = times.iter().min_by(|a, b| a.1.total_cmp(&b.1)) else { continue };
                 progress(&format!("{} {shape} rows {rows}: {} {:.3} ms (default {:.3} ms)", format.name(), best.name(), best_seconds * 1e3, default_seconds * 1e3));
                 table.insert(TuneKey { adapter: adapter.clone(), op: TunedOp::Matvec, format, bucket: ShapeBucket::of(rows, shape.n, shape.k) }, best);
-                results.push(TuneResult { format, shape, rows, times, best, default_seconds });
+                results.push(TuneResult { format, shape, rows, times, timings, best, default_seconds, default_timing });
             }
         }
     }
     Ok((table, results))
 }
 
-/// A table of the results: every candidate's time relative to the winner.
+/// A table of the results: every candidate's median and minimum time, and its median
+/// relative to the winner's.
 pub fn results_table(results: &[TuneResult]) -> String {
     let mut out = String::new();
     for r in results {
-        out += &format!("{} {} rows {}: best {} ({:.3} ms; default {:.3} ms)\n", r.format.name(), r.shape, r.rows, r.best.name(), best_time(r) * 1e3, r.default_seconds * 1e3);
-        for (v, t) in &r.times {
-            out += &format!("    {:<18} {:>9.3} ms {:>6.2}x\n", v.name(), t * 1e3, t / best_time(r));
+        out += &format!(
+            "{} {} rows {}: best {} ({:.3} ms; default {:.3} ms, min {:.3} ms)\n",
+            r.format.name(), r.shape, r.rows, r.best.name(), best_time(r) * 1e3, r.default_seconds * 1e3, r.default_timing.min * 1e3
+        );
+        for ((v, t), timing) in r.times.iter().zip(&r.timings) {
+            out += &format!("    {:<18} {:>9.3} ms (min {:>9.3} ms) {:>6.2}x\n", v.name(), t * 1e3, timing.min * 1e3, t / best_time(r));
         }
     }
     out

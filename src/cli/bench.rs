@@ -44,7 +44,7 @@ pub struct SuiteArgs {
 pub struct BenchArgs {
     #[command(flatten)]
     suite: SuiteArgs,
-    /// Force a kernel: matmul, lane, workgroup, subgroup, or a variant such as lane/wg128.
+    /// Force a kernel: matmul, lane, workgroup, subgroup, dot4 (Q8_0: int8 activations), or a variant such as lane/wg128.
     #[arg(long)]
     kernel: Option<String>,
     /// Ignore the tune cache: qgpu's default kernels.
@@ -116,7 +116,7 @@ fn parse_kernel(name: &str) -> Result<LinearKernel> {
         .into_iter()
         .find(|k| k.name() == name)
         .map(LinearKernel::Matvec)
-        .with_context(|| format!("unknown kernel `{name}` (matmul, lane, workgroup, subgroup, or e.g. lane/wg128)"))
+        .with_context(|| format!("unknown kernel `{name}` (matmul, lane, workgroup, subgroup, dot4 (Q8_0 only), or e.g. lane/wg128)"))
 }
 
 fn read_json(path: &PathBuf) -> Result<serde_json::Value> {

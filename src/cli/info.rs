@@ -12,19 +12,20 @@ pub fn info(backend: BackendChoice) -> Result<()> {
     for (i, adapter) in adapters.iter().enumerate() {
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let caps = Capabilities::of_adapter(adapter);
+        let caps = Capabilities::of_adapter(adapter, qgpu::gpu::new_instance(backend).wgsl_language_features());
         println!("adapter {i}: {}", info.name);
         println!("  backend:       {:?}", info.backend);
         println!("  device type:   {:?}", info.device_type);
         println!("  vendor/device: {:#06x}/{:#06x}", info.vendor, info.device);
         println!("  driver:        {} ({})", info.driver, info.driver_info);
         println!(
-            "  features:      shader-f16 {}, subgroups {} (size {}..{}), timestamp-query {}",
+            "  features:      shader-f16 {}, subgroups {} (size {}..{}), timestamp-query {}, dot4I8Packed {}",
             yes(caps.shader_f16),
             yes(caps.subgroups),
             caps.subgroup_min_size,
             caps.subgroup_max_size,
-            yes(caps.timestamps)
+            yes(caps.timestamps),
+            yes(caps.integer_dot)
         );
         println!("  all features:  {:?}", adapter.features());
         println!(
@@ -41,6 +42,7 @@ pub fn info(backend: BackendChoice) -> Result<()> {
             MatvecKernel::Subgroup => "subgroups available",
             MatvecKernel::Lane => "CPU device without subgroups: no barriers",
             MatvecKernel::Workgroup => "no subgroups",
+            MatvecKernel::IntegerDot => "int8 activations",
         };
         println!("  qgpu kernels:  decode matvec/{} ({why}); prefill matmul (64x64 tiles); f32 accumulation everywhere", matvec.name());
         println!();

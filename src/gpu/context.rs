@@ -80,11 +80,15 @@ pub struct Capabilities {
     pub cpu_device: bool,
     pub subgroup_min_size: u32,
     pub subgroup_max_size: u32,
+    /// The WGSL language feature `packed_4x8_integer_dot_product` (`dot4I8Packed`): always
+    /// natively (naga polyfills it), in a browser only where `wgslLanguageFeatures` lists it.
+    pub integer_dot: bool,
 }
 
 impl Capabilities {
-    /// What `adapter` offers; a context on it requests exactly these features.
-    pub fn of_adapter(adapter: &wgpu::Adapter) -> Self {
+    /// What `adapter` offers, given the WGSL language features of its instance; a context on
+    /// it requests exactly these features.
+    pub fn of_adapter(adapter: &wgpu::Adapter, language: wgpu::WgslLanguageFeatures) -> Self {
         let (features, info) = (adapter.features(), adapter.get_info());
         Capabilities {
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
@@ -93,6 +97,7 @@ impl Capabilities {
             cpu_device: info.device_type == wgpu::DeviceType::Cpu,
             subgroup_min_size: info.subgroup_min_size,
             subgroup_max_size: info.subgroup_max_size,
+            integer_dot: language.contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct),
         }
     }
 }
@@ -113,12 +118,18 @@ pub struct Context {
 impl Context {
     /// Opens the best adapter for `options`.
     pub async fn new(options: ContextOptions) -> Result<Self, GpuError> {
-        let adapter = request_adapter(&options).await?;
-        Self::from_adapter(adapter, &options).await
+        let instance = new_instance(options.backend);
+        let adapter = request_adapter(&instance, &options).await?;
+        Self::open(adapter, &options, instance.wgsl_language_features()).await
     }
 
     /// Opens a device on `adapter` with the adapter's own limits and the features qgpu uses.
     pub async fn from_adapter(adapter: wgpu::Adapter, options: &ContextOptions) -> Result<Self, GpuError> {
+        let language = new_instance(options.backend).wgsl_language_features();
+        Self::open(adapter, options, language).await
+    }
+
+    async fn open(adapter: wgpu::Adapter, options: &ContextOptions, language: wgpu::WgslLanguageFeatures) -> Result<Self, GpuError> {
         let info = adapter.get_info();
         let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
         let features = adapter.features() & wanted;
@@ -146,7 +157,7 @@ impl Context {
         // Errors outside any scope (there should be none) are logged rather than panicking.
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| log::error!("uncaptured GPU error: {e}")));
 
-        let caps = Capabilities::of_adapter(&adapter);
+        let caps = Capabilities::of_adapter(&adapter, language);
         // The device may report a larger binding limit than we capped; our cap is what we plan with.
         let mut effective = device.limits();
         effective.max_storage_buffer_binding_size = effective.max_storage_buffer_binding_size.min(limits.max_storage_buffer_binding_size);
@@ -196,8 +207,7 @@ impl Context {
     }
 }
 
-async fn request_adapter(options: &ContextOptions) -> Result<wgpu::Adapter, GpuError> {
-    let instance = new_instance(options.backend);
+async fn request_adapter(instance: &wgpu::Instance, options: &ContextOptions) -> Result<wgpu::Adapter, GpuError> {
     instance
         .request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: options.power,

@@ -19,6 +19,8 @@ pub enum ShaderModuleId {
     Pool,
     LogitMetrics,
     FmaProbe,
+    QuantizeX,
+    MatvecDot4,
 }
 
 const WEIGHTS: &str = include_str!("../../shaders/weights.wgsl");
@@ -26,7 +28,7 @@ const MATVEC_IO: &str = include_str!("../../shaders/matvec_io.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
 impl ShaderModuleId {
-    pub const ALL: [ShaderModuleId; 15] = [
+    pub const ALL: [ShaderModuleId; 17] = [
         ShaderModuleId::Matvec,
         ShaderModuleId::MatvecSubgroup,
         ShaderModuleId::Matmul,
@@ -42,6 +44,8 @@ impl ShaderModuleId {
         ShaderModuleId::Pool,
         ShaderModuleId::LogitMetrics,
         ShaderModuleId::FmaProbe,
+        ShaderModuleId::QuantizeX,
+        ShaderModuleId::MatvecDot4,
     ];
 
     /// The source files, in concatenation order.
@@ -62,6 +66,8 @@ impl ShaderModuleId {
             ShaderModuleId::Pool => &[REDUCE, include_str!("../../shaders/pool.wgsl")],
             ShaderModuleId::LogitMetrics => &[REDUCE, include_str!("../../shaders/logit_metrics.wgsl")],
             ShaderModuleId::FmaProbe => &[include_str!("../../shaders/fma.wgsl")],
+            ShaderModuleId::QuantizeX => &[include_str!("../../shaders/quantize_x.wgsl")],
+            ShaderModuleId::MatvecDot4 => &[WEIGHTS, include_str!("../../shaders/matvec_dot4.wgsl")],
         }
     }
 
@@ -87,12 +93,20 @@ impl ShaderModuleId {
             ShaderModuleId::Pool => "pool.wgsl",
             ShaderModuleId::LogitMetrics => "logit_metrics.wgsl",
             ShaderModuleId::FmaProbe => "fma.wgsl",
+            ShaderModuleId::QuantizeX => "quantize_x.wgsl",
+            ShaderModuleId::MatvecDot4 => "matvec_dot4.wgsl",
         }
     }
 
     /// Whether the module needs `wgpu::Features::SUBGROUP` to compile.
     pub fn needs_subgroups(self) -> bool {
         matches!(self, ShaderModuleId::MatvecSubgroup)
+    }
+
+    /// Whether the module needs the WGSL language feature `packed_4x8_integer_dot_product`
+    /// (`Capabilities::integer_dot`).
+    pub fn needs_integer_dot(self) -> bool {
+        matches!(self, ShaderModuleId::QuantizeX | ShaderModuleId::MatvecDot4)
     }
 }
 
@@ -127,10 +141,12 @@ pub enum Kernel {
     MeanPoolNormalize,
     LogitMetrics,
     FmaProbe,
+    QuantizeX,
+    MatvecDot4,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 20] = [
+    pub const ALL: [Kernel; 22] = [
         Kernel::MatvecLane,
         Kernel::MatvecWorkgroup,
         Kernel::MatvecSubgroup,
@@ -151,6 +167,8 @@ impl Kernel {
         Kernel::MeanPoolNormalize,
         Kernel::LogitMetrics,
         Kernel::FmaProbe,
+        Kernel::QuantizeX,
+        Kernel::MatvecDot4,
     ];
 }
 
@@ -177,6 +195,8 @@ impl Kernel {
             Kernel::MeanPoolNormalize => ShaderModuleId::Pool,
             Kernel::LogitMetrics => ShaderModuleId::LogitMetrics,
             Kernel::FmaProbe => ShaderModuleId::FmaProbe,
+            Kernel::QuantizeX => ShaderModuleId::QuantizeX,
+            Kernel::MatvecDot4 => ShaderModuleId::MatvecDot4,
         }
     }
 
@@ -202,13 +222,15 @@ impl Kernel {
             Kernel::MeanPoolNormalize => "mean_pool_normalize",
             Kernel::LogitMetrics => "logit_metrics",
             Kernel::FmaProbe => "fma_probe",
+            Kernel::QuantizeX => "quantize_x",
+            Kernel::MatvecDot4 => "matvec_dot4",
         }
     }
 
     /// The bind-group layout, in binding order; must match the `@binding`s of the entry's module.
     pub fn bindings(self) -> &'static [Binding] {
         match self {
-            Kernel::MatvecLane | Kernel::MatvecWorkgroup | Kernel::MatvecSubgroup | Kernel::Matmul | Kernel::Embed => LINEAR_BINDINGS,
+            Kernel::MatvecLane | Kernel::MatvecWorkgroup | Kernel::MatvecSubgroup | Kernel::MatvecDot4 | Kernel::Matmul | Kernel::Embed => LINEAR_BINDINGS,
             Kernel::Copy => &[R, W],
             Kernel::RmsNorm => &[R, R, W, U],
             Kernel::RopeStore => &[W, R, R, W, W, R, U, U],
@@ -219,6 +241,7 @@ impl Kernel {
             Kernel::MeanPoolNormalize => &[R, R, W, U],
             Kernel::LogitMetrics => &[R, R, R, W, U],
             Kernel::FmaProbe => &[W],
+            Kernel::QuantizeX => &[R, W, U],
         }
     }
 }

@@ -25,6 +25,11 @@ pub enum MatvecKernel {
     Workgroup,
     /// One subgroup per output row with `subgroupAdd` (GPUs with SUBGROUP).
     Subgroup,
+    /// Q8_0 only: quantizes the activations to int8 per block of 32 first (quantize_x.wgsl),
+    /// then one invocation per output row sums `dot4I8Packed` products in i32 (matvec_dot4.wgsl).
+    /// Approximate (activation rounding), so never a default; `qgpu tune` may pick it. Needs
+    /// the WGSL language feature `packed_4x8_integer_dot_product`.
+    IntegerDot,
 }
 
 /// Which kernel computes a linear layer.
@@ -78,7 +83,7 @@ impl MatvecVariant {
     fn well_formed(self) -> bool {
         match self.kernel {
             MatvecKernel::Workgroup => self.workgroup == MATVEC_WORKGROUP,
-            MatvecKernel::Lane | MatvecKernel::Subgroup => MATVEC_WORKGROUPS.contains(&self.workgroup),
+            MatvecKernel::Lane | MatvecKernel::Subgroup | MatvecKernel::IntegerDot => MATVEC_WORKGROUPS.contains(&self.workgroup),
         }
     }
 
@@ -92,19 +97,19 @@ impl MatvecVariant {
             && (self.kernel != MatvecKernel::Subgroup || self.workgroup >= caps.subgroup_max_size)
     }
 
-    /// Every variant the device can run, the candidates of `qgpu tune`.
-    pub fn candidates(ctx: &Context) -> Vec<Self> {
+    /// Every variant the device can run on `format` weights, the candidates of `qgpu tune`.
+    pub fn candidates(ctx: &Context, format: Format) -> Vec<Self> {
         let mut all = vec![MatvecVariant { kernel: MatvecKernel::Workgroup, workgroup: MATVEC_WORKGROUP }];
-        for kernel in [MatvecKernel::Lane, MatvecKernel::Subgroup] {
+        for kernel in [MatvecKernel::Lane, MatvecKernel::Subgroup, MatvecKernel::IntegerDot] {
             all.extend(MATVEC_WORKGROUPS.iter().map(|&workgroup| MatvecVariant { kernel, workgroup }));
         }
-        all.retain(|v| v.supported(ctx));
+        all.retain(|v| v.supported(ctx) && v.kernel.handles(format));
         all
     }
 }
 
 impl MatvecKernel {
-    pub const ALL: [MatvecKernel; 3] = [MatvecKernel::Lane, MatvecKernel::Workgroup, MatvecKernel::Subgroup];
+    pub const ALL: [MatvecKernel; 4] = [MatvecKernel::Lane, MatvecKernel::Workgroup, MatvecKernel::Subgroup, MatvecKernel::IntegerDot];
 
     /// The variant qgpu uses by default on a device with `caps`. Subgroups win wherever they
     /// exist (on lavapipe too: a subgroup's lanes read neighbouring words); without them, CPU
@@ -121,7 +126,21 @@ impl MatvecKernel {
 
     /// Whether the device can run this variant.
     pub fn supported(self, caps: Capabilities) -> bool {
-        self != MatvecKernel::Subgroup || caps.subgroups
+        match self {
+            MatvecKernel::Subgroup => caps.subgroups,
+            MatvecKernel::IntegerDot => caps.integer_dot,
+            MatvecKernel::Lane | MatvecKernel::Workgroup => true,
+        }
+    }
+
+    /// Whether this variant takes `format` weights.
+    pub fn handles(self, format: Format) -> bool {
+        self != MatvecKernel::IntegerDot || format == Format::Q8_0
+    }
+
+    /// Whether it rounds the activations (so it matches the f64 oracle only to int8 precision).
+    pub fn quantizes_activations(self) -> bool {
+        self == MatvecKernel::IntegerDot
     }
 
     pub fn name(self) -> &'static str {
@@ -129,6 +148,17 @@ impl MatvecKernel {
             MatvecKernel::Lane => "lane",
             MatvecKernel::Workgroup => "workgroup",
             MatvecKernel::Subgroup => "subgroup",
+            MatvecKernel::IntegerDot => "dot4",
+        }
+    }
+
+    /// The shader file and entry point, for errors.
+    fn shader(self) -> (&'static str, &'static str) {
+        match self {
+            MatvecKernel::Lane => ("matvec.wgsl", "matvec_lane"),
+            MatvecKernel::Workgroup => ("matvec.wgsl", "matvec_workgroup"),
+            MatvecKernel::Subgroup => ("matvec_subgroup.wgsl", "matvec_subgroup"),
+            MatvecKernel::IntegerDot => ("matvec_dot4.wgsl", "matvec_dot4"),
         }
     }
 }
@@ -247,19 +277,41 @@ pub async fn plan_linear(
         LinearKernel::Matmul => None,
     };
     let format = Constant { name: "FORMAT", value: w.format.shader_code() };
-    let mut dispatches = Vec::with_capacity(w.chunks.len());
+    let mut dispatches = Vec::with_capacity(w.chunks.len() + 1);
+    // The integer-dot kernel reads int8 activations that a first dispatch writes.
+    let mut activations = &x.buffer;
+    let scratch;
+    if let Some(variant) = matvec.filter(|v| v.kernel == MatvecKernel::IntegerDot) {
+        let (shader, entry) = variant.kernel.shader();
+        if !variant.kernel.handles(w.format) {
+            return Err(GpuError::Shader { shader, entry, message: format!("takes Q8_0 weights only, not {}", w.format) }.into());
+        }
+        if !variant.kernel.supported(ctx.capabilities()) {
+            return Err(GpuError::Shader { shader, entry, message: "the WGSL language feature packed_4x8_integer_dot_product is missing".into() }.into());
+        }
+        if m > MATVEC_MAX_ROWS {
+            return Err(ShapeError::TooLarge { op: OP, what: "matvec rows (M)", actual: m, max: MATVEC_MAX_ROWS }.into());
+        }
+        let (plan, buffer) = plan_quantize_activations(ctx, x).await?;
+        dispatches.push(plan);
+        scratch = buffer;
+        activations = &scratch;
+    }
     for chunk in &w.chunks {
         let (key, params, workgroups) = match matvec {
             Some(variant) => {
                 if m > MATVEC_MAX_ROWS {
                     return Err(ShapeError::TooLarge { op: OP, what: "matvec rows (M)", actual: m, max: MATVEC_MAX_ROWS }.into());
                 }
+                let (shader, entry) = variant.kernel.shader();
                 if !variant.kernel.supported(ctx.capabilities()) {
-                    return Err(GpuError::Shader { shader: "matvec_subgroup.wgsl", entry: "matvec_subgroup", message: "the device lacks the SUBGROUP feature".into() }.into());
+                    return Err(GpuError::Shader { shader, entry, message: "the device lacks the feature this kernel needs".into() }.into());
+                }
+                if !variant.kernel.handles(w.format) {
+                    return Err(GpuError::Shader { shader, entry, message: format!("takes Q8_0 weights only, not {}", w.format) }.into());
                 }
                 if !variant.supported(ctx) {
-                    let entry = matvec_geometry(ctx.capabilities(), variant).0.entry();
-                    return Err(GpuError::Shader { shader: "matvec.wgsl", entry, message: format!("workgroup size {} is not one this kernel runs with on this device", variant.workgroup) }.into());
+                    return Err(GpuError::Shader { shader, entry, message: format!("workgroup size {} is not one this kernel runs with on this device", variant.workgroup) }.into());
                 }
                 let (entry, workgroup, rows_per_group) = matvec_geometry(ctx.capabilities(), variant);
                 let key = PipelineKey {
@@ -284,7 +336,7 @@ pub async fn plan_linear(
         };
         let pipeline = ctx.pipeline(&key).await?;
         let uniform = ctx.uniform_buffer("linear params", bytemuck::cast_slice(&params));
-        dispatches.push(ctx.dispatch(pipeline, &[&chunk.quants, &chunk.scales, &x.buffer, &y.buffer, &uniform], workgroups));
+        dispatches.push(ctx.dispatch(pipeline, &[&chunk.quants, &chunk.scales, activations, &y.buffer, &uniform], workgroups));
     }
     Ok(LinearPlan { dispatches, kernel })
 }
@@ -292,7 +344,7 @@ pub async fn plan_linear(
 /// The workgroup size a matvec kernel runs with when nothing was tuned.
 fn default_workgroup(caps: Capabilities, kernel: MatvecKernel) -> u32 {
     match kernel {
-        MatvecKernel::Lane | MatvecKernel::Workgroup => MATVEC_WORKGROUP,
+        MatvecKernel::Lane | MatvecKernel::Workgroup | MatvecKernel::IntegerDot => MATVEC_WORKGROUP,
         // At least one whole subgroup of the largest size the device may pick.
         MatvecKernel::Subgroup => MATVEC_WORKGROUP.max(caps.subgroup_max_size.clamp(1, 128)),
     }
@@ -303,6 +355,7 @@ fn matvec_geometry(caps: Capabilities, variant: MatvecVariant) -> (Kernel, u32, 
     let workgroup = variant.workgroup;
     match variant.kernel {
         MatvecKernel::Lane => (Kernel::MatvecLane, workgroup, workgroup as u64),
+        MatvecKernel::IntegerDot => (Kernel::MatvecDot4, workgroup, workgroup as u64),
         MatvecKernel::Workgroup => (Kernel::MatvecWorkgroup, MATVEC_WORKGROUP, 1),
         MatvecKernel::Subgroup => {
             // Size the dispatch for the largest subgroup the device may pick.
@@ -310,6 +363,28 @@ fn matvec_geometry(caps: Capabilities, variant: MatvecVariant) -> (Kernel, u32, 
             (Kernel::MatvecSubgroup, workgroup, (workgroup / width).max(1) as u64)
         }
     }
+}
+
+/// Invocations per workgroup of quantize_x.wgsl (one per block of 32 activations).
+const QUANTIZE_WORKGROUP: u32 = 64;
+
+/// The dispatch that quantizes every row of `x` to int8 per block of 32, and the buffer it
+/// writes: per row, K/4 words of packed quants then K/32 f32 scales (quantize_x.wgsl).
+async fn plan_quantize_activations(ctx: &Context, x: &GpuTensor) -> Result<(Dispatch, wgpu::Buffer), Error> {
+    let (m, k) = (x.rows(), x.cols());
+    if !k.is_multiple_of(32) {
+        return Err(ShapeError::NotMultiple { op: "quantize activations", what: "K", actual: k, multiple: 32 }.into());
+    }
+    let words = (k / 4 + k / 32).checked_mul(m).ok_or(GpuError::BindingTooLarge { what: "int8 activations", bytes: u64::MAX, limit: ctx.max_binding_size() })?;
+    let bytes = words as u64 * 4;
+    ctx.check_binding("int8 activations", bytes)?;
+    let buffer = ctx.zeroed_buffer("int8 activations", bytes)?;
+    let key = PipelineKey { kernel: Kernel::QuantizeX, constants: vec![Constant { name: "WORKGROUP", value: QUANTIZE_WORKGROUP }] };
+    let pipeline = ctx.pipeline(&key).await?;
+    let params = [m as u32, k as u32];
+    let uniform = ctx.uniform_buffer("quantize params", bytemuck::cast_slice(&params));
+    let groups = ctx.workgroup_grid("quantize activations", ((m * k / 32) as u64).div_ceil(QUANTIZE_WORKGROUP as u64))?;
+    Ok((ctx.dispatch(pipeline, &[&x.buffer, &buffer, &uniform], groups), buffer))
 }
 
 /// Plans and runs y = x · Wᵀ once.

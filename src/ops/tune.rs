@@ -114,7 +114,7 @@ impl TuneTable {
             return None;
         }
         let key = TuneKey { adapter: AdapterKey::of(ctx), op: TunedOp::Matvec, format, bucket: ShapeBucket::of(rows, n, k) };
-        self.get(&key).filter(|v| v.supported(ctx)).map(LinearKernel::MatvecVariant)
+        self.get(&key).filter(|v| v.supported(ctx) && v.kernel.handles(format)).map(LinearKernel::MatvecVariant)
     }
 
     pub fn to_json(&self) -> Value {
@@ -153,7 +153,7 @@ impl TuneTable {
             };
             let format = text("format")?.parse::<Format>().map_err(|_| bad("format"))?;
             let bucket = ShapeBucket { rows: number("rows")?, n: number("n")?, k: number("k")? };
-            let variant = MatvecVariant::from_name(&text("variant")?).ok_or(bad("variant"))?;
+            let variant = MatvecVariant::from_name(&text("variant")?).filter(|v| v.kernel.handles(format)).ok_or(bad("variant"))?;
             table.insert(TuneKey { adapter, op, format, bucket }, variant);
         }
         Ok(table)

@@ -1,0 +1,58 @@
+// Q8_0 matrix-vector product on int8 activations: weights.wgsl + this file. quantize_x.wgsl
+// writes `xq`; each block of 32 is eight dot4I8Packed into an i32, then scaled in f32:
+// sum += f32(isum) * d_w * d_x. Needs the WGSL language feature packed_4x8_integer_dot_product
+// (native naga polyfills it where the driver lacks the SPIR-V instruction).
+
+struct Dot4Params {
+    // Rows of this weight chunk.
+    n: u32,
+    // Row length of W and x, a multiple of 32.
+    k: u32,
+    // Distance between two activation rows of y, in values (the whole matrix's N).
+    y_stride: u32,
+    // Where this chunk's first output row lands in each row of y.
+    y_offset: u32,
+}
+
+// Quantized activations, laid out as quantize_x.wgsl writes them.
+@group(0) @binding(2) var<storage, read> xq: array<u32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> dot4_params: Dot4Params;
+
+// Activation rows, 1..=8; a constant so the row loop unrolls and accumulators stay in registers.
+override ROWS: u32 = 1u;
+override WORKGROUP: u32 = 64u;
+
+// One invocation per output row, like matvec_lane: no barriers, which CPU adapters favour.
+@compute @workgroup_size(WORKGROUP)
+fn matvec_dot4(@builtin(global_invocation_id) gid: vec3<u32>,
+               @builtin(num_workgroups) groups: vec3<u32>) {
+    let row = gid.x + gid.y * groups.x * WORKGROUP;
+    if row >= dot4_params.n {
+        return;
+    }
+    let k = dot4_params.k;
+    let blocks = k / 32u;
+    let x_stride = k / 4u + blocks;
+    var acc: array<f32, 8>;
+    var w: array<u32, 8>;
+    for (var b = 0u; b < blocks; b++) {
+        let base = row * (k / 4u) + b * 8u;
+        for (var j = 0u; j < 8u; j++) {
+            w[j] = w_quants[base + j];
+        }
+        let d_w = half_scale(row * blocks + b);
+        for (var r = 0u; r < ROWS; r++) {
+            let xb = r * x_stride + b * 8u;
+            var isum = 0i;
+            for (var j = 0u; j < 8u; j++) {
+                isum += dot4I8Packed(w[j], xq[xb + j]);
+            }
+            let d_x = bitcast<f32>(xq[r * x_stride + k / 4u + b]);
+            acc[r] += f32(isum) * d_w * d_x;
+        }
+    }
+    for (var r = 0u; r < ROWS; r++) {
+        y[r * dot4_params.y_stride + dot4_params.y_offset + row] = acc[r];
+    }
+}
