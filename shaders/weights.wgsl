@@ -25,9 +25,23 @@ const FORMAT_IQ4_NL: u32 = 7u;
 const Q4_K_WORDS: u32 = 36u;
 const Q6_K_WORDS: u32 = 52u;
 
-// IQ4_NL's codebook (src/quant/iq4nl.rs: IQ4_NL_VALUES); a nibble indexes it.
-const IQ4_NL_VALUES = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0,
-                                     1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
+// IQ4_NL's codebook (src/quant/iq4nl.rs: IQ4_NL_VALUES) as 16 int8 bytes, 4 per word, little
+// endian: -127 -104 -83 -65 | -49 -35 -22 -10 | 1 13 25 38 | 53 69 89 113. Indexing a const
+// array with a runtime value makes some compilers (llvmpipe) copy the array to private memory on
+// every lookup, 9x slower than Q4_0; selects and a bit extract stay in registers.
+const IQ4_NL_WORD0: u32 = 0xbfad9881u;
+const IQ4_NL_WORD1: u32 = 0xf6eaddcfu;
+const IQ4_NL_WORD2: u32 = 0x26190d01u;
+const IQ4_NL_WORD3: u32 = 0x71594535u;
+
+// Codebook entry `n` (0-15).
+fn iq4_nl_value(n: u32) -> f32 {
+    let low = select(IQ4_NL_WORD0, IQ4_NL_WORD1, (n & 4u) != 0u);
+    let high = select(IQ4_NL_WORD2, IQ4_NL_WORD3, (n & 4u) != 0u);
+    let word = select(low, high, (n & 8u) != 0u);
+    // extractBits on i32 sign-extends the byte.
+    return f32(extractBits(bitcast<i32>(word), (n & 3u) * 8u, 8u));
+}
 
 // Eight consecutive weights of one row.
 struct Group8 {
@@ -67,10 +81,10 @@ fn byte_fields(q: u32, shift: u32, mask: u32) -> vec4<u32> {
 
 // IQ4_NL: eight codebook entries, one per nibble of `q` (nibble j = value j), times d.
 fn iq4_nl_group8(q: u32, d: f32) -> Group8 {
-    return Group8(d * vec4<f32>(IQ4_NL_VALUES[q & 15u], IQ4_NL_VALUES[(q >> 4u) & 15u],
-                                IQ4_NL_VALUES[(q >> 8u) & 15u], IQ4_NL_VALUES[(q >> 12u) & 15u]),
-                  d * vec4<f32>(IQ4_NL_VALUES[(q >> 16u) & 15u], IQ4_NL_VALUES[(q >> 20u) & 15u],
-                                IQ4_NL_VALUES[(q >> 24u) & 15u], IQ4_NL_VALUES[q >> 28u]));
+    return Group8(d * vec4<f32>(iq4_nl_value(q & 15u), iq4_nl_value((q >> 4u) & 15u),
+                                iq4_nl_value((q >> 8u) & 15u), iq4_nl_value((q >> 12u) & 15u)),
+                  d * vec4<f32>(iq4_nl_value((q >> 16u) & 15u), iq4_nl_value((q >> 20u) & 15u),
+                                iq4_nl_value((q >> 24u) & 15u), iq4_nl_value(q >> 28u)));
 }
 
 // Q4_K: 256 values in 8 sub-blocks of 32; value = d·sc·q − dmin·m. In the 64-value chunk
