@@ -39,7 +39,12 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>,
     let m0 = wid.y * TILE_M;
     let k_vec4 = params.k / 4u;
     let groups = params.k / 8u;
-    var acc: array<array<f32, 4>, 4>;
+    // Row i of the register block is acc_i, its columns the vector's components. Plain
+    // variables, not arrays: some compilers (llvmpipe) keep indexed private arrays in memory.
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
 
     for (var k0 = 0u; k0 < k_vec4; k0 += TILE_K_VEC4) {
         // X slice: 512 vectors, two per invocation; zeros past M or K.
@@ -64,29 +69,42 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>,
         tile_w[li * 2u + 1u] = w.hi;
         workgroupBarrier();
 
+        let xr = lid.y * TILE_K_VEC4;
+        let wr0 = lid.x * TILE_K_VEC4;
+        let step = THREADS * TILE_K_VEC4;
         for (var c = 0u; c < TILE_K_VEC4; c++) {
-            var xv: array<vec4<f32>, 4>;
-            var wv: array<vec4<f32>, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                xv[i] = tile_x[(lid.y + i * THREADS) * TILE_K_VEC4 + c];
-                wv[i] = tile_w[(lid.x + i * THREADS) * TILE_K_VEC4 + c];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i][j] += dot(xv[i], wv[j]);
-                }
-            }
+            let x0 = tile_x[xr + c];
+            let x1 = tile_x[xr + step + c];
+            let x2 = tile_x[xr + 2u * step + c];
+            let x3 = tile_x[xr + 3u * step + c];
+            let w0 = tile_w[wr0 + c];
+            let w1 = tile_w[wr0 + step + c];
+            let w2 = tile_w[wr0 + 2u * step + c];
+            let w3 = tile_w[wr0 + 3u * step + c];
+            acc0 += vec4<f32>(dot(x0, w0), dot(x0, w1), dot(x0, w2), dot(x0, w3));
+            acc1 += vec4<f32>(dot(x1, w0), dot(x1, w1), dot(x1, w2), dot(x1, w3));
+            acc2 += vec4<f32>(dot(x2, w0), dot(x2, w1), dot(x2, w2), dot(x2, w3));
+            acc3 += vec4<f32>(dot(x3, w0), dot(x3, w1), dot(x3, w2), dot(x3, w3));
         }
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < 4u; i++) {
-        let r = m0 + lid.y + i * THREADS;
-        for (var j = 0u; j < 4u; j++) {
-            let c = n0 + lid.x + j * THREADS;
-            if r < params.m && c < params.n {
-                y[r * params.y_stride + params.y_offset + c] = acc[i][j];
-            }
+    store_row(m0 + lid.y, n0 + lid.x, acc0);
+    store_row(m0 + lid.y + THREADS, n0 + lid.x, acc1);
+    store_row(m0 + lid.y + 2u * THREADS, n0 + lid.x, acc2);
+    store_row(m0 + lid.y + 3u * THREADS, n0 + lid.x, acc3);
+}
+
+// Writes one register-block row: columns c0, c0 + 16, c0 + 32, c0 + 48 of Y's row r.
+fn store_row(r: u32, c0: u32, v: vec4<f32>) {
+    if r >= params.m {
+        return;
+    }
+    let base = r * params.y_stride + params.y_offset;
+    for (var j = 0u; j < 4u; j++) {
+        let c = c0 + j * THREADS;
+        if c < params.n {
+            y[base + c] = v[j];
         }
     }
 }
