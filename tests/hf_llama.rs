@@ -16,7 +16,8 @@ use common::llama_ref::RefLlama;
 use common::tiny_gguf::{tiny_llama_gguf, TinySpec};
 use half::{bf16, f16};
 use qgpu::convert::{no_progress, quantize_model, ConvertOptions, QuantPlan};
-use qgpu::loader::{GgufFile, HfModel, LoadError, TensorSource};
+use qgpu::loader::{GgufFile, HfModel, LoadError, SafetensorsSet, TensorSource};
+use qgpu::quant::reference::TestRng;
 use qgpu::model::llama::{Llama, LlamaOptions, Logits};
 use qgpu::model::tokenizer::Tokenizer;
 use qgpu::quant::Format;
@@ -415,4 +416,82 @@ fn unusable_directories_are_typed_errors() {
     assert!(matches!(HfModel::open(&dir.0), Err(LoadError::BadModel { reason, .. }) if reason.contains("pre_tokenizer")));
     std::fs::remove_file(dir.0.join("tokenizer.json")).unwrap();
     assert!(matches!(HfModel::open(&dir.0), Err(LoadError::BadModel { reason, .. }) if reason.contains("tokenizer.json")));
+}
+
+/// `rows × k` matrix times `x`.
+fn matvec(m: &[f32], x: &[f32]) -> Vec<f32> {
+    m.chunks_exact(x.len()).map(|row| row.iter().zip(x).map(|(a, b)| a * b).sum()).collect()
+}
+
+/// Angle of rotation pair `i` of a head of `d` dims at position `pos`.
+fn angle(pos: usize, i: usize, d: usize, base: f32) -> f32 {
+    pos as f32 * base.powf(-2.0 * i as f32 / d as f32)
+}
+
+/// `transformers`' LLaMA RoPE on one head: dims `i` and `i + d/2` rotate together.
+fn rope_halves(v: &mut [f32], pos: usize, base: f32) {
+    let d = v.len();
+    for i in 0..d / 2 {
+        let (s, c) = angle(pos, i, d, base).sin_cos();
+        let (a, b) = (v[i], v[i + d / 2]);
+        v[i] = a * c - b * s;
+        v[i + d / 2] = b * c + a * s;
+    }
+}
+
+/// GGUF llama's (and qgpu's) RoPE on one head: dims `2i` and `2i + 1` rotate together.
+fn rope_pairs(v: &mut [f32], pos: usize, base: f32) {
+    let d = v.len();
+    for i in 0..d / 2 {
+        let (s, c) = angle(pos, i, d, base).sin_cos();
+        let (a, b) = (v[2 * i], v[2 * i + 1]);
+        v[2 * i] = a * c - b * s;
+        v[2 * i + 1] = a * s + b * c;
+    }
+}
+
+/// Attention scores q·k of every head, from q/k weights, inputs, positions and a RoPE.
+fn scores(wq: &[f32], wk: &[f32], x: &[f32], y: &[f32], s: &TinySpec, rope: fn(&mut [f32], usize, f32)) -> Vec<f32> {
+    let hd = s.dim / s.n_heads;
+    let (mut q, mut k) = (matvec(wq, x), matvec(wk, y));
+    q.chunks_exact_mut(hd).for_each(|h| rope(h, 7, s.rope_base));
+    k.chunks_exact_mut(hd).for_each(|h| rope(h, 3, s.rope_base));
+    (0..s.n_heads)
+        .map(|h| {
+            let kv = h / (s.n_heads / s.n_kv_heads);
+            q[h * hd..(h + 1) * hd].iter().zip(&k[kv * hd..(kv + 1) * hd]).map(|(a, b)| a * b).sum()
+        })
+        .collect()
+}
+
+/// The permutation is the right one, checked against HF's own RoPE rather than against this
+/// file's inverse: attention scores from the stored HF q/k weights under `transformers`'
+/// rotate-halves RoPE equal those from the loaded weights under the adjacent-pairs RoPE.
+#[test]
+fn permuted_weights_under_pair_rope_score_like_hf_rope() {
+    let s = spec(false);
+    let gguf = GgufFile::from_bytes(tiny_llama_gguf(&s, 15)).unwrap();
+    let dir = TempDir::new("rope");
+    write_hf_dir(&dir.0, &gguf, &s, &Storage::Single(Dtype::F32));
+    let hf = HfModel::open(&dir.0).unwrap();
+    let stored = SafetensorsSet::open(&dir.0).unwrap();
+    let stored_f32 = |name: &str| -> Vec<f32> {
+        let (_, bytes) = stored.get(name).unwrap();
+        bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+    };
+    let mut rng = TestRng::new(3);
+    let (x, y) = (rng.vec(s.dim), rng.vec(s.dim));
+    let want = scores(
+        &stored_f32("model.layers.1.self_attn.q_proj.weight"),
+        &stored_f32("model.layers.1.self_attn.k_proj.weight"),
+        &x,
+        &y,
+        &s,
+        rope_halves,
+    );
+    let got = scores(&hf.tensor_f32("blk.1.attn_q.weight").unwrap(), &hf.tensor_f32("blk.1.attn_k.weight").unwrap(), &x, &y, &s, rope_pairs);
+    assert!(max_diff(&got, &want) < 1e-4, "{got:?} vs {want:?}");
+    // Without the permutation the scores differ: the check can fail.
+    let unpermuted = scores(&stored_f32("model.layers.1.self_attn.q_proj.weight"), &stored_f32("model.layers.1.self_attn.k_proj.weight"), &x, &y, &s, rope_pairs);
+    assert!(max_diff(&unpermuted, &want) > 1e-2);
 }
