@@ -495,3 +495,118 @@ fn permuted_weights_under_pair_rope_score_like_hf_rope() {
     let unpermuted = scores(&stored_f32("model.layers.1.self_attn.q_proj.weight"), &stored_f32("model.layers.1.self_attn.k_proj.weight"), &x, &y, &s, rope_pairs);
     assert!(max_diff(&unpermuted, &want) > 1e-2);
 }
+
+/// The real model: SmolLM2's GGUF (dequantized) written back as the Hugging Face directory it
+/// came from, its tokenizer.json rebuilt from the GGUF vocabulary. The directory must read back
+/// as the same tensors, the same `tokenizer.*` metadata (49152 tokens, merges, SmolLM
+/// pre-tokenizer, chat template), encode transformers' fixture ids, and quantize to the same
+/// Q8_0 bytes as the GGUF. Needs the model (`scripts/fetch-model.sh`); skipped without it
+/// unless CI=true.
+#[test]
+fn smollm2_through_a_hf_directory() {
+    let path = common::model_path();
+    if !path.exists() {
+        assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "CI=true and no model at {}", path.display());
+        eprintln!("skipping: no model at {}", path.display());
+        return;
+    }
+    let gguf = GgufFile::open(&path).unwrap();
+    let m = gguf.metadata();
+    let u = |k: &str| m.get_u32(k).unwrap();
+    assert_eq!(m.get_str("tokenizer.ggml.pre").unwrap(), "smollm");
+    let (heads, kv_heads) = (u("llama.attention.head_count") as usize, u("llama.attention.head_count_kv") as usize);
+    let tokens = m.get_string_array("tokenizer.ggml.tokens").unwrap().to_vec();
+    let types = m.get_i32_array("tokenizer.ggml.token_type").unwrap().to_vec();
+    let merges = m.get_string_array("tokenizer.ggml.merges").unwrap().to_vec();
+    let template = m.get_str("tokenizer.chat_template").unwrap().to_owned();
+    let dir = TempDir::new("smollm2");
+
+    let config = json!({
+        "model_type": "llama", "hidden_act": "silu", "hidden_size": u("llama.embedding_length"),
+        "intermediate_size": u("llama.feed_forward_length"), "num_hidden_layers": u("llama.block_count"),
+        "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+        "max_position_embeddings": u("llama.context_length"), "rope_theta": m.get_f32("llama.rope.freq_base").unwrap(),
+        "rms_norm_eps": m.get_f32("llama.attention.layer_norm_rms_epsilon").unwrap(), "vocab_size": tokens.len(),
+        "tie_word_embeddings": gguf.tensor("output.weight").is_none(), "rope_scaling": null,
+        "bos_token_id": u("tokenizer.ggml.bos_token_id"), "eos_token_id": u("tokenizer.ggml.eos_token_id"),
+    });
+    std::fs::write(dir.0.join("config.json"), config.to_string()).unwrap();
+    let mut vocab = serde_json::Map::new();
+    let mut added = Vec::new();
+    for (i, (t, &ty)) in tokens.iter().zip(&types).enumerate() {
+        if ty == 3 || ty == 4 {
+            added.push(json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": ty == 3}));
+        }
+        // transformers keeps added tokens in the BPE vocabulary too.
+        vocab.insert(t.clone(), json!(i));
+    }
+    let tokenizer = json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]},
+        "post_processor": null, "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                  "fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": merges}
+    })
+    .to_string();
+    std::fs::write(dir.0.join("tokenizer.json"), &tokenizer).unwrap();
+    let mut tokenizer_config = json!({"chat_template": template});
+    if let Some(add) = m.get_bool("tokenizer.ggml.add_bos_token").ok() {
+        tokenizer_config["add_bos_token"] = json!(add);
+    }
+    std::fs::write(dir.0.join("tokenizer_config.json"), tokenizer_config.to_string()).unwrap();
+    let hf_tensors: Vec<HfTensor> = gguf
+        .tensors()
+        .iter()
+        .map(|t| {
+            let mut values = gguf.tensor_f32(&t.name).unwrap();
+            let rows = t.dims.get(1).copied().unwrap_or(1) as usize;
+            if t.name.ends_with("attn_q.weight") {
+                values = unpermute(&values, rows, heads);
+            } else if t.name.ends_with("attn_k.weight") {
+                values = unpermute(&values, rows, kv_heads);
+            }
+            (hf_name(&t.name), t.dims.iter().rev().copied().collect(), Dtype::F32, values)
+        })
+        .collect();
+    write_safetensors(&dir.0.join("model.safetensors"), &hf_tensors.iter().collect::<Vec<_>>());
+    drop(hf_tensors);
+
+    let hf = HfModel::open(&dir.0).unwrap();
+    let dtypes = gguf.tensors().iter().map(|t| (t.name.clone(), Dtype::F32)).collect();
+    check_tensors(&hf, &gguf, &dtypes);
+    let hm = hf.metadata();
+    assert_eq!(hm.get_string_array("tokenizer.ggml.tokens").unwrap(), tokens.as_slice());
+    assert_eq!(&*hm.get_i32_array("tokenizer.ggml.token_type").unwrap(), types.as_slice());
+    assert_eq!(hm.get_string_array("tokenizer.ggml.merges").unwrap(), merges.as_slice());
+    for key in ["tokenizer.ggml.pre", "tokenizer.chat_template"] {
+        assert_eq!(hm.get_str(key).unwrap(), m.get_str(key).unwrap(), "{key}");
+    }
+    for key in ["tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"] {
+        assert_eq!(hm.get_u32(key).unwrap(), m.get_u32(key).unwrap(), "{key}");
+    }
+
+    // transformers' ids for the fixture prompts, from the converted metadata and from the json.
+    let ours = Tokenizer::from_gguf(hm).unwrap();
+    let theirs = tokenizers::Tokenizer::from_str(&tokenizer).unwrap();
+    let fixture: Value =
+        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smollm2_reference.json")).unwrap()).unwrap();
+    for case in fixture["cases"].as_array().unwrap() {
+        let prompt = case["prompt"].as_str().unwrap();
+        let want: Vec<u32> = case["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let text = if case["chat"].as_bool().unwrap() {
+            ours.apply_chat_template(&[qgpu::model::chat::ChatMessage::user(prompt)], true).unwrap()
+        } else {
+            prompt.to_owned()
+        };
+        assert_eq!(ours.encode(&text).unwrap(), want, "{prompt:?}");
+        assert_eq!(theirs.encode(text.as_str(), false).unwrap().get_ids(), want.as_slice(), "{prompt:?}");
+    }
+
+    let from_hf = convert(&hf, Format::Q8_0, &dir.0.join("hf-q8.gguf"));
+    let from_gguf = convert(&gguf, Format::Q8_0, &dir.0.join("gguf-q8.gguf"));
+    for t in from_gguf.tensors() {
+        assert!(from_hf.tensor_bytes(&t.name).unwrap() == from_gguf.tensor_bytes(&t.name).unwrap(), "{} bytes differ", t.name);
+    }
+}
