@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use common::hf_dir::{hf_name, unpermute, write_safetensors, Dtype, HfTensor};
 use common::llama_ref::RefLlama;
 use common::tiny_gguf::{tiny_llama_gguf, TinySpec};
-use half::{bf16, f16};
 use qgpu::convert::{no_progress, quantize_model, ConvertOptions, QuantPlan};
 use qgpu::loader::{GgufFile, HfModel, LoadError, SafetensorsSet, TensorSource};
 use qgpu::quant::reference::TestRng;
@@ -50,98 +50,6 @@ fn spec(tied: bool) -> TinySpec {
         tied_head: tied,
         ..TinySpec::odd()
     }
-}
-
-/// Hugging Face name of a GGUF llama tensor.
-fn hf_name(gguf: &str) -> String {
-    let stem = gguf.strip_suffix(".weight").unwrap();
-    match stem {
-        "token_embd" => "model.embed_tokens.weight".into(),
-        "output_norm" => "model.norm.weight".into(),
-        "output" => "lm_head.weight".into(),
-        _ => {
-            let (layer, part) = stem.strip_prefix("blk.").unwrap().split_once('.').unwrap();
-            let part = match part {
-                "attn_q" => "self_attn.q_proj",
-                "attn_k" => "self_attn.k_proj",
-                "attn_v" => "self_attn.v_proj",
-                "attn_output" => "self_attn.o_proj",
-                "ffn_gate" => "mlp.gate_proj",
-                "ffn_up" => "mlp.up_proj",
-                "ffn_down" => "mlp.down_proj",
-                "attn_norm" => "input_layernorm",
-                "ffn_norm" => "post_attention_layernorm",
-                other => panic!("unexpected tensor {other}"),
-            };
-            format!("model.layers.{layer}.{part}.weight")
-        }
-    }
-}
-
-/// GGUF (adjacent pairs) rows → HF (halves) rows: the inverse of llama.cpp's permutation.
-fn unpermute(values: &[f32], rows: usize, heads: usize) -> Vec<f32> {
-    let k = values.len() / rows;
-    let (per_head, half) = (rows / heads, rows / heads / 2);
-    let mut out = vec![0.0; values.len()];
-    for h in 0..heads {
-        for j in 0..2 {
-            for i in 0..half {
-                let hf = h * per_head + j * half + i;
-                let gguf = h * per_head + 2 * i + j;
-                out[hf * k..(hf + 1) * k].copy_from_slice(&values[gguf * k..(gguf + 1) * k]);
-            }
-        }
-    }
-    out
-}
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Dtype {
-    F32,
-    F16,
-    BF16,
-}
-
-impl Dtype {
-    fn name(self) -> &'static str {
-        match self {
-            Dtype::F32 => "F32",
-            Dtype::F16 => "F16",
-            Dtype::BF16 => "BF16",
-        }
-    }
-    fn encode(self, values: &[f32]) -> Vec<u8> {
-        match self {
-            Dtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            Dtype::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
-            Dtype::BF16 => values.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect(),
-        }
-    }
-    fn round(self, v: f32) -> f32 {
-        match self {
-            Dtype::F32 => v,
-            Dtype::F16 => f16::from_f32(v).to_f32(),
-            Dtype::BF16 => bf16::from_f32(v).to_f32(),
-        }
-    }
-}
-
-/// One HF tensor: name, PyTorch shape, dtype, values (already in HF row order).
-type HfTensor = (String, Vec<u64>, Dtype, Vec<f32>);
-
-fn write_safetensors(path: &Path, tensors: &[&HfTensor]) {
-    let mut header = serde_json::Map::new();
-    let mut data = Vec::new();
-    for (name, shape, dtype, values) in tensors {
-        let bytes = dtype.encode(values);
-        header.insert(name.clone(), json!({"dtype": dtype.name(), "shape": shape, "data_offsets": [data.len(), data.len() + bytes.len()]}));
-        data.extend(bytes);
-    }
-    let header = serde_json::to_vec(&Value::Object(header)).unwrap();
-    let mut file = (header.len() as u64).to_le_bytes().to_vec();
-    file.extend(header);
-    file.extend(data);
-    std::fs::write(path, file).unwrap();
 }
 
 /// GPT-2's byte → char map.
@@ -552,7 +460,7 @@ fn smollm2_through_a_hf_directory() {
     .to_string();
     std::fs::write(dir.0.join("tokenizer.json"), &tokenizer).unwrap();
     let mut tokenizer_config = json!({"chat_template": template});
-    if let Some(add) = m.get_bool("tokenizer.ggml.add_bos_token").ok() {
+    if let Ok(add) = m.get_bool("tokenizer.ggml.add_bos_token") {
         tokenizer_config["add_bos_token"] = json!(add);
     }
     std::fs::write(dir.0.join("tokenizer_config.json"), tokenizer_config.to_string()).unwrap();
