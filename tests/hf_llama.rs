@@ -518,3 +518,58 @@ fn smollm2_through_a_hf_directory() {
         assert!(from_hf.tensor_bytes(&t.name).unwrap() == from_gguf.tensor_bytes(&t.name).unwrap(), "{} bytes differ", t.name);
     }
 }
+
+/// The binary end to end: `qgpu quantize` (plain and `--calibrate`) takes the directory, and
+/// `qgpu run` on the result prints the CPU reference's greedy continuation.
+#[test]
+fn cli_quantizes_a_directory_and_runs_the_result() {
+    let s = spec(false);
+    let gguf = GgufFile::from_bytes(tiny_llama_gguf(&s, 16)).unwrap();
+    let dir = TempDir::new("cli");
+    let model = dir.0.join("model");
+    std::fs::create_dir(&model).unwrap();
+    write_hf_dir(&model, &gguf, &s, &Storage::Single(Dtype::F32));
+    let qgpu = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_qgpu")).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "qgpu {args:?} failed: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (model, out) = (model.to_str().unwrap(), dir.0.join("q8.gguf"));
+    qgpu(&["quantize", "--model", model, "--out", out.to_str().unwrap(), "--format", "Q8_0"]);
+    let written = GgufFile::open(&out).unwrap();
+    let from_gguf = convert(&gguf, Format::Q8_0, &dir.0.join("gguf-q8.gguf"));
+    for t in from_gguf.tensors() {
+        assert!(written.tensor_bytes(&t.name).unwrap() == from_gguf.tensor_bytes(&t.name).unwrap(), "{} bytes differ", t.name);
+    }
+
+    let Some(_) = common::context() else { return };
+    // The CPU reference's greedy ids on the written file, stopped at any special token.
+    let tokenizer = Tokenizer::from_gguf(written.metadata()).unwrap();
+    let reference = RefLlama::from_gguf(&written).unwrap();
+    let prompt = "the hello world";
+    let mut ids = tokenizer.encode(prompt).unwrap();
+    let start = ids.len();
+    while ids.len() < start + 6 {
+        let logits = reference.forward(&ids).pop().unwrap();
+        let next = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap() as u32;
+        if next >= 260 {
+            break;
+        }
+        ids.push(next);
+    }
+    let want = tokenizer.decode(&ids[start..]).unwrap();
+    assert!(ids.len() - start >= 3, "the greedy run stopped early: {want:?}");
+    let args = ["--prompt", prompt, "--temperature", "0", "--repeat-penalty", "1", "--context", "32"];
+    let got = qgpu(&[&["run", "--model", out.to_str().unwrap(), "--max-tokens", &(ids.len() - start).to_string()], &args[..]].concat());
+    assert_eq!(got.trim_end_matches('\n'), want);
+
+    let text = dir.0.join("calibration.txt");
+    std::fs::write(&text, "the hello world, the hell of the world\nhello there ".repeat(8)).unwrap();
+    let calibrated = dir.0.join("q4.gguf");
+    qgpu(&["quantize", "--model", model, "--out", calibrated.to_str().unwrap(), "--format", "Q4_0", "--calibrate", text.to_str().unwrap()]);
+    let file = GgufFile::open(&calibrated).unwrap();
+    assert!(file.metadata().get_str("qgpu.quantization").unwrap().contains("calibration.txt"));
+    let leftovers: Vec<_> = std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
+    assert!(leftovers.is_empty(), "scratch files left: {leftovers:?}");
+}

@@ -60,7 +60,8 @@ fn collect_llama(file: &GgufFile, text: &str, max_tokens: usize, gpu: ContextOpt
     let mut model = pollster::block_on(Llama::load(&ctx, file, LlamaOptions { context: WINDOW, chunk: 128, ..Default::default() }, &mut |_, _| {}))?;
     let bar = ProgressBar::new(tokens.len() as u64).with_style(ProgressStyle::with_template("calibrating {bar:30} {pos}/{len} tokens")?);
     let mut observer = SquaredInputMeans::new();
-    for window in tokens.chunks(WINDOW) {
+    // Models trained on fewer positions than a window get shorter windows.
+    for window in tokens.chunks(model.context()) {
         model.reset();
         pollster::block_on(model.forward_observed(&ctx, window, &mut observer))?;
         bar.inc(window.len() as u64);
