@@ -54,7 +54,8 @@ pub fn quantize(args: QuantizeArgs, gpu: ContextOptions) -> Result<()> {
             plan.calibrated = true;
             // Check the plan before spending minutes on calibration.
             plan.resolve(&source.tensors())?;
-            Some(super::calibrate::collect(&model, text, args.calibrate_tokens, gpu)?)
+            let scratch = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            Some(super::calibrate::collect(&model, text, args.calibrate_tokens, gpu, scratch)?)
         }
         None => None,
     };

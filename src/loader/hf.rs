@@ -1,3 +1,6 @@
+//! A Hugging Face model directory: BERT here, LLaMA in [`super::hf_llama`] (dispatched on
+//! `config.json`'s `model_type`).
+//!
 //! A Hugging Face BERT directory (`config.json`, `model.safetensors` or shards,
 //! `tokenizer.json`, optionally sentence-transformers' `sentence_bert_config.json` and
 //! `1_Pooling/config.json`) seen as a [`TensorSource`] with llama.cpp's GGUF names and keys, so
@@ -13,6 +16,7 @@
 
 use std::borrow::Cow;
 
+use super::hf_llama::{self, LlamaHeads};
 use super::source::{LoadError, SourceTensor, TensorSource};
 use super::{Metadata, MetadataValue, SafetensorsSet};
 
@@ -35,15 +39,37 @@ pub struct HfFiles<'a> {
     pub sentence_config: Option<&'a [u8]>,
     /// `1_Pooling/config.json`, if any (qgpu pools by mean only).
     pub pooling_config: Option<&'a [u8]>,
+    /// `tokenizer_config.json`, if any (LLaMA: special tokens, `add_bos_token`, chat template).
+    pub tokenizer_config: Option<&'a [u8]>,
+    /// `chat_template.jinja`, if any (LLaMA: the chat template when tokenizer_config.json has none).
+    pub chat_template: Option<&'a [u8]>,
 }
 
-/// A Hugging Face BERT model as a [`TensorSource`].
+/// Which name mapping a directory's tensors go through.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    Bert,
+    Llama(LlamaHeads),
+}
+
+/// One mapped tensor.
+#[derive(Debug)]
+struct Mapped {
+    info: SourceTensor,
+    /// Hugging Face name.
+    hf: String,
+    /// Rows reordered over this many heads on the way out (LLaMA q and k).
+    permute_heads: Option<usize>,
+}
+
+/// A Hugging Face BERT or LLaMA model as a [`TensorSource`].
 #[derive(Debug)]
 pub struct HfModel {
+    path: String,
     weights: SafetensorsSet,
     metadata: Metadata,
-    /// GGUF description and Hugging Face name of every mapped tensor, in storage order.
-    tensors: Vec<(SourceTensor, String)>,
+    /// Every mapped tensor, in storage order.
+    tensors: Vec<Mapped>,
 }
 
 impl HfModel {
@@ -64,34 +90,68 @@ impl HfModel {
         let tokenizer = need("tokenizer.json")?;
         let sentence_config = read("sentence_bert_config.json")?;
         let pooling_config = read("1_Pooling/config.json")?;
+        let tokenizer_config = read("tokenizer_config.json")?;
+        let chat_template = read("chat_template.jinja")?;
         let files = HfFiles {
             config: &config,
             tokenizer: &tokenizer,
             sentence_config: sentence_config.as_deref(),
             pooling_config: pooling_config.as_deref(),
+            tokenizer_config: tokenizer_config.as_deref(),
+            chat_template: chat_template.as_deref(),
         };
         // The config first: a directory of another architecture is named as such.
-        let metadata = bert_metadata(&shown, &files)?;
+        let (metadata, layout) = describe(&shown, &files)?;
         if !dir.join("model.safetensors").exists() && !dir.join("model.safetensors.index.json").exists() {
             return Err(bad(&shown, "no model.safetensors (or model.safetensors.index.json)".into()));
         }
-        Ok(Self::with_metadata(metadata, SafetensorsSet::open(dir)?))
+        Self::with_metadata(&shown, metadata, layout, SafetensorsSet::open(dir)?)
     }
 
     /// Builds the source from the directory's files; `path` names the model in errors.
     pub fn from_parts(path: &str, files: HfFiles<'_>, weights: SafetensorsSet) -> Result<Self, LoadError> {
-        Ok(Self::with_metadata(bert_metadata(path, &files)?, weights))
+        let (metadata, layout) = describe(path, &files)?;
+        Self::with_metadata(path, metadata, layout, weights)
     }
 
-    fn with_metadata(metadata: Metadata, weights: SafetensorsSet) -> Self {
-        let tensors = weights
-            .tensors()
-            .filter_map(|t| {
-                let name = gguf_name(&t.name)?;
-                Some((SourceTensor { name, dims: t.gguf_dims(), ggml_type: t.dtype }, t.name.clone()))
-            })
-            .collect();
-        Self { weights, metadata, tensors }
+    fn with_metadata(path: &str, metadata: Metadata, layout: Layout, weights: SafetensorsSet) -> Result<Self, LoadError> {
+        let mut tensors = Vec::new();
+        for t in weights.tensors() {
+            let (name, permute_heads) = match layout {
+                Layout::Bert => (gguf_name(&t.name), None),
+                Layout::Llama(heads) => {
+                    let name = hf_llama::gguf_name(&t.name);
+                    let permute = name.as_deref().and_then(|n| hf_llama::permuted_heads(n, heads));
+                    (name, permute)
+                }
+            };
+            let Some(name) = name else { continue };
+            let info = SourceTensor { name, dims: t.gguf_dims(), ggml_type: t.dtype };
+            if let (Some(heads), Layout::Llama(shape)) = (permute_heads, layout) {
+                // Checked here so that reading the tensor later cannot fail on its shape, and a
+                // config that does not match the weights is caught before any rows move.
+                let rows = info.dims.get(1).copied().unwrap_or(0) as usize;
+                if info.dims.len() != 2 || Some(rows) != heads.checked_mul(shape.head_dim) {
+                    let want = format!("{heads} heads of {} rows", shape.head_dim);
+                    return Err(bad(path, format!("`{}` has shape {:?}, config.json says {want}", t.name, t.shape)));
+                }
+            }
+            tensors.push(Mapped { info, hf: t.name.clone(), permute_heads });
+        }
+        Ok(Self { path: path.to_owned(), weights, metadata, tensors })
+    }
+}
+
+/// `config.json`'s `model_type` decides the metadata and the name mapping.
+fn describe(path: &str, files: &HfFiles<'_>) -> Result<(Metadata, Layout), LoadError> {
+    let config = parse_json(path, "config.json", files.config)?;
+    match config.get("model_type").and_then(|v| v.as_str()).unwrap_or("") {
+        "bert" => Ok((bert_metadata(path, &config, files)?, Layout::Bert)),
+        "llama" => {
+            let (metadata, heads) = hf_llama::llama_metadata(path, &config, files)?;
+            Ok((metadata, Layout::Llama(heads)))
+        }
+        other => Err(bad(path, format!("config.json: model_type `{other}` is not supported (bert, llama)"))),
     }
 }
 
@@ -101,22 +161,30 @@ impl TensorSource for HfModel {
     }
 
     fn tensors(&self) -> Vec<SourceTensor> {
-        self.tensors.iter().map(|(t, _)| t.clone()).collect()
+        self.tensors.iter().map(|t| t.info.clone()).collect()
     }
 
     fn tensor(&self, name: &str) -> Option<SourceTensor> {
-        self.tensors.iter().find(|(t, _)| t.name == name).map(|(t, _)| t.clone())
+        self.tensors.iter().find(|t| t.info.name == name).map(|t| t.info.clone())
     }
 
     fn tensor_bytes(&self, name: &str) -> Result<Cow<'_, [u8]>, LoadError> {
         let missing = || LoadError::MissingTensor { name: name.to_owned() };
-        let (_, hf) = self.tensors.iter().find(|(t, _)| t.name == name).ok_or_else(missing)?;
-        let (_, bytes) = self.weights.get(hf).ok_or_else(missing)?;
-        Ok(Cow::Borrowed(bytes))
+        let mapped = self.tensors.iter().find(|t| t.info.name == name).ok_or_else(missing)?;
+        let (_, bytes) = self.weights.get(&mapped.hf).ok_or_else(missing)?;
+        match mapped.permute_heads {
+            None => Ok(Cow::Borrowed(bytes)),
+            Some(heads) => {
+                let rows = mapped.info.dims[1] as usize;
+                hf_llama::permute_rows(bytes, rows, heads)
+                    .map(Cow::Owned)
+                    .ok_or_else(|| bad(&self.path, format!("`{}`: {} bytes do not split into {rows} rows of {heads} heads", mapped.hf, bytes.len())))
+            }
+        }
     }
 }
 
-fn bad(path: &str, reason: String) -> LoadError {
+pub(crate) fn bad(path: &str, reason: String) -> LoadError {
     LoadError::BadModel { path: path.to_owned(), reason }
 }
 
@@ -166,12 +234,7 @@ fn parse_json(path: &str, what: &str, bytes: &[u8]) -> Result<serde_json::Value,
 }
 
 /// `config.json` (and the sentence-transformers files) as GGUF metadata.
-fn bert_metadata(path: &str, files: &HfFiles<'_>) -> Result<Metadata, LoadError> {
-    let config = parse_json(path, "config.json", files.config)?;
-    let model_type = config.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
-    if model_type != "bert" {
-        return Err(bad(path, format!("config.json: model_type `{model_type}` is not `bert`")));
-    }
+fn bert_metadata(path: &str, config: &serde_json::Value, files: &HfFiles<'_>) -> Result<Metadata, LoadError> {
     let positive = |key: &str| -> Result<u32, LoadError> {
         config
             .get(key)
@@ -269,7 +332,14 @@ mod tests {
     const CONFIG: &str = r#"{"model_type":"bert","hidden_size":8,"num_attention_heads":2,"intermediate_size":16,"num_hidden_layers":1,"max_position_embeddings":32,"layer_norm_eps":1e-12,"type_vocab_size":2,"hidden_act":"gelu"}"#;
 
     fn files<'a>(config: &'a str, sentence: Option<&'a str>, pooling: Option<&'a str>) -> HfFiles<'a> {
-        HfFiles { config: config.as_bytes(), tokenizer: b"{}", sentence_config: sentence.map(str::as_bytes), pooling_config: pooling.map(str::as_bytes) }
+        HfFiles {
+            config: config.as_bytes(),
+            tokenizer: b"{}",
+            sentence_config: sentence.map(str::as_bytes),
+            pooling_config: pooling.map(str::as_bytes),
+            tokenizer_config: None,
+            chat_template: None,
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod gguf;
 pub mod gguf_write;
 pub mod hf;
+pub mod hf_llama;
 pub mod safetensors;
 pub mod source;
 

@@ -44,6 +44,8 @@ impl QgpuEmbedder {
                     tokenizer: tokenizer.as_bytes(),
                     sentence_config: sentence_config.as_deref().map(str::as_bytes),
                     pooling_config: None,
+                    tokenizer_config: None,
+                    chat_template: None,
                 };
                 Box::new(HfModel::from_parts("model.safetensors", files, weights).map_err(js_err)?)
             };

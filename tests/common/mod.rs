@@ -49,6 +49,7 @@ pub fn model_path() -> std::path::PathBuf {
 }
 
 pub mod bert_ref;
+pub mod hf_dir;
 pub mod llama_ref;
 pub mod tiny_gguf;
 
