@@ -68,7 +68,8 @@ fn format_matches_oracle(format: Format, seed: u64) {
         for &n in &OUTPUTS_N {
             let w = reference::quantize(format, n, k, &rng.vec(n * k)).unwrap();
             let gw = GpuMatrix::upload(&ctx, w.as_ref()).unwrap();
-            assert_eq!(gw.gpu_bytes() as f64 * 8.0 / (n * k) as f64 >= format.bits_per_weight(), true);
+            let bits = gw.gpu_bytes() as f64 * 8.0 / (n * k) as f64;
+            assert!(bits >= format.bits_per_weight(), "{format}: {bits} bits a weight on the GPU");
             for &m in &ROWS_M {
                 check_case(&ctx, &mut rng, &w, &gw, m);
             }

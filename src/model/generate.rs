@@ -83,7 +83,7 @@ impl Generator {
         options.sampler.validate()?;
         let ids = self.prompt_ids(prompt, options.chat)?;
         self.model.reset();
-        let mut sampler = Sampler::new(options.sampler.clone());
+        let mut sampler = Sampler::new(options.sampler);
         let mut stream = TokenStream::new();
         let mut stops = StopChecker::new(options.stop.iter().cloned());
         let mut history = ids.clone();
