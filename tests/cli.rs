@@ -120,7 +120,7 @@ fn embed_prints_one_normalized_json_array_per_text() {
 fn embed_of_a_non_bert_directory_is_a_clear_error() {
     let dir = std::env::temp_dir().join(format!("qgpu-cli-embed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("config.json"), br#"{"model_type":"llama"}"#).unwrap();
+    std::fs::write(dir.join("config.json"), br#"{"model_type":"gpt2"}"#).unwrap();
     std::fs::write(dir.join("tokenizer.json"), b"{}").unwrap();
     let out = qgpu().args(["embed", "--model"]).arg(&dir).args(["--text", "hi"]).output().unwrap();
     std::fs::remove_dir_all(&dir).ok();
