@@ -21,6 +21,10 @@ pub enum ModelSource {
 
 impl ModelSource {
     pub fn open(path: &Path) -> Result<Self> {
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            // The weights alone lack the config and tokenizer a model needs.
+            anyhow::bail!("{}: pass the model's directory (config.json, tokenizer.json and the safetensors), not the weights file", path.display());
+        }
         Ok(if path.is_dir() {
             ModelSource::Hf(HfModel::open(path).with_context(|| format!("opening {}", path.display()))?)
         } else {
