@@ -91,6 +91,7 @@ fn eval_of_a_model_against_itself_loses_nothing() {
     let ppl = model["perplexity"].as_f64().unwrap();
     assert!(ppl > 1.0 && ppl == doc["reference"]["perplexity"].as_f64().unwrap(), "{doc}");
     assert_eq!(model["size_bytes"].as_u64(), Some(96_576_768), "SmolLM2 Q4_1 tensor bytes");
+    assert!(model["tokens_per_second"].as_f64().is_some_and(|t| t > 0.0), "{doc}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("perplexity") && stdout.contains("(reference)"), "{stdout}");
 }

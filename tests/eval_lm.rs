@@ -68,6 +68,7 @@ fn lm_scores_match_metrics_from_read_back_logits() {
     close(s.perplexity, (nll_c / predicted as f64).exp(), "candidate perplexity");
     close(s.top1_agreement, agree as f64 / n, "top-1 agreement");
     assert!(s.kl_mean > 0.0 && s.kl_max >= s.kl_p99 && s.kl_p99 >= 0.0, "{s:?}");
+    assert!(s.tokens_per_second > 0.0 && s.reference_tokens_per_second > 0.0, "{s:?}");
 
     // A model against itself: nothing lost.
     let s = &scores[1];

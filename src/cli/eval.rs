@@ -167,11 +167,13 @@ fn eval_language_models(ctx: &Context, reference_path: &Path, reference_file: Gg
                 v["kl_p99"] = json!(s.kl_p99);
                 v["kl_max"] = json!(s.kl_max);
                 v["top1_agreement"] = json!(s.top1_agreement);
+                v["tokens_per_second"] = json!(s.tokens_per_second);
             }
             v
         };
         let mut reference = row(reference_path, &ref_size, None);
         reference["perplexity"] = json!(scores.first().map(|s| s.perplexity_reference));
+        reference["tokens_per_second"] = json!(scores.first().map(|s| s.reference_tokens_per_second));
         let doc = json!({
             "qgpu_version": env!("CARGO_PKG_VERSION"),
             "kind": "language_model",
@@ -193,17 +195,30 @@ fn name(path: &Path) -> String {
 
 fn print_lm_table(reference: &Path, ref_size: &ModelSize, paths: &[PathBuf], files: &[GgufFile], scores: &[LmScore]) {
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
-    println!("{:<40} {:>9} {:>6} {:>10} {:>9} {:>9} {:>9} {:>7}  types", "model", "size MiB", "bits", "perplexity", "KL mean", "KL p99", "KL max", "top-1");
+    println!("{:<40} {:>9} {:>6} {:>7} {:>10} {:>9} {:>9} {:>9} {:>7}  types", "model", "size MiB", "bits", "tok/s", "perplexity", "KL mean", "KL p99", "KL max", "top-1");
     if let Some(s) = scores.first() {
-        println!("{:<40} {:>9.1} {:>6.2} {:>10.3} {:>9} {:>9} {:>9} {:>7}  {} (reference)", name(reference), mib(ref_size.bytes), ref_size.bits_per_weight(), s.perplexity_reference, "-", "-", "-", "-", ref_size.mix());
+        println!(
+            "{:<40} {:>9.1} {:>6.2} {:>7.1} {:>10.3} {:>9} {:>9} {:>9} {:>7}  {} (reference)",
+            name(reference),
+            mib(ref_size.bytes),
+            ref_size.bits_per_weight(),
+            s.reference_tokens_per_second,
+            s.perplexity_reference,
+            "-",
+            "-",
+            "-",
+            "-",
+            ref_size.mix()
+        );
     }
     for ((path, file), s) in paths.iter().zip(files).zip(scores) {
         let size = ModelSize::of(file as &dyn TensorSource);
         println!(
-            "{:<40} {:>9.1} {:>6.2} {:>10.3} {:>9.5} {:>9.5} {:>9.4} {:>6.1}%  {}",
+            "{:<40} {:>9.1} {:>6.2} {:>7.1} {:>10.3} {:>9.5} {:>9.5} {:>9.4} {:>6.1}%  {}",
             name(path),
             mib(size.bytes),
             size.bits_per_weight(),
+            s.tokens_per_second,
             s.perplexity,
             s.kl_mean,
             s.kl_p99,
