@@ -79,6 +79,10 @@ fn eval_embeddings(ctx: &Context, reference_path: &Path, reference: &ModelSource
     for path in &args.models {
         let model = super::ModelSource::open(path)?;
         let (got, seconds) = embed(&model).with_context(|| format!("cannot run `{}`", path.display()))?;
+        let (have, expected) = (got.first().map_or(0, Vec::len), want.first().map_or(0, Vec::len));
+        if have != expected {
+            bail!("`{}` embeds into {have} dimensions, the reference into {expected}", path.display());
+        }
         rows.push((path.clone(), ModelSize::of(model.source()), EmbeddingScore::new(&want, &got), seconds));
     }
 
