@@ -13,6 +13,7 @@
 use half::f16;
 
 use super::block::{BlockIQ4_NL, QK};
+use super::weighted::{best_symmetric_scale, signed_max, usable};
 
 /// ggml's `kvalues_iq4nl`: the 16 codebook entries, ascending.
 pub const IQ4_NL_VALUES: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
@@ -56,39 +57,16 @@ pub fn quantize_iq4_nl(x: &[f32]) -> BlockIQ4_NL {
 pub fn quantize_iq4_nl_weighted(x: &[f32], weights: &[f32]) -> BlockIQ4_NL {
     debug_assert_eq!((x.len(), weights.len()), (QK, QK));
     let uniform = [1.0f32; QK];
-    let weights = if weights.iter().any(|&w| w > 0.0) { weights } else { &uniform[..] };
-    let (mut amax, mut max) = (0.0f32, 0.0f32);
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
-    if amax == 0.0 || !amax.is_finite() {
+    let weights = usable(weights, &uniform);
+    let max = signed_max(x);
+    if max == 0.0 || !max.is_finite() {
         return BlockIQ4_NL { d: f16::ZERO, qs: [0x88; QK / 2] };
     }
     let (lowest, highest) = (IQ4_NL_VALUES[0] as f32, IQ4_NL_VALUES[15] as f32);
-    let mut best = (f32::NEG_INFINITY, -max / lowest);
-    let mut codes = [0u8; QK];
     // Map the largest magnitude onto either end of the codebook (a negative scale flips it).
-    for end in [lowest, highest] {
-        for step in -SEARCH_STEPS..=SEARCH_STEPS {
-            let inverse = (end + 0.5 * step as f32) / max;
-            let (mut sum_qx, mut sum_qq) = (0.0f32, 0.0f32);
-            for ((&v, &w), c) in x.iter().zip(weights).zip(codes.iter_mut()) {
-                *c = nearest_index(v * inverse);
-                let q = IQ4_NL_VALUES[*c as usize] as f32;
-                sum_qx += w * q * v;
-                sum_qq += w * q * q;
-            }
-            // With codes fixed, d = Σwqx / Σwq² minimises the error, which then is
-            // Σwx² − (Σwqx)² / Σwq²: maximise the second term.
-            if sum_qq > 0.0 && sum_qx * sum_qx / sum_qq > best.0 {
-                best = (sum_qx * sum_qx / sum_qq, sum_qx / sum_qq);
-            }
-        }
-    }
-    let d = f16::from_f32(best.1);
+    let level = |scaled: f32| IQ4_NL_VALUES[nearest_index(scaled) as usize] as f32;
+    let best = best_symmetric_scale(x, weights, max, [lowest, highest], (SEARCH_STEPS, 0.5), -max / lowest, level);
+    let d = f16::from_f32(best);
     // Round with the scale as stored, so the codes fit the f16 value the kernels will read.
     let inverse = if d.to_f32() != 0.0 { 1.0 / d.to_f32() } else { 0.0 };
     let mut qs = [0u8; QK / 2];

@@ -60,7 +60,7 @@ pub fn quantize_weighted(
 }
 
 /// Uniform weights when every weight is zero (a channel never seen in calibration).
-fn usable<'a>(weights: &'a [f32], uniform: &'a [f32; QK]) -> &'a [f32] {
+pub(crate) fn usable<'a>(weights: &'a [f32], uniform: &'a [f32; QK]) -> &'a [f32] {
     if weights.iter().any(|&w| w > 0.0) {
         weights
     } else {
@@ -68,10 +68,8 @@ fn usable<'a>(weights: &'a [f32], uniform: &'a [f32; QK]) -> &'a [f32] {
     }
 }
 
-/// Q4_0 (value = d·(q − 8), q in 0..15) with the scale that minimises the weighted error.
-pub fn quantize_q4_0_weighted(x: &[f32], weights: &[f32]) -> BlockQ4_0 {
-    let uniform = [1.0f32; QK];
-    let weights = usable(weights, &uniform);
+/// The value of largest magnitude, with its sign (0 for an empty or all-zero block).
+pub(crate) fn signed_max(x: &[f32]) -> f32 {
     let (mut amax, mut max) = (0.0f32, 0.0f32);
     for &v in x {
         if v.abs() > amax {
@@ -79,18 +77,30 @@ pub fn quantize_q4_0_weighted(x: &[f32], weights: &[f32]) -> BlockQ4_0 {
             max = v;
         }
     }
-    if amax == 0.0 || !amax.is_finite() {
-        return BlockQ4_0 { d: f16::ZERO, qs: [0x88; QK / 2] };
-    }
-    let code = |v: f32, inverse: f32| (v * inverse).round().clamp(-8.0, 7.0);
-    // ggml's choice (largest magnitude on −8) is the first candidate, so the search never loses.
-    let mut best = (f32::NEG_INFINITY, max / -8.0);
-    for end in [-8.0f32, 7.0] {
-        for step in -SEARCH_STEPS..=SEARCH_STEPS {
-            let inverse = (end + 0.25 * step as f32) / max;
+    max
+}
+
+/// The scale search shared by the symmetric 4-bit formats (Q4_0, IQ4_NL), whose stored value is
+/// d·level(code). Candidates map `max` (the block's signed largest magnitude) onto each of `ends`,
+/// moved by up to ±`steps` · `step`; `level(v · inverse)` is the level a value rounds to. With the
+/// levels fixed, d = Σwqx / Σwq² minimises Σw(x − dq)², whose value is then Σwx² − (Σwqx)²/Σwq²:
+/// the candidate maximising (Σwqx)²/Σwq² wins. `initial` is the scale kept if none is usable.
+pub(crate) fn best_symmetric_scale(
+    x: &[f32],
+    weights: &[f32],
+    max: f32,
+    ends: [f32; 2],
+    (steps, step): (i32, f32),
+    initial: f32,
+    level: impl Fn(f32) -> f32,
+) -> f32 {
+    let mut best = (f32::NEG_INFINITY, initial);
+    for end in ends {
+        for k in -steps..=steps {
+            let inverse = (end + step * k as f32) / max;
             let (mut sum_qx, mut sum_qq) = (0.0f32, 0.0f32);
             for (&v, &w) in x.iter().zip(weights) {
-                let q = code(v, inverse);
+                let q = level(v * inverse);
                 sum_qx += w * q * v;
                 sum_qq += w * q * q;
             }
@@ -99,15 +109,28 @@ pub fn quantize_q4_0_weighted(x: &[f32], weights: &[f32]) -> BlockQ4_0 {
             }
         }
     }
-    let d = f16::from_f32(best.1);
+    best.1
+}
+
+/// Q4_0 (value = d·(q − 8), q in 0..15) with the scale that minimises the weighted error.
+pub fn quantize_q4_0_weighted(x: &[f32], weights: &[f32]) -> BlockQ4_0 {
+    let uniform = [1.0f32; QK];
+    let weights = usable(weights, &uniform);
+    let max = signed_max(x);
+    if max == 0.0 || !max.is_finite() {
+        return BlockQ4_0 { d: f16::ZERO, qs: [0x88; QK / 2] };
+    }
+    let code = |scaled: f32| scaled.round().clamp(-8.0, 7.0);
+    // ggml's choice (largest magnitude on −8) is the initial scale, so the search never loses.
+    let d = f16::from_f32(best_symmetric_scale(x, weights, max, [-8.0, 7.0], (SEARCH_STEPS, 0.25), max / -8.0, code));
     let inverse = if d.to_f32() != 0.0 { 1.0 / d.to_f32() } else { 0.0 };
     let mut qs = [0u8; QK / 2];
     for (j, q) in qs.iter_mut().enumerate() {
-        let lo = (code(x[j], inverse) + 8.0) as u8;
-        let hi = (code(x[j + QK / 2], inverse) + 8.0) as u8;
+        let lo = (code(x[j] * inverse) + 8.0) as u8;
+        let hi = (code(x[j + QK / 2] * inverse) + 8.0) as u8;
         *q = lo | hi << 4;
     }
-    BlockQ4_0 { d: f16::from_f32(best.1), qs }
+    BlockQ4_0 { d, qs }
 }
 
 /// Weighted least-squares fit of x ≈ d·q + m for fixed codes; `None` when the codes are all
