@@ -30,9 +30,6 @@ pub fn embed(args: EmbedArgs, options: ContextOptions) -> Result<()> {
     };
     let start = Instant::now();
     let model = super::ModelSource::open(&path)?;
-    if model.architecture() != "bert" {
-        anyhow::bail!("qgpu embed runs BERT encoders (`bert`); {} is `{}`", path.display(), model.architecture());
-    }
     let ctx = pollster::block_on(Context::new(options))?;
     let mut embedder = pollster::block_on(Embedder::load(&ctx, model.source(), BertOptions::default()))?;
     let loaded = start.elapsed();

@@ -22,9 +22,10 @@ pub enum ModelError {
     /// A tensor could not be read from its source (GGUF file or Hugging Face directory).
     #[error(transparent)]
     Load(#[from] LoadError),
-    /// `general.architecture` names a family qgpu has no model for.
-    #[error("unsupported architecture `{architecture}` (qgpu runs llama-family decoders and bert encoders)")]
-    UnsupportedArchitecture { architecture: String },
+    /// `general.architecture` is not the family the model being loaded runs (`expected`:
+    /// `llama` for the decoder, `bert` for the encoder).
+    #[error("architecture `{architecture}` is not what this model runs (`{expected}`; qgpu runs llama-family decoders and bert encoders)")]
+    UnsupportedArchitecture { architecture: String, expected: &'static str },
     /// Hyper-parameters that contradict each other.
     #[error("inconsistent hyper-parameters: {reason}")]
     BadHyperParameters { reason: String },

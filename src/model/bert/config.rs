@@ -28,7 +28,7 @@ impl BertConfig {
         let m = source.metadata();
         let architecture = m.get_str("general.architecture")?.to_string();
         if architecture != "bert" {
-            return Err(ModelError::UnsupportedArchitecture { architecture });
+            return Err(ModelError::UnsupportedArchitecture { architecture, expected: "bert" });
         }
         if m.get_bool("bert.attention.causal").optional()?.unwrap_or(false) {
             return Err(ModelError::BadHyperParameters { reason: "bert.attention.causal is true; qgpu's BERT attends both ways".into() });

@@ -28,7 +28,7 @@ impl LlamaConfig {
     pub fn from_gguf(file: &GgufFile) -> Result<Self, ModelError> {
         let architecture = file.get_str("general.architecture")?.to_string();
         if !LLAMA_FAMILY.contains(&architecture.as_str()) {
-            return Err(ModelError::UnsupportedArchitecture { architecture });
+            return Err(ModelError::UnsupportedArchitecture { architecture, expected: "llama" });
         }
         let key = |k: &str| format!("{architecture}.{k}");
         let dim = file.get_usize(&key("embedding_length"))?;
