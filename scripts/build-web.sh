@@ -17,7 +17,7 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WB_VERSION"
     cargo install wasm-bindgen-cli --version "$WB_VERSION"
 fi
 
-cargo build --lib --release --target wasm32-unknown-unknown
+cargo rustc --lib --release --target wasm32-unknown-unknown --crate-type cdylib
 WASM_IN="$TARGET_DIR/wasm32-unknown-unknown/release/qgpu.wasm"
 rm -rf web/pkg
 wasm-bindgen --target web --out-dir web/pkg "$WASM_IN"

@@ -22,8 +22,13 @@ if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/n
     npm ci --prefix tests/browser --no-audit --no-fund
 fi
 
-cargo build --release --locked --quiet
-QGPU="${CARGO_TARGET_DIR:-target}/release/qgpu"
+# scripts/test.sh passes the qgpu it built for the tests; alone, this script builds a release one.
+if [ -n "${QGPU_BIN:-}" ]; then
+    QGPU="$QGPU_BIN"
+else
+    cargo build --release --locked --quiet
+    QGPU="${CARGO_TARGET_DIR:-target}/release/qgpu"
+fi
 MODEL="$("$QGPU" fetch)"
 "$QGPU" fetch minilm >/dev/null
 

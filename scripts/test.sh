@@ -7,10 +7,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 scripts/setup.sh
-cargo build --release --locked
-"${CARGO_TARGET_DIR:-target}/release/qgpu" info
-"${CARGO_TARGET_DIR:-target}/release/qgpu" fetch
-"${CARGO_TARGET_DIR:-target}/release/qgpu" fetch minilm
+# A fresh clone builds once: no incremental caches, which only pay when rebuilding.
+[ "${CI:-}" = true ] && export CARGO_INCREMENTAL=0
+# One native build serves everything: the test binaries and the qgpu binary they run (a separate
+# release build would compile every dependency a second time, in time and in disk).
+cargo test --locked --lib --bins --tests --no-run
+QGPU_BIN="${CARGO_TARGET_DIR:-target}/debug/qgpu"
+export QGPU_BIN
+"$QGPU_BIN" info
+"$QGPU_BIN" fetch
+"$QGPU_BIN" fetch minilm
 # Library, binary and integration tests (benches are timed separately: `cargo bench`).
 cargo test --locked --lib --bins --tests
 # The wasm package in headless Chromium: kernel self-test, the reference model, the demo page.
