@@ -38,7 +38,7 @@ fn weighted_search_beats_round_to_nearest_where_it_matters() {
     let w = rng.vec(rows * cols);
     // Heavy-tailed importance, as activations give (a few channels carry most of the energy).
     let imp: Vec<f32> = (0..cols).map(|_| (4.0 * rng.uniform()).exp()).collect();
-    for format in [Format::Q4_0, Format::Q4_1, Format::IQ4_NL] {
+    for format in [Format::Q4_0, Format::Q4_1, Format::IQ4_NL, Format::Q4_K, Format::Q6_K] {
         assert!(has_weighted_search(format));
         let (rtn, _) = weighted_error(format, rows, cols, &w, &imp, None);
         let (searched, _) = weighted_error(format, rows, cols, &w, &imp, Some(&vec![1.0; cols]));

@@ -21,7 +21,7 @@ pub enum PlanError {
     #[error("mix rule `{pattern}` matches no quantizable tensor")]
     RuleMatchesNothing { pattern: String },
     /// Calibration was asked for, but no tensor's format has an importance-weighted search.
-    #[error("--calibrate needs Q4_0, Q4_1 or IQ4_NL for some tensor; the plan quantizes none that way")]
+    #[error("--calibrate needs Q4_0, Q4_1, IQ4_NL, Q4_K or Q6_K for some tensor; the plan quantizes none that way")]
     CalibrationUnused,
 }
 

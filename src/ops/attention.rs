@@ -16,10 +16,10 @@ pub struct AttnDims {
 
 impl AttnDims {
     fn check(&self) -> Result<(), ShapeError> {
-        if self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
+        if self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
             return Err(ShapeError::NotMultiple { op: "attention", what: "heads", actual: self.heads, multiple: self.kv_heads });
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(ShapeError::NotMultiple { op: "attention", what: "head_dim", actual: self.head_dim, multiple: 2 });
         }
         Ok(())

@@ -153,10 +153,10 @@ fn make_qkx2_quants(nmax: i32, x: &[f32], weights: &[f32], l: &mut [u8], rmin: f
     (scale, -min)
 }
 
-/// ggml's `make_qx_quants` with `rmse_type` 1 (weights x²): a signed scale for `x` with levels
-/// −nmax..nmax−1, searching 18 candidate scales around nmax / max|x| by weighted least squares.
-/// Writes the chosen levels, offset by nmax, into `l`.
-fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [u8]) -> f32 {
+/// ggml's `make_qx_quants` with `rmse_type` 1 (weights x², or `weights` when given): a signed
+/// scale for `x` with levels −nmax..nmax−1, searching 18 candidate scales around nmax / max|x|
+/// by weighted least squares. Writes the chosen levels, offset by nmax, into `l`.
+fn make_qx_quants(nmax: i32, x: &[f32], weights: Option<&[f32]>, l: &mut [u8]) -> f32 {
     let (mut max, mut amax) = (0.0f32, 0.0f32);
     for &v in x {
         if v.abs() > amax {
@@ -171,9 +171,9 @@ fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [u8]) -> f32 {
     let level = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
     let sums = |iscale: f32| {
         let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
-        for &v in x {
+        for (i, &v) in x.iter().enumerate() {
             let q = level(iscale, v) as f32;
-            let w = v * v;
+            let w = weights.map_or(v * v, |w| w[i]);
             sumlx += w * v * q;
             suml2 += w * q * q;
         }
@@ -206,15 +206,49 @@ fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [u8]) -> f32 {
 /// sub-block's stored scale and min.
 pub fn quantize_q4_k(x: &[f32]) -> BlockQ4_K {
     assert_eq!(x.len(), QK_K, "quantize_q4_k takes one block of {QK_K} values");
+    q4_k_block(x, None)
+}
+
+/// One Q4_K block minimising Σ importance·(x − q)² (the error a linear layer's output grows
+/// with, `importance[j]` being E\[input_j²\] from calibration): the sub-block search weighs
+/// by importance alone and searches finer, and each sub-block's 6-bit scale and min codes are
+/// then tried one step either side of nearest, keeping the pair with the least weighted error.
+pub fn quantize_q4_k_weighted(x: &[f32], importance: &[f32]) -> BlockQ4_K {
+    assert_eq!(x.len(), QK_K, "quantize_q4_k_weighted takes one block of {QK_K} values");
+    assert_eq!(importance.len(), QK_K, "quantize_q4_k_weighted takes one importance per value");
+    q4_k_block(x, Some(importance))
+}
+
+/// Per-sub-block weights: `importance` where any of it is positive, else 1 (a channel that
+/// calibration never saw is not worth less than the others).
+fn sub_block_weights<const N: usize>(importance: &[f32]) -> [f32; N] {
+    if importance.iter().any(|&w| w > 0.0) {
+        std::array::from_fn(|i| importance[i].max(0.0))
+    } else {
+        [1.0; N]
+    }
+}
+
+fn q4_k_block(x: &[f32], importance: Option<&[f32]>) -> BlockQ4_K {
     let mut levels = [0u8; QK_K];
+    let mut weights = [[0.0f32; 32]; 8];
     let (mut scales, mut mins) = ([0.0f32; 8], [0.0f32; 8]);
     let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
     for j in 0..8 {
         let xs = &x[32 * j..32 * j + 32];
-        let sum_x2: f32 = xs.iter().fold(0.0, |s, v| s + v * v);
-        let av_x = (sum_x2 / 32.0).sqrt();
-        let weights: Vec<f32> = xs.iter().map(|v| av_x + v.abs()).collect();
-        (scales[j], mins[j]) = make_qkx2_quants(15, xs, &weights, &mut levels[32 * j..32 * j + 32], -1.0, 0.1, 20);
+        let l = &mut levels[32 * j..32 * j + 32];
+        (scales[j], mins[j]) = match importance {
+            None => {
+                let sum_x2: f32 = xs.iter().fold(0.0, |s, v| s + v * v);
+                let av_x = (sum_x2 / 32.0).sqrt();
+                weights[j] = std::array::from_fn(|i| av_x + xs[i].abs());
+                make_qkx2_quants(15, xs, &weights[j], l, -1.0, 0.1, 20)
+            }
+            Some(imp) => {
+                weights[j] = sub_block_weights(&imp[32 * j..32 * j + 32]);
+                make_qkx2_quants(15, xs, &weights[j], l, -1.0, 0.05, 40)
+            }
+        };
         max_scale = max_scale.max(scales[j]);
         max_min = max_min.max(mins[j]);
     }
@@ -222,14 +256,16 @@ pub fn quantize_q4_k(x: &[f32]) -> BlockQ4_K {
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
     // ggml stores these through uint8_t; a (never seen) negative scale saturates at 0 here.
     let six_bits = |v: f32| nearest_int(v).clamp(0, 63) as u8;
-    let ls: [u8; 8] = std::array::from_fn(|j| six_bits(inv_scale * scales[j]));
-    let lm: [u8; 8] = std::array::from_fn(|j| six_bits(inv_min * mins[j]));
-    let mut b = BlockQ4_K {
-        d: f16::from_f32(max_scale / 63.0),
-        dmin: f16::from_f32(max_min / 63.0),
-        scales: pack_scale_min_k4(&ls, &lm),
-        qs: [0; QK_K / 2],
-    };
+    let mut ls: [u8; 8] = std::array::from_fn(|j| six_bits(inv_scale * scales[j]));
+    let mut lm: [u8; 8] = std::array::from_fn(|j| six_bits(inv_min * mins[j]));
+    let (d, dmin) = (f16::from_f32(max_scale / 63.0), f16::from_f32(max_min / 63.0));
+    if importance.is_some() {
+        let (d, dmin) = (d.to_f32(), dmin.to_f32());
+        for j in 0..8 {
+            (ls[j], lm[j]) = best_scale_min_codes(&x[32 * j..32 * j + 32], &weights[j], (d, dmin), (ls[j], lm[j]));
+        }
+    }
+    let mut b = BlockQ4_K { d, dmin, scales: pack_scale_min_k4(&ls, &lm), qs: [0; QK_K / 2] };
     for j in 0..8 {
         let (sc, m) = get_scale_min_k4(j, &b.scales);
         let d = b.d.to_f32() * sc as f32;
@@ -249,17 +285,55 @@ pub fn quantize_q4_k(x: &[f32]) -> BlockQ4_K {
     b
 }
 
+/// The 6-bit (scale, min) codes within one step of `nearest` whose decoded sub-block, each
+/// value re-quantized to its nearest level, has the least weighted squared error.
+fn best_scale_min_codes(x: &[f32], weights: &[f32], (d, dmin): (f32, f32), nearest: (u8, u8)) -> (u8, u8) {
+    let error = |sc: u8, m: u8| -> f32 {
+        let (scale, min) = (d * sc as f32, dmin * m as f32);
+        x.iter()
+            .zip(weights)
+            .map(|(&v, &w)| {
+                let q = if scale > 0.0 { nearest_int((v + min) / scale).clamp(0, 15) as f32 } else { 0.0 };
+                w * (scale * q - min - v).powi(2)
+            })
+            .sum()
+    };
+    let mut best = (error(nearest.0, nearest.1), nearest);
+    for sc in nearest.0.saturating_sub(1)..=(nearest.0 + 1).min(63) {
+        for m in nearest.1.saturating_sub(1)..=(nearest.1 + 1).min(63) {
+            let e = error(sc, m);
+            if e < best.0 {
+                best = (e, (sc, m));
+            }
+        }
+    }
+    best.1
+}
+
 /// One Q6_K block from 256 values, as `quantize_row_q6_K_ref`: per 16-value sub-block a scale
 /// from [`make_qx_quants`], quantized to int8 against the super-block scale `d` (the scale of
 /// largest magnitude maps to −128), then every value re-quantized to −32..31 against its
 /// sub-block's stored scale.
 pub fn quantize_q6_k(x: &[f32]) -> BlockQ6_K {
     assert_eq!(x.len(), QK_K, "quantize_q6_k takes one block of {QK_K} values");
+    q6_k_block(x, None)
+}
+
+/// One Q6_K block whose sub-block scales minimise Σ importance·(x − q)² instead of ggml's
+/// x²-weighted error (see [`quantize_q4_k_weighted`]).
+pub fn quantize_q6_k_weighted(x: &[f32], importance: &[f32]) -> BlockQ6_K {
+    assert_eq!(x.len(), QK_K, "quantize_q6_k_weighted takes one block of {QK_K} values");
+    assert_eq!(importance.len(), QK_K, "quantize_q6_k_weighted takes one importance per value");
+    q6_k_block(x, Some(importance))
+}
+
+fn q6_k_block(x: &[f32], importance: Option<&[f32]>) -> BlockQ6_K {
     let mut levels = [0u8; QK_K];
     let mut scales = [0.0f32; QK_K / 16];
     let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
     for ib in 0..QK_K / 16 {
-        let scale = make_qx_quants(32, &x[16 * ib..16 * ib + 16], &mut levels[16 * ib..16 * ib + 16]);
+        let weights = importance.map(|imp| sub_block_weights::<16>(&imp[16 * ib..16 * ib + 16]));
+        let scale = make_qx_quants(32, &x[16 * ib..16 * ib + 16], weights.as_ref().map(|w| &w[..]), &mut levels[16 * ib..16 * ib + 16]);
         scales[ib] = scale;
         if scale.abs() > max_abs_scale {
             max_abs_scale = scale.abs();

@@ -27,7 +27,7 @@ fn check(format: Format, rows: usize, cols: usize, len: usize) -> Result<(), Qua
     if rows == 0 || cols == 0 {
         return Err(QuantError::Empty { rows, cols });
     }
-    if cols % format.k_multiple() != 0 {
+    if !cols.is_multiple_of(format.k_multiple()) {
         return Err(QuantError::RowLength { format, cols, multiple: format.k_multiple() });
     }
     let needed = format

@@ -35,7 +35,7 @@ pub enum QuantError {
     #[error("unknown weight format `{name}` (known: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, IQ4_NL)")]
     UnknownFormat { name: String },
     /// [`weighted::quantize_weighted`] has no importance-weighted search for this format.
-    #[error("{format}: no importance-weighted quantization (Q4_0, Q4_1 and IQ4_NL have one)")]
+    #[error("{format}: no importance-weighted quantization (Q4_0, Q4_1, IQ4_NL, Q4_K and Q6_K have one)")]
     NoWeightedSearch { format: Format },
     /// The importance vector must hold one value per column (input channel).
     #[error("importance has {actual} values for {cols} columns")]

@@ -20,7 +20,7 @@ pub fn quantize(format: Format, rows: usize, cols: usize, values: &[f32]) -> Res
     if values.len() != count {
         return Err(QuantError::ValueCount { rows, cols, actual: values.len() });
     }
-    if cols % format.k_multiple() != 0 {
+    if !cols.is_multiple_of(format.k_multiple()) {
         return Err(QuantError::RowLength { format, cols, multiple: format.k_multiple() });
     }
     let mut out = Vec::with_capacity(format.row_bytes(cols).unwrap_or(0) * rows);

@@ -8,12 +8,14 @@
 //! candidates, each refit by weighted least squares. Uniform importance gives a plain
 //! squared-error search, which already beats ggml's round-to-nearest a little.
 //!
-//! Formats with a search here: Q4_0, Q4_1 and IQ4_NL ([`has_weighted_search`]).
+//! Formats with a search here: Q4_0, Q4_1, IQ4_NL, and the K-quants Q4_K and Q6_K, whose
+//! searches live beside their reference quantizers ([`has_weighted_search`]).
 
 use half::f16;
 
 use super::block::{BlockQ4_0, BlockQ4_1, QK};
 use super::iq4nl::quantize_iq4_nl_weighted;
+use super::kquants::{quantize_q4_k_weighted, quantize_q6_k_weighted};
 use super::{Format, QuantError, QuantMatrix};
 
 /// Candidate inverse scales on each side of the natural one, a quarter of a step apart.
@@ -21,7 +23,7 @@ const SEARCH_STEPS: i32 = 12;
 
 /// Whether [`quantize_weighted`] has a search for `format`.
 pub const fn has_weighted_search(format: Format) -> bool {
-    matches!(format, Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL)
+    matches!(format, Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL | Format::Q4_K | Format::Q6_K)
 }
 
 /// Quantizes `values` (`rows × cols`, row-major) minimising, per block, the squared error
@@ -47,11 +49,14 @@ pub fn quantize_weighted(
         return Err(QuantError::RowLength { format, cols, multiple: format.k_multiple() });
     }
     let mut out = Vec::with_capacity(format.row_bytes(cols).unwrap_or(0) * rows);
+    let block = format.block_size();
     for row in values.chunks_exact(cols) {
-        for (x, w) in row.chunks_exact(QK).zip(importance.chunks_exact(QK)) {
+        for (x, w) in row.chunks_exact(block).zip(importance.chunks_exact(block)) {
             match format {
                 Format::Q4_0 => out.extend_from_slice(bytemuck::bytes_of(&quantize_q4_0_weighted(x, w))),
                 Format::Q4_1 => out.extend_from_slice(bytemuck::bytes_of(&quantize_q4_1_weighted(x, w))),
+                Format::Q4_K => out.extend_from_slice(bytemuck::bytes_of(&quantize_q4_k_weighted(x, w))),
+                Format::Q6_K => out.extend_from_slice(bytemuck::bytes_of(&quantize_q6_k_weighted(x, w))),
                 _ => out.extend_from_slice(bytemuck::bytes_of(&quantize_iq4_nl_weighted(x, w))),
             }
         }

@@ -30,6 +30,8 @@ pub fn compare(got: &[f32], want: &[f64], tol: f64) -> (f64, Option<usize>) {
         norm += w * w;
     }
     let rms = (norm / want.len() as f64).sqrt().max(1e-30);
+    // Negated on purpose: a NaN fails `<=`, so it counts as the first mismatch.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     let first = got.iter().zip(want).position(|(g, w)| !((*g as f64 - w).abs() <= tol * rms));
     ((err / norm.max(1e-300)).sqrt(), first)
 }
