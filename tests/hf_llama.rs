@@ -239,6 +239,21 @@ fn f32_directory_converts_to_the_same_model() {
         let d = max_diff(&all[pos * s.vocab..(pos + 1) * s.vocab], w);
         assert!(d <= 2e-3, "GPU position {pos}: {d}");
     }
+
+    // And the directory itself, with no conversion, runs like the original GGUF.
+    gpu_matches_reference(&ctx, &hf, &gguf, &s);
+}
+
+/// The GPU model loaded straight from `source` gives `reference`'s CPU logits (within 2e-3).
+fn gpu_matches_reference(ctx: &qgpu::gpu::Context, source: &dyn TensorSource, reference: &GgufFile, s: &TinySpec) {
+    let options = LlamaOptions { context: s.context, chunk: 16, ..Default::default() };
+    let mut model = pollster::block_on(Llama::load(ctx, source, options, &mut |_, _| {})).unwrap();
+    let all = pollster::block_on(model.forward(ctx, &TOKENS, Logits::All)).unwrap();
+    let want = RefLlama::from_gguf(reference).unwrap().forward(&TOKENS);
+    for (pos, w) in want.iter().enumerate() {
+        let d = max_diff(&all[pos * s.vocab..(pos + 1) * s.vocab], w);
+        assert!(d <= 2e-3, "GPU from the directory, position {pos}: {d}");
+    }
 }
 
 #[test]
@@ -260,6 +275,11 @@ fn sharded_f16_bf16_directory_with_tied_head() {
         let d = max_diff(g, w);
         assert!(d > 0.0 && d < 0.1, "position {pos}: {d}");
     }
+
+    // On the GPU straight from the directory (F16 as stored, BF16 widened to F32): the logits
+    // of the same rounded weights.
+    let Some(ctx) = common::context() else { return };
+    gpu_matches_reference(&ctx, &hf, &converted, &s);
 }
 
 #[test]
@@ -519,8 +539,9 @@ fn smollm2_through_a_hf_directory() {
     }
 }
 
-/// The binary end to end: `qgpu quantize` (plain and `--calibrate`) takes the directory, and
-/// `qgpu run` on the result prints the CPU reference's greedy continuation.
+/// The binary end to end: `qgpu quantize` (plain and `--calibrate`) takes the directory,
+/// `qgpu run` on the result and on the directory prints the CPU reference's greedy
+/// continuation, and `qgpu eval` scores the results against the directory.
 #[test]
 fn cli_quantizes_a_directory_and_runs_the_result() {
     let s = spec(false);
@@ -544,25 +565,31 @@ fn cli_quantizes_a_directory_and_runs_the_result() {
     }
 
     let Some(_) = common::context() else { return };
-    // The CPU reference's greedy ids on the written file, stopped at any special token.
+    // The CPU reference's greedy text on a GGUF, stopped at any special token.
     let tokenizer = Tokenizer::from_gguf(written.metadata()).unwrap();
-    let reference = RefLlama::from_gguf(&written).unwrap();
     let prompt = "the hello world";
-    let mut ids = tokenizer.encode(prompt).unwrap();
-    let start = ids.len();
-    while ids.len() < start + 6 {
-        let logits = reference.forward(&ids).pop().unwrap();
-        let next = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap() as u32;
-        if next >= 260 {
-            break;
+    let greedy = |file: &GgufFile| -> (String, usize) {
+        let reference = RefLlama::from_gguf(file).unwrap();
+        let mut ids = tokenizer.encode(prompt).unwrap();
+        let start = ids.len();
+        while ids.len() < start + 6 {
+            let logits = reference.forward(&ids).pop().unwrap();
+            let next = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap() as u32;
+            if next >= 260 {
+                break;
+            }
+            ids.push(next);
         }
-        ids.push(next);
-    }
-    let want = tokenizer.decode(&ids[start..]).unwrap();
-    assert!(ids.len() - start >= 3, "the greedy run stopped early: {want:?}");
+        assert!(ids.len() - start >= 3, "the greedy run stopped early: {ids:?}");
+        (tokenizer.decode(&ids[start..]).unwrap(), ids.len() - start)
+    };
     let args = ["--prompt", prompt, "--temperature", "0", "--repeat-penalty", "1", "--context", "32"];
-    let got = qgpu(&[&["run", "--model", out.to_str().unwrap(), "--max-tokens", &(ids.len() - start).to_string()], &args[..]].concat());
-    assert_eq!(got.trim_end_matches('\n'), want);
+    // `qgpu run` on the written file, and on the directory itself.
+    for (path, file) in [(out.to_str().unwrap(), &written), (model, &gguf)] {
+        let (want, n) = greedy(file);
+        let got = qgpu(&[&["run", "--model", path, "--max-tokens", &n.to_string()], &args[..]].concat());
+        assert_eq!(got.trim_end_matches('\n'), want, "qgpu run --model {path}");
+    }
 
     let text = dir.0.join("calibration.txt");
     std::fs::write(&text, "the hello world, the hell of the world\nhello there ".repeat(8)).unwrap();
@@ -572,4 +599,13 @@ fn cli_quantizes_a_directory_and_runs_the_result() {
     assert!(file.metadata().get_str("qgpu.quantization").unwrap().contains("calibration.txt"));
     let leftovers: Vec<_> = std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
     assert!(leftovers.is_empty(), "scratch files left: {leftovers:?}");
+
+    // `qgpu eval` against the directory as the full-precision reference.
+    let json = dir.0.join("eval.json");
+    qgpu(&["eval", "--reference", model, "--model", out.to_str().unwrap(), "--model", calibrated.to_str().unwrap(), "--text", text.to_str().unwrap(), "--json", json.to_str().unwrap()]);
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["kind"], "language_model");
+    let kl = |i: usize| doc["models"][i]["kl_mean"].as_f64().unwrap();
+    assert!(kl(0) >= 0.0 && kl(0) < kl(1), "Q8_0 KL {} vs Q4_0 KL {}", kl(0), kl(1));
+    assert_eq!(doc["reference"]["bytes_by_type"].as_object().unwrap().keys().collect::<Vec<_>>(), ["F32"]);
 }

@@ -4,15 +4,14 @@
 use super::ModelSource;
 use anyhow::{bail, Context as _, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use qgpu::convert::{no_progress, quantize_model, ConvertOptions, Importance, QuantPlan};
+use qgpu::convert::Importance;
 use qgpu::gpu::{Context, ContextOptions};
-use qgpu::loader::GgufFile;
+use qgpu::loader::TensorSource;
 use qgpu::model::bert::{BertOptions, Embedder};
-use qgpu::model::llama::{Llama, LlamaOptions};
+use qgpu::model::llama::{Llama, LlamaOptions, LLAMA_FAMILY};
 use qgpu::model::observe::SquaredInputMeans;
 use qgpu::model::tokenizer::Tokenizer;
-use qgpu::quant::Format;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Tokens per forward window; the KV cache restarts at each window.
 const WINDOW: usize = 512;
@@ -22,42 +21,24 @@ const SENTENCE_BATCH: usize = 16;
 
 /// E[x²] per input channel of every linear layer of the model over the first `max_tokens`
 /// tokens of the text at `text` (for an embedding model: its non-empty lines, as sentences).
-/// A Hugging Face LLaMA directory is first written as an F16 GGUF in `scratch` (the decoder
-/// loads GGUF files), removed afterwards.
-pub fn collect(model: &ModelSource, text: &Path, max_tokens: usize, gpu: ContextOptions, scratch: &Path) -> Result<Importance> {
+pub fn collect(model: &ModelSource, text: &Path, max_tokens: usize, gpu: ContextOptions) -> Result<Importance> {
     let text = std::fs::read_to_string(text).with_context(|| format!("reading {}", text.display()))?;
-    match (model, model.architecture()) {
-        (ModelSource::Gguf(file), "llama") => collect_llama(file, &text, max_tokens, gpu),
-        (ModelSource::Hf(hf), "llama") => {
-            let staged = Staged(scratch.join(format!(".qgpu-calibration-{}.gguf", std::process::id())));
-            eprintln!("writing an F16 copy to run the model: {}", staged.0.display());
-            quantize_model(hf, &QuantPlan::new(Format::F16), &ConvertOptions::default(), &staged.0, &mut no_progress)?;
-            let file = GgufFile::open(&staged.0).with_context(|| format!("opening {}", staged.0.display()))?;
-            collect_llama(&file, &text, max_tokens, gpu)
-        }
-        (_, "bert") => collect_bert(model, &text, max_tokens, gpu),
-        (_, arch) => bail!("--calibrate runs the model over the text; qgpu runs `llama` and `bert` models, this one is `{arch}`"),
+    match model.architecture() {
+        a if LLAMA_FAMILY.contains(&a) => collect_llama(model.source(), &text, max_tokens, gpu),
+        "bert" => collect_bert(model, &text, max_tokens, gpu),
+        arch => bail!("--calibrate runs the model over the text; qgpu runs `llama` and `bert` models, this one is `{arch}`"),
     }
 }
 
-/// A scratch file, removed when dropped.
-struct Staged(PathBuf);
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn collect_llama(file: &GgufFile, text: &str, max_tokens: usize, gpu: ContextOptions) -> Result<Importance> {
-    let tokenizer = Tokenizer::from_gguf(file.metadata())?;
+fn collect_llama(source: &dyn TensorSource, text: &str, max_tokens: usize, gpu: ContextOptions) -> Result<Importance> {
+    let tokenizer = Tokenizer::from_gguf(source.metadata())?;
     let mut tokens = tokenizer.encode_raw(text)?;
     tokens.truncate(max_tokens);
     if tokens.is_empty() {
         bail!("the calibration text gives no tokens");
     }
     let ctx = pollster::block_on(Context::new(gpu))?;
-    let mut model = pollster::block_on(Llama::load(&ctx, file, LlamaOptions { context: WINDOW, chunk: 128, ..Default::default() }, &mut |_, _| {}))?;
+    let mut model = pollster::block_on(Llama::load(&ctx, source, LlamaOptions { context: WINDOW, chunk: 128, ..Default::default() }, &mut |_, _| {}))?;
     let bar = ProgressBar::new(tokens.len() as u64).with_style(ProgressStyle::with_template("calibrating {bar:30} {pos}/{len} tokens")?);
     let mut observer = SquaredInputMeans::new();
     // Models trained on fewer positions than a window get shorter windows.

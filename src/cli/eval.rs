@@ -8,8 +8,7 @@ use super::ModelSource;
 use qgpu::eval::{compare_language_models, EmbeddingScore, LmScore, ModelSize};
 use qgpu::model::bert::{BertOptions, Embedder};
 use qgpu::gpu::{Context, ContextOptions};
-use qgpu::loader::{GgufFile, TensorSource};
-use qgpu::model::llama::{Llama, LlamaOptions};
+use qgpu::model::llama::{Llama, LlamaConfig, LlamaOptions, LLAMA_FAMILY};
 use qgpu::model::tokenizer::Tokenizer;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -21,8 +20,8 @@ const SENTENCES: &str = include_str!("../../data/eval/sentences.txt");
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// The model the others are measured against: a GGUF, or a Hugging Face directory for an
-    /// embedding model; default: the default language model.
+    /// The model the others are measured against: a GGUF or a Hugging Face directory (LLaMA or
+    /// BERT); default: the default language model.
     #[arg(long)]
     reference: Option<PathBuf>,
     /// A model to score (repeatable).
@@ -35,7 +34,8 @@ pub struct EvalArgs {
     /// Tokens of the text to use (at most).
     #[arg(long, default_value_t = 512)]
     tokens: usize,
-    /// Positions per window; each window starts from an empty KV cache.
+    /// Positions per window (at most the shortest context a model was trained for); each
+    /// window starts from an empty KV cache.
     #[arg(long, default_value_t = 256)]
     window: usize,
     /// Also write the results as JSON here.
@@ -50,10 +50,10 @@ pub fn eval(args: EvalArgs, options: ContextOptions) -> Result<()> {
     };
     let model = super::ModelSource::open(&reference)?;
     let ctx = pollster::block_on(Context::new(options))?;
-    match (model, reference.as_path()) {
-        (ModelSource::Gguf(file), path) if file.metadata().get_str("general.architecture").is_ok_and(|a| a == "llama") => eval_language_models(&ctx, path, file, &args),
-        (model, path) if model.architecture() == "bert" => eval_embeddings(&ctx, path, &model, &args),
-        (model, _) => bail!("qgpu evaluates `llama` language models (GGUF) and `bert` embedding models; the reference is `{}`", model.architecture()),
+    match model.architecture() {
+        a if LLAMA_FAMILY.contains(&a) => eval_language_models(&ctx, &reference, &model, &args),
+        "bert" => eval_embeddings(&ctx, &reference, &model, &args),
+        a => bail!("qgpu evaluates `llama` language models and `bert` embedding models; the reference is `{a}`"),
     }
 }
 
@@ -118,26 +118,28 @@ fn eval_embeddings(ctx: &Context, reference_path: &Path, reference: &ModelSource
     Ok(())
 }
 
-fn open_gguf(path: &Path) -> Result<GgufFile> {
-    GgufFile::open(path).with_context(|| format!("cannot open model `{}`", path.display()))
-}
-
-fn eval_language_models(ctx: &Context, reference_path: &Path, reference_file: GgufFile, args: &EvalArgs) -> Result<()> {
+fn eval_language_models(ctx: &Context, reference_path: &Path, reference_model: &ModelSource, args: &EvalArgs) -> Result<()> {
     let text = match &args.text {
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read `{}`", p.display()))?,
         None => LM_TEXT.to_owned(),
     };
-    let tokenizer = Tokenizer::from_gguf(reference_file.metadata())?;
+    let tokenizer = Tokenizer::from_gguf(reference_model.source().metadata())?;
     let mut tokens = tokenizer.encode(&text)?;
     tokens.truncate(args.tokens);
     if tokens.len() < 2 {
         bail!("the evaluation text gives {} tokens; at least 2 are needed", tokens.len());
     }
-    let window = args.window.clamp(1, tokens.len());
+    let files: Vec<ModelSource> = args.models.iter().map(|p| ModelSource::open(p)).collect::<Result<_>>()?;
+    // Windows no longer than any model was trained for (every window must fit every KV cache).
+    let mut trained = usize::MAX;
+    for (model, path) in std::iter::once((reference_model, reference_path)).chain(files.iter().zip(args.models.iter().map(PathBuf::as_path))) {
+        let config = LlamaConfig::from_source(model.source()).with_context(|| format!("cannot load `{}`", path.display()))?;
+        trained = trained.min(config.trained_context);
+    }
+    let window = args.window.min(trained).clamp(1, tokens.len());
     let options = LlamaOptions { context: window, chunk: window.min(128), ..Default::default() };
-    let load = |file: &GgufFile| pollster::block_on(Llama::load(ctx, file, options.clone(), &mut |_, _| {}));
-    let mut reference = load(&reference_file)?;
-    let files: Vec<GgufFile> = args.models.iter().map(|p| open_gguf(p)).collect::<Result<_>>()?;
+    let load = |model: &ModelSource| pollster::block_on(Llama::load(ctx, model.source(), options.clone(), &mut |_, _| {}));
+    let mut reference = load(reference_model)?;
     let mut models = Vec::with_capacity(files.len());
     for (file, path) in files.iter().zip(&args.models) {
         let model = load(file).with_context(|| format!("cannot load `{}`", path.display()))?;
@@ -155,7 +157,7 @@ fn eval_language_models(ctx: &Context, reference_path: &Path, reference_file: Gg
     bar.finish_and_clear();
     eprintln!("evaluated {} tokens with {} model(s) in {:.1} s", tokens.len(), models.len() + 1, started.elapsed().as_secs_f64());
 
-    let ref_size = ModelSize::of(&reference_file);
+    let ref_size = ModelSize::of(reference_model.source());
     print_lm_table(reference_path, &ref_size, &args.models, &files, &scores);
     if let Some(path) = &args.json {
         let row = |path: &Path, size: &ModelSize, s: Option<&LmScore>| {
@@ -186,7 +188,7 @@ fn eval_language_models(ctx: &Context, reference_path: &Path, reference_file: Gg
             "tokens": tokens.len(),
             "window": window,
             "reference": reference,
-            "models": args.models.iter().zip(&files).zip(&scores).map(|((p, f), s)| row(p, &ModelSize::of(f), Some(s))).collect::<Vec<_>>(),
+            "models": args.models.iter().zip(&files).zip(&scores).map(|((p, f), s)| row(p, &ModelSize::of(f.source()), Some(s))).collect::<Vec<_>>(),
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n").with_context(|| format!("cannot write `{}`", path.display()))?;
     }
@@ -197,7 +199,7 @@ fn name(path: &Path) -> String {
     path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
-fn print_lm_table(reference: &Path, ref_size: &ModelSize, paths: &[PathBuf], files: &[GgufFile], scores: &[LmScore]) {
+fn print_lm_table(reference: &Path, ref_size: &ModelSize, paths: &[PathBuf], files: &[ModelSource], scores: &[LmScore]) {
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     println!("{:<40} {:>9} {:>6} {:>7} {:>10} {:>9} {:>9} {:>9} {:>7}  types", "model", "size MiB", "bits", "tok/s", "perplexity", "KL mean", "KL p99", "KL max", "top-1");
     if let Some(s) = scores.first() {
@@ -216,7 +218,7 @@ fn print_lm_table(reference: &Path, ref_size: &ModelSize, paths: &[PathBuf], fil
         );
     }
     for ((path, file), s) in paths.iter().zip(files).zip(scores) {
-        let size = ModelSize::of(file as &dyn TensorSource);
+        let size = ModelSize::of(file.source());
         println!(
             "{:<40} {:>9.1} {:>6.2} {:>7.1} {:>10.3} {:>9.5} {:>9.5} {:>9.4} {:>6.1}%  {}",
             name(path),

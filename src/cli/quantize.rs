@@ -54,8 +54,7 @@ pub fn quantize(args: QuantizeArgs, gpu: ContextOptions) -> Result<()> {
             plan.calibrated = true;
             // Check the plan before spending minutes on calibration.
             plan.resolve(&source.tensors())?;
-            let scratch = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            Some(super::calibrate::collect(&model, text, args.calibrate_tokens, gpu, scratch)?)
+            Some(super::calibrate::collect(&model, text, args.calibrate_tokens, gpu)?)
         }
         None => None,
     };

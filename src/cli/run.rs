@@ -1,11 +1,10 @@
 //! `qgpu run`: stream an answer from a GGUF model. Only the answer goes to stdout; progress,
 //! logs and `--stats` go to stderr.
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use qgpu::gpu::{Context, ContextOptions};
-use qgpu::loader::GgufFile;
 use qgpu::model::generate::{GenerateOptions, Generator};
 use qgpu::model::llama::{Llama, LlamaOptions};
 use qgpu::model::sampler::SamplerConfig;
@@ -16,7 +15,8 @@ use std::time::Instant;
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// A GGUF model; without it, the default model is fetched into the cache on first use.
+    /// A GGUF model or a Hugging Face LLaMA directory; without it, the default model is fetched
+    /// into the cache on first use.
     #[arg(long)]
     model: Option<PathBuf>,
     /// The prompt.
@@ -61,11 +61,11 @@ pub fn run(args: RunArgs, options: ContextOptions) -> Result<()> {
     };
     let load_start = Instant::now();
     let ctx = pollster::block_on(Context::new(options))?;
-    let file = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let tokenizer = Tokenizer::from_gguf(file.metadata())?;
+    let file = super::ModelSource::open(&path)?;
+    let tokenizer = Tokenizer::from_gguf(file.source().metadata())?;
     let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template("loading {msg} {bar:30} {pos}/{len} tensors")?);
     bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-    let model = pollster::block_on(Llama::load(&ctx, &file, LlamaOptions { context: args.context, tune: qgpu::bench::tune::load_cache().map(std::sync::Arc::new), ..Default::default() }, &mut |done, total| {
+    let model = pollster::block_on(Llama::load(&ctx, file.source(), LlamaOptions { context: args.context, tune: qgpu::bench::tune::load_cache().map(std::sync::Arc::new), ..Default::default() }, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     }))?;

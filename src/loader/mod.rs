@@ -14,4 +14,4 @@ pub use gguf::{
 pub use gguf_write::{GgufWriter, TensorStream};
 pub use hf::{HfFiles, HfModel};
 pub use safetensors::{SafetensorsError, SafetensorsFile, SafetensorsSet, SafetensorsTensor};
-pub use source::{LoadError, SourceTensor, TensorSource};
+pub use source::{to_f32, LoadError, SourceTensor, TensorSource};

@@ -1,11 +1,11 @@
-//! LLaMA hyper-parameters, read from GGUF metadata (`{arch}.*` keys); nothing is fixed for one
-//! model.
+//! LLaMA hyper-parameters, read from GGUF-style metadata (`{arch}.*` keys, which a Hugging Face
+//! source maps its config.json to); nothing is fixed for one model.
 
-use crate::loader::{GgufFile, OptionalKey};
+use crate::loader::{OptionalKey, TensorSource};
 use crate::model::ModelError;
 
 /// Architectures whose GGUF tensors and keys follow llama's layout.
-const LLAMA_FAMILY: &[&str] = &["llama", "mistral", "granite"];
+pub const LLAMA_FAMILY: &[&str] = &["llama", "mistral", "granite"];
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct LlamaConfig {
@@ -25,7 +25,8 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
-    pub fn from_gguf(file: &GgufFile) -> Result<Self, ModelError> {
+    pub fn from_source(source: &dyn TensorSource) -> Result<Self, ModelError> {
+        let file = source.metadata();
         let architecture = file.get_str("general.architecture")?.to_string();
         if !LLAMA_FAMILY.contains(&architecture.as_str()) {
             return Err(ModelError::UnsupportedArchitecture { architecture, expected: "llama" });
@@ -34,15 +35,15 @@ impl LlamaConfig {
         let dim = file.get_usize(&key("embedding_length"))?;
         let heads = file.get_usize(&key("attention.head_count"))?;
         let kv_heads = file.get_usize(&key("attention.head_count_kv")).optional()?.unwrap_or(heads);
-        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 || dim % heads != 0 {
+        if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) || !dim.is_multiple_of(heads) {
             return Err(ModelError::BadHyperParameters { reason: format!("{heads} heads, {kv_heads} KV heads, width {dim}") });
         }
         let head_dim = dim / heads;
         let rope_dims = file.get_usize(&key("rope.dimension_count")).optional()?.unwrap_or(head_dim);
-        if rope_dims > head_dim || rope_dims % 2 != 0 {
+        if rope_dims > head_dim || !rope_dims.is_multiple_of(2) {
             return Err(ModelError::BadHyperParameters { reason: format!("rope over {rope_dims} of {head_dim} head dimensions") });
         }
-        let embed = file.tensor("token_embd.weight").ok_or(ModelError::MissingTensor { name: "token_embd.weight".into() })?;
+        let embed = source.tensor("token_embd.weight").ok_or(ModelError::MissingTensor { name: "token_embd.weight".into() })?;
         let vocab = embed.dims.get(1).copied().unwrap_or(0) as usize;
         Ok(Self {
             vocab,

@@ -6,11 +6,11 @@ mod config;
 mod observed;
 mod weights;
 
-pub use config::LlamaConfig;
+pub use config::{LlamaConfig, LLAMA_FAMILY};
 pub use weights::format_of;
 
 use crate::gpu::{Context, Dispatch};
-use crate::loader::GgufFile;
+use crate::loader::TensorSource;
 use crate::model::ModelError;
 use crate::ops::*;
 use crate::Error;
@@ -87,11 +87,12 @@ pub struct Llama {
 }
 
 impl Llama {
-    /// Uploads the model; `progress(done, total)` is called after each tensor.
-    pub async fn load(ctx: &Context, file: &GgufFile, options: LlamaOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Self, Error> {
-        let config = LlamaConfig::from_gguf(file)?;
+    /// Uploads the model (a GGUF file, or a Hugging Face LLaMA directory); `progress(done,
+    /// total)` is called after each tensor.
+    pub async fn load(ctx: &Context, source: &dyn TensorSource, options: LlamaOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Self, Error> {
+        let config = LlamaConfig::from_source(source)?;
         let options = LlamaOptions { context: options.context.min(config.trained_context).max(1), chunk: options.chunk.max(1), tune: options.tune };
-        let weights = weights::load(ctx, file, &config, progress)?;
+        let weights = weights::load(ctx, source, &config, progress)?;
         let (t, c) = (options.chunk, &config);
         let acts = Activations {
             x: GpuTensor::zeros(ctx, t, c.dim)?,

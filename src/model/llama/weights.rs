@@ -1,8 +1,11 @@
-//! Moving a GGUF file's tensors to the GPU, still quantized.
+//! Moving a model's tensors to the GPU, still quantized: a GGUF file's as stored, a Hugging Face
+//! directory's F32 and F16 as stored and its BF16 (which no kernel reads) widened to F32.
+
+use std::borrow::Cow;
 
 use super::LlamaConfig;
 use crate::gpu::Context;
-use crate::loader::{GgmlType, GgufFile};
+use crate::loader::{to_f32, GgmlType, SourceTensor, TensorSource};
 use crate::model::ModelError;
 use crate::ops::{GpuMatrix, GpuTensor};
 use crate::quant::{reference, Format, QuantMatrixRef};
@@ -37,7 +40,7 @@ pub fn format_of(name: &str, ty: GgmlType) -> Result<Format, ModelError> {
 
 struct Loader<'a> {
     ctx: &'a Context,
-    file: &'a GgufFile,
+    source: &'a dyn TensorSource,
     bytes: u64,
     done: usize,
     total: usize,
@@ -50,16 +53,23 @@ impl Loader<'_> {
         (self.progress)(self.done, self.total);
     }
 
+    /// Tensor `name`, checked against `dims`, with the format its bytes are uploaded in.
+    fn tensor(&self, name: &str, dims: &[u64]) -> Result<(Format, Cow<'_, [u8]>), Error> {
+        let info = self.source.tensor(name).ok_or_else(|| ModelError::MissingTensor { name: name.into() })?;
+        if info.dims != dims {
+            return Err(ModelError::TensorShape { name: name.into(), expected: dims.to_vec(), actual: info.dims.clone() }.into());
+        }
+        let bytes = self.source.tensor_bytes(name).map_err(ModelError::from)?;
+        if info.ggml_type == GgmlType::BF16 {
+            return Ok((Format::F32, Cow::Owned(widen(&info, &bytes)?)));
+        }
+        Ok((format_of(name, info.ggml_type)?, bytes))
+    }
+
     /// A `[cols, rows]` GGUF matrix, uploaded in its own format.
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<GpuMatrix, Error> {
-        let info = self.file.tensor(name).ok_or_else(|| ModelError::MissingTensor { name: name.into() })?;
-        let expected = [cols as u64, rows as u64];
-        if info.dims != expected {
-            return Err(ModelError::TensorShape { name: name.into(), expected: expected.to_vec(), actual: info.dims.clone() }.into());
-        }
-        let format = format_of(name, info.ggml_type)?;
-        let data = self.file.tensor_data(info).map_err(ModelError::from)?;
-        let matrix = GpuMatrix::upload(self.ctx, QuantMatrixRef::new(format, rows, cols, data)?)?;
+        let (format, data) = self.tensor(name, &[cols as u64, rows as u64])?;
+        let matrix = GpuMatrix::upload(self.ctx, QuantMatrixRef::new(format, rows, cols, &data)?)?;
         self.bytes += matrix.gpu_bytes();
         self.step();
         Ok(matrix)
@@ -67,14 +77,9 @@ impl Loader<'_> {
 
     /// A vector of `len` values (norm weights), as f32.
     fn vector(&mut self, name: &str, len: usize) -> Result<GpuTensor, Error> {
-        let info = self.file.tensor(name).ok_or_else(|| ModelError::MissingTensor { name: name.into() })?;
-        if info.dims != [len as u64] {
-            return Err(ModelError::TensorShape { name: name.into(), expected: vec![len as u64], actual: info.dims.clone() }.into());
-        }
-        let format = format_of(name, info.ggml_type)?;
-        let data = self.file.tensor_data(info).map_err(ModelError::from)?;
+        let (format, data) = self.tensor(name, &[len as u64])?;
         let mut values = vec![0.0f32; len];
-        reference::dequantize_into(format, data, &mut values);
+        reference::dequantize_into(format, &data, &mut values);
         let tensor = GpuTensor::from_slice(self.ctx, 1, len, &values)?;
         self.bytes += tensor.bytes();
         self.step();
@@ -82,10 +87,15 @@ impl Loader<'_> {
     }
 }
 
-pub(super) fn load(ctx: &Context, file: &GgufFile, c: &LlamaConfig, progress: &mut dyn FnMut(usize, usize)) -> Result<Weights, Error> {
-    let tied = file.tensor("output.weight").is_none();
+/// BF16 bytes as F32 bytes (exact: a bf16 is the top half of an f32).
+fn widen(info: &SourceTensor, bytes: &[u8]) -> Result<Vec<u8>, ModelError> {
+    Ok(bytemuck::cast_slice(&to_f32(info, bytes)?).to_vec())
+}
+
+pub(super) fn load(ctx: &Context, source: &dyn TensorSource, c: &LlamaConfig, progress: &mut dyn FnMut(usize, usize)) -> Result<Weights, Error> {
+    let tied = source.tensor("output.weight").is_none();
     let total = 2 + usize::from(!tied) + 9 * c.layers;
-    let mut l = Loader { ctx, file, bytes: 0, done: 0, total, progress };
+    let mut l = Loader { ctx, source, bytes: 0, done: 0, total, progress };
     let embed = l.matrix("token_embd.weight", c.vocab, c.dim)?;
     let head = if tied { None } else { Some(l.matrix("output.weight", c.vocab, c.dim)?) };
     let output_norm = l.vector("output_norm.weight", c.dim)?;
