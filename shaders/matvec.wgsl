@@ -14,8 +14,8 @@ fn matvec_lane(@builtin(global_invocation_id) gid: vec3<u32>,
         return;
     }
     var acc: array<f32, MAX_ROWS>;
-    for (var g = 0u; g < params.k / 8u; g++) {
-        accumulate_group(&acc, row, g);
+    for (var i = 0u; i < params.k / (8u * span_groups()); i++) {
+        accumulate_span(&acc, row, i);
     }
     for (var r = 0u; r < ROWS; r++) {
         store_row(row, r, acc[r]);
@@ -38,8 +38,8 @@ fn matvec_workgroup(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     var acc: array<f32, MAX_ROWS>;
-    for (var g = lid; g < params.k / 8u; g += REDUCE_WIDTH) {
-        accumulate_group(&acc, row, g);
+    for (var i = lid; i < params.k / (8u * span_groups()); i += REDUCE_WIDTH) {
+        accumulate_span(&acc, row, i);
     }
     for (var r = 0u; r < ROWS; r++) {
         partial[r * REDUCE_WIDTH + lid] = acc[r];

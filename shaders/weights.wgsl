@@ -87,15 +87,23 @@ fn iq4_nl_group8(q: u32, d: f32) -> Group8 {
                                 iq4_nl_value((q >> 24u) & 15u), iq4_nl_value(q >> 28u)));
 }
 
+// One 32-value Q4_K sub-block, decoded: value = d·q − m for its nibbles q, which are the low
+// (shift 0) or high (shift 4) nibbles of the 8 words from `q`.
+struct Q4kSubBlock {
+    d: f32,
+    m: f32,
+    q: u32,
+    shift: u32,
+}
+
 // Q4_K: 256 values in 8 sub-blocks of 32; value = d·sc·q − dmin·m. In the 64-value chunk
 // c = v / 64, qs byte 32c + l holds value 64c + l (low nibble) and 64c + 32 + l (high nibble),
-// so a group of 8 is 8 consecutive qs bytes, all low or all high nibbles of one sub-block.
-fn load_group8_q4_k(row: u32, g: u32, k: u32) -> Group8 {
-    let base = (row * (k / 256u) + g / 32u) * Q4_K_WORDS;
-    let v = (g % 32u) * 8u;             // first value of the group within its block
-    let chunk = v / 64u;
-    let high = (v / 32u) & 1u;          // 0: low nibbles, 1: high nibbles
-    let sub = 2u * chunk + high;        // sub-block 0..7
+// so sub-block 2c + h is the 32 consecutive qs bytes from 32c, low (h = 0) or high nibbles.
+// `sb` counts sub-blocks along the row.
+fn q4_k_sub_block(row: u32, sb: u32, k: u32) -> Q4kSubBlock {
+    let base = (row * (k / 256u) + sb / 8u) * Q4_K_WORDS;
+    let sub = sb % 8u;
+    let chunk = sub / 2u;
     // ggml's get_scale_min_k4(sub) on the 12 scale bytes (words 1..3 of the block).
     let s = base + 1u;
     let low = quant_byte(s, sub & 3u);          // scales[sub] or scales[sub - 4]
@@ -105,13 +113,15 @@ fn load_group8_q4_k(row: u32, g: u32, k: u32) -> Group8 {
     let sc = select((top & 15u) | ((low >> 6u) << 4u), low & 63u, small);
     let m = select((top >> 4u) | ((mid >> 6u) << 4u), mid & 63u, small);
     let dm = unpack2x16float(w_quants[base]);
-    let d1 = dm.x * f32(sc);
-    let m1 = dm.y * f32(m);
-    // qs starts at word 4; the group's 8 bytes are 2 words from byte 32·chunk + v % 32.
-    let q = base + 4u + (32u * chunk + v % 32u) / 4u;
-    let shift = 4u * high;
-    return Group8(d1 * vec4<f32>(byte_fields(w_quants[q], shift, 15u)) - m1,
-                  d1 * vec4<f32>(byte_fields(w_quants[q + 1u], shift, 15u)) - m1);
+    // qs starts at word 4.
+    return Q4kSubBlock(dm.x * f32(sc), dm.y * f32(m), base + 4u + 8u * chunk, 4u * (sub & 1u));
+}
+
+// Group j (0..3) of a decoded Q4_K sub-block: its words q + 2j and q + 2j + 1.
+fn q4_k_group8(s: Q4kSubBlock, j: u32) -> Group8 {
+    let q = s.q + 2u * j;
+    return Group8(s.d * vec4<f32>(byte_fields(w_quants[q], s.shift, 15u)) - s.m,
+                  s.d * vec4<f32>(byte_fields(w_quants[q + 1u], s.shift, 15u)) - s.m);
 }
 
 // Q6_K: 256 values in 16 sub-blocks of 16; value = d·scale·(q − 32), q 6 bits. In half
@@ -158,7 +168,7 @@ fn load_group8(row: u32, g: u32, k: u32) -> Group8 {
             return Group8(signed_bytes(w_quants[base]) * d, signed_bytes(w_quants[base + 1u]) * d);
         }
         case FORMAT_Q4_K: {
-            return load_group8_q4_k(row, g, k);
+            return q4_k_group8(q4_k_sub_block(row, g / 4u, k), g % 4u);
         }
         case FORMAT_Q6_K: {
             return load_group8_q6_k(row, g, k);
