@@ -22,9 +22,8 @@ struct MatvecParams {
 override ROWS: u32 = 1u;
 const MAX_ROWS: u32 = 8u;
 
-// Adds W[row, 8g..8g+8] · x[r, 8g..8g+8] to acc[r] for every activation row r.
-fn accumulate_group(acc: ptr<function, array<f32, MAX_ROWS>>, row: u32, g: u32) {
-    let w = load_group8(row, g, params.k);
+// Adds w · x[r, 8g..8g+8] to acc[r] for every activation row r.
+fn add_group(acc: ptr<function, array<f32, MAX_ROWS>>, w: Group8, g: u32) {
     let x_row = params.k / 4u;
     for (var r = 0u; r < ROWS; r++) {
         let xi = r * x_row + g * 2u;
@@ -32,27 +31,35 @@ fn accumulate_group(acc: ptr<function, array<f32, MAX_ROWS>>, row: u32, g: u32) 
     }
 }
 
-// Groups of 8 weights per accumulate_span call. Q4_K takes a whole 32-value sub-block, so its
-// 6-bit scale and min are decoded once per 32 weights instead of once per 8 (on CPU adapters
-// the decode costs about as much as the 8 multiply-adds). FORMAT is a pipeline constant: this
-// folds to a constant, and accumulate_span to one branch.
+// Groups of 8 weights per accumulate_span call. The K-quants take a whole sub-block (Q4_K 32
+// weights, Q6_K 16), so its scale is decoded once per sub-block instead of once per 8 weights
+// (on CPU adapters the decode costs about as much as the 8 multiply-adds). FORMAT is a pipeline
+// constant: this folds to a constant, and accumulate_span's switch to one branch.
 fn span_groups() -> u32 {
-    return select(1u, 4u, FORMAT == FORMAT_Q4_K);
+    switch FORMAT {
+        case FORMAT_Q4_K: { return 4u; }
+        case FORMAT_Q6_K: { return 2u; }
+        default: { return 1u; }
+    }
 }
 
-// Adds span `i` (span_groups() groups of 8 from group i·span_groups()) of `row`.
+// Adds W[row, ·] · x[r, ·] over span `i` (groups i·span_groups() onwards) for every row r.
 fn accumulate_span(acc: ptr<function, array<f32, MAX_ROWS>>, row: u32, i: u32) {
-    if FORMAT != FORMAT_Q4_K {
-        accumulate_group(acc, row, i);
-        return;
-    }
-    let s = q4_k_sub_block(row, i, params.k);
-    let x_row = params.k / 4u;
-    for (var j = 0u; j < 4u; j++) {
-        let w = q4_k_group8(s, j);
-        for (var r = 0u; r < ROWS; r++) {
-            let xi = r * x_row + (4u * i + j) * 2u;
-            (*acc)[r] += dot(w.lo, x[xi]) + dot(w.hi, x[xi + 1u]);
+    switch FORMAT {
+        case FORMAT_Q4_K: {
+            let s = q4_k_sub_block(row, i, params.k);
+            for (var j = 0u; j < 4u; j++) {
+                add_group(acc, q4_k_group8(s, j), 4u * i + j);
+            }
+        }
+        case FORMAT_Q6_K: {
+            let s = q6_k_sub_block(row, i, params.k);
+            for (var j = 0u; j < 2u; j++) {
+                add_group(acc, q6_k_group8(s, j), 2u * i + j);
+            }
+        }
+        default: {
+            add_group(acc, load_group8(row, i, params.k), i);
         }
     }
 }

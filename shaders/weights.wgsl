@@ -124,28 +124,44 @@ fn q4_k_group8(s: Q4kSubBlock, j: u32) -> Group8 {
                   s.d * vec4<f32>(byte_fields(w_quants[q + 1u], s.shift, 15u)) - s.m);
 }
 
+// One 16-value Q6_K sub-block, decoded: value = d·(q − 32) for its 6-bit q, whose low 4 bits
+// are a nibble (at `ql_shift`) of the 4 bytes from word `ql` and top 2 bits the bits at
+// `qh_shift` of the 4 bytes from word `qh`.
+struct Q6kSubBlock {
+    d: f32,
+    ql: u32,
+    qh: u32,
+    ql_shift: u32,
+    qh_shift: u32,
+}
+
 // Q6_K: 256 values in 16 sub-blocks of 16; value = d·scale·(q − 32), q 6 bits. In half
 // h = v / 128, value 32·quadrant + l has its low 4 bits in ql[64h + 32·(quadrant & 1) + l]
 // (high nibble for quadrants 2, 3), its top 2 bits at bit 2·quadrant of qh[32h + l], and its
-// int8 scale in scales[8h + l / 16 + 2·quadrant]. A group of 8 never straddles a sub-block.
-fn load_group8_q6_k(row: u32, g: u32, k: u32) -> Group8 {
-    let block = row * (k / 256u) + g / 32u;
+// int8 scale in scales[8h + l / 16 + 2·quadrant]. `sb` counts sub-blocks along the row.
+fn q6_k_sub_block(row: u32, sb: u32, k: u32) -> Q6kSubBlock {
+    let block = row * (k / 256u) + sb / 16u;
     let base = block * Q6_K_WORDS;
-    let v = (g % 32u) * 8u;
+    let v = (sb % 16u) * 16u;
     let half = v / 128u;
     let quadrant = (v % 128u) / 32u;
     let l = v % 32u;
-    let ql = base + (64u * half + 32u * (quadrant & 1u) + l) / 4u;    // words 0..31
-    let qh = base + 32u + (32u * half + l) / 4u;                      // words 32..47
     let sc_index = 8u * half + l / 16u + 2u * quadrant;
     let sc_word = w_quants[base + 48u + sc_index / 4u];
     let sc = bitcast<i32>(sc_word << (24u - 8u * (sc_index % 4u))) >> 24u;
-    let ds = half_scale(block) * f32(sc);
-    let ql_shift = 4u * (quadrant >> 1u);
-    let qh_shift = 2u * quadrant;
-    let q_lo = byte_fields(w_quants[ql], ql_shift, 15u) | (byte_fields(w_quants[qh], qh_shift, 3u) << vec4<u32>(4u));
-    let q_hi = byte_fields(w_quants[ql + 1u], ql_shift, 15u) | (byte_fields(w_quants[qh + 1u], qh_shift, 3u) << vec4<u32>(4u));
-    return Group8(ds * (vec4<f32>(q_lo) - 32.0), ds * (vec4<f32>(q_hi) - 32.0));
+    return Q6kSubBlock(half_scale(block) * f32(sc),
+                       base + (64u * half + 32u * (quadrant & 1u) + l) / 4u,   // words 0..31
+                       base + 32u + (32u * half + l) / 4u,                     // words 32..47
+                       4u * (quadrant >> 1u), 2u * quadrant);
+}
+
+// Group j (0..1) of a decoded Q6_K sub-block.
+fn q6_k_group8(s: Q6kSubBlock, j: u32) -> Group8 {
+    let ql = s.ql + 2u * j;
+    let qh = s.qh + 2u * j;
+    let q_lo = byte_fields(w_quants[ql], s.ql_shift, 15u) | (byte_fields(w_quants[qh], s.qh_shift, 3u) << vec4<u32>(4u));
+    let q_hi = byte_fields(w_quants[ql + 1u], s.ql_shift, 15u) | (byte_fields(w_quants[qh + 1u], s.qh_shift, 3u) << vec4<u32>(4u));
+    return Group8(s.d * (vec4<f32>(q_lo) - 32.0), s.d * (vec4<f32>(q_hi) - 32.0));
 }
 
 // Weights [8g, 8g + 8) of `row`, whose length is `k` values.
@@ -171,7 +187,7 @@ fn load_group8(row: u32, g: u32, k: u32) -> Group8 {
             return q4_k_group8(q4_k_sub_block(row, g / 4u, k), g % 4u);
         }
         case FORMAT_Q6_K: {
-            return load_group8_q6_k(row, g, k);
+            return q6_k_group8(q6_k_sub_block(row, g / 2u, k), g % 2u);
         }
         case FORMAT_IQ4_NL: {
             return iq4_nl_group8(w_quants[row * (k / 8u) + g], half_scale(row * (k / 32u) + g / 4u));
