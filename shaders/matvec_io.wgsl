@@ -10,9 +10,15 @@ struct MatvecParams {
     y_stride: u32,
     // Where this chunk's first output row lands in each row of y.
     y_offset: u32,
+    // First activation row of this pass: more than MAX_ROWS rows run as several passes.
+    m0: u32,
+    // Pads the struct to 32 bytes (uniform structs are 16-byte aligned).
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
-// Activation rows, `k / 4` vectors each. Rows beyond ROWS are never read.
+// Activation rows, `k / 4` vectors each. Only rows m0 .. m0 + ROWS are read.
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> params: MatvecParams;
@@ -26,7 +32,7 @@ const MAX_ROWS: u32 = 8u;
 fn add_group(acc: ptr<function, array<f32, MAX_ROWS>>, w: Group8, g: u32) {
     let x_row = params.k / 4u;
     for (var r = 0u; r < ROWS; r++) {
-        let xi = r * x_row + g * 2u;
+        let xi = (params.m0 + r) * x_row + g * 2u;
         (*acc)[r] += dot(w.lo, x[xi]) + dot(w.hi, x[xi + 1u]);
     }
 }
@@ -65,5 +71,5 @@ fn accumulate_span(acc: ptr<function, array<f32, MAX_ROWS>>, row: u32, i: u32) {
 }
 
 fn store_row(row: u32, r: u32, value: f32) {
-    y[r * params.y_stride + params.y_offset + row] = value;
+    y[(params.m0 + r) * params.y_stride + params.y_offset + row] = value;
 }

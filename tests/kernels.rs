@@ -23,16 +23,16 @@ const INPUTS_K: [usize; 5] = [32, 96, 576, 1536, 4192];
 /// packed two a word) are covered.
 const INPUTS_K_SUPER: [usize; 4] = [256, 768, 1536, 4352];
 
-fn kernels_for(ctx: &Context, m: usize) -> Vec<LinearKernel> {
+/// Every exact kernel: the matmul, and each matvec variant (in passes of at most
+/// `MATVEC_MAX_ROWS` rows when M is larger).
+fn kernels_for(ctx: &Context) -> Vec<LinearKernel> {
     let mut kernels = vec![LinearKernel::Matmul];
-    if m <= qgpu::ops::MATVEC_MAX_ROWS {
-        kernels.extend(
-            MatvecKernel::ALL
-                .into_iter()
-                .filter(|v| v.supported(ctx.capabilities()) && !v.quantizes_activations())
-                .map(LinearKernel::Matvec),
-        );
-    }
+    kernels.extend(
+        MatvecKernel::ALL
+            .into_iter()
+            .filter(|v| v.supported(ctx.capabilities()) && !v.quantizes_activations())
+            .map(LinearKernel::Matvec),
+    );
     kernels
 }
 
@@ -41,7 +41,7 @@ fn check_case(ctx: &Context, rng: &mut Rng, w: &QuantMatrix, gw: &GpuMatrix, m: 
     let x = rng.vec(m * k);
     let want = reference::matmul(&x, m, w.as_ref());
     let gx = GpuTensor::from_slice(ctx, m, k, &x).unwrap();
-    for kernel in kernels_for(ctx, m) {
+    for kernel in kernels_for(ctx) {
         let gy = GpuTensor::zeros(ctx, m, n).unwrap();
         pollster::block_on(linear(ctx, gw, &gx, &gy, Some(kernel))).unwrap();
         let got = pollster::block_on(gy.read(ctx)).unwrap();

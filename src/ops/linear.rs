@@ -8,8 +8,14 @@ use crate::Error;
 
 use super::GpuTensor;
 
-/// Activation rows a matvec kernel handles in one pass (`MAX_ROWS` in matvec_io.wgsl).
+/// Activation rows a matvec kernel handles in one pass (`MAX_ROWS` in matvec_io.wgsl); more
+/// rows run as several passes, each reading the weights again.
 pub const MATVEC_MAX_ROWS: usize = 8;
+/// Up to this many rows, CPU adapters run matvec passes rather than the matmul: its 64-row
+/// tiles cost the same for 9 rows as for 64, and their barriers are what a CPU pays most for.
+/// lavapipe, 4096×4096 Q4_1: 16 rows in 2 passes ~100 ms against the matmul's 307 ms; 64 rows
+/// in 8 passes ~400 ms against 319 ms.
+pub const CPU_MATVEC_PASS_ROWS: usize = 32;
 /// `TILE_M` and `TILE_N` of matmul.wgsl.
 const MATMUL_TILE: u64 = 64;
 /// Invocations per workgroup of the lane and subgroup matvec kernels.
@@ -242,7 +248,8 @@ pub struct LinearPlan {
 
 /// The kernel qgpu picks for `m` activation rows on this device.
 pub fn default_kernel(ctx: &Context, m: usize) -> LinearKernel {
-    if m <= MATVEC_MAX_ROWS {
+    let caps = ctx.capabilities();
+    if m <= MATVEC_MAX_ROWS || (caps.cpu_device && m <= CPU_MATVEC_PASS_ROWS) {
         LinearKernel::Matvec(MatvecKernel::preferred(ctx.capabilities()))
     } else {
         LinearKernel::Matmul
@@ -290,7 +297,7 @@ pub async fn plan_linear(
             return Err(GpuError::Shader { shader, entry, message: "the WGSL language feature packed_4x8_integer_dot_product is missing".into() }.into());
         }
         if m > MATVEC_MAX_ROWS {
-            return Err(ShapeError::TooLarge { op: OP, what: "matvec rows (M)", actual: m, max: MATVEC_MAX_ROWS }.into());
+            return Err(ShapeError::TooLarge { op: OP, what: "integer-dot matvec rows (M)", actual: m, max: MATVEC_MAX_ROWS }.into());
         }
         let (plan, buffer) = plan_quantize_activations(ctx, x).await?;
         dispatches.push(plan);
@@ -298,11 +305,8 @@ pub async fn plan_linear(
         activations = &scratch;
     }
     for chunk in &w.chunks {
-        let (key, params, workgroups) = match matvec {
+        let passes = match matvec {
             Some(variant) => {
-                if m > MATVEC_MAX_ROWS {
-                    return Err(ShapeError::TooLarge { op: OP, what: "matvec rows (M)", actual: m, max: MATVEC_MAX_ROWS }.into());
-                }
                 let (shader, entry) = variant.kernel.shader();
                 if !variant.kernel.supported(ctx.capabilities()) {
                     return Err(GpuError::Shader { shader, entry, message: "the device lacks the feature this kernel needs".into() }.into());
@@ -314,13 +318,23 @@ pub async fn plan_linear(
                     return Err(GpuError::Shader { shader, entry, message: format!("workgroup size {} is not one this kernel runs with on this device", variant.workgroup) }.into());
                 }
                 let (entry, workgroup, rows_per_group) = matvec_geometry(ctx.capabilities(), variant);
-                let key = PipelineKey {
-                    kernel: entry,
-                    constants: vec![format, Constant { name: "ROWS", value: m as u32 }, Constant { name: "WORKGROUP", value: workgroup }],
-                };
-                let params = [chunk.rows as u32, w.cols as u32, w.rows as u32, chunk.row_start as u32];
                 let groups = ctx.workgroup_grid("matvec", (chunk.rows as u64).div_ceil(rows_per_group))?;
-                (key, params.to_vec(), groups)
+                // Passes of at most MATVEC_MAX_ROWS rows (the integer-dot kernel has one).
+                let mut passes = Vec::with_capacity(m.div_ceil(MATVEC_MAX_ROWS));
+                for m0 in (0..m).step_by(MATVEC_MAX_ROWS) {
+                    let rows = (m - m0).min(MATVEC_MAX_ROWS) as u32;
+                    let key = PipelineKey {
+                        kernel: entry,
+                        constants: vec![format, Constant { name: "ROWS", value: rows }, Constant { name: "WORKGROUP", value: workgroup }],
+                    };
+                    let params = if variant.kernel == MatvecKernel::IntegerDot {
+                        vec![chunk.rows as u32, w.cols as u32, w.rows as u32, chunk.row_start as u32]
+                    } else {
+                        vec![chunk.rows as u32, w.cols as u32, w.rows as u32, chunk.row_start as u32, m0 as u32, 0, 0, 0]
+                    };
+                    passes.push((key, params, groups));
+                }
+                passes
             }
             None => {
                 let key = PipelineKey { kernel: Kernel::Matmul, constants: vec![format] };
@@ -331,12 +345,14 @@ pub async fn plan_linear(
                 if gx > limit as u64 || gy > limit as u64 {
                     return Err(GpuError::TooManyWorkgroups { what: "matmul", workgroups: gx.max(gy), limit }.into());
                 }
-                (key, params.to_vec(), [gx as u32, gy as u32, 1])
+                vec![(key, params.to_vec(), [gx as u32, gy as u32, 1])]
             }
         };
-        let pipeline = ctx.pipeline(&key).await?;
-        let uniform = ctx.uniform_buffer("linear params", bytemuck::cast_slice(&params));
-        dispatches.push(ctx.dispatch(pipeline, &[&chunk.quants, &chunk.scales, activations, &y.buffer, &uniform], workgroups));
+        for (key, params, workgroups) in passes {
+            let pipeline = ctx.pipeline(&key).await?;
+            let uniform = ctx.uniform_buffer("linear params", bytemuck::cast_slice(&params));
+            dispatches.push(ctx.dispatch(pipeline, &[&chunk.quants, &chunk.scales, activations, &y.buffer, &uniform], workgroups));
+        }
     }
     Ok(LinearPlan { dispatches, kernel })
 }

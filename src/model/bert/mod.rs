@@ -120,9 +120,9 @@ impl Bert {
         let capacity = options.batch_tokens.max(config.max_sequence);
         let acts = Activations::new(ctx, &config, capacity)?;
         let mut model = Self { config, weights, acts, plans: HashMap::new() };
-        // Build every pipeline now (matvec for short batches, matmul beyond), so the first call
-        // does not pay for driver compilation.
-        for tokens in [1, MATVEC_MAX_ROWS + 1] {
+        // Build every pipeline now (matvec for short batches, in passes on CPU adapters, matmul
+        // beyond), so the first call does not pay for driver compilation.
+        for tokens in [1, MATVEC_MAX_ROWS + 1, CPU_MATVEC_PASS_ROWS + 1] {
             let plan = model.plan(ctx, tokens, 1).await?;
             model.plans.insert((tokens, 1), plan);
         }
