@@ -135,9 +135,14 @@ impl Llama {
             pos: 0,
             memory,
         };
-        // Plan decode and a full prefill chunk now: this builds every pipeline a forward pass
-        // uses, so driver compile time is paid while loading, not in the first answer.
-        for key in [(1, Logits::Last), (model.options.chunk, Logits::Last)] {
+        // Plan decode and a full prefill chunk now (and on CPU adapters a short prompt, which
+        // runs matvec passes of 8 rows): this builds the pipelines a forward pass uses, so
+        // driver compile time is paid while loading, not in the first answer.
+        let mut lengths = vec![1, model.options.chunk];
+        if ctx.capabilities().cpu_device {
+            lengths.push(CPU_MATVEC_PASS_ROWS.min(model.options.chunk));
+        }
+        for key in lengths.into_iter().map(|t| (t, Logits::Last)) {
             let plan = model.plan(ctx, key.0, key.1, None).await?;
             model.plans.insert(key, plan);
         }
