@@ -32,15 +32,26 @@ fn mismatched_shapes_are_rejected_before_dispatch() {
     assert!(matches!(e, Error::Shape(ShapeError::Mismatch { what: "y rows (M)", expected: 2, actual: 1, .. })), "{e}");
 }
 
+/// The integer-dot matvec handles one pass of at most eight rows; the others run more rows as
+/// several passes, and a CPU adapter picks those passes up to 32 rows.
 #[test]
-fn matvec_takes_at_most_eight_rows() {
+fn integer_dot_matvec_takes_at_most_eight_rows() {
     let Some(ctx) = context() else { return };
-    let w = GpuMatrix::upload(&ctx, weights(3, 32).as_ref()).unwrap();
+    // Native contexts always offer it (naga polyfills dot4I8Packed).
+    assert!(ctx.capabilities().integer_dot);
+    let w = reference::quantize(Format::Q8_0, 3, 32, &vec![0.5; 3 * 32]).unwrap();
+    let w = GpuMatrix::upload(&ctx, w.as_ref()).unwrap();
     let x = GpuTensor::zeros(&ctx, 9, 32).unwrap();
     let y = GpuTensor::zeros(&ctx, 9, 3).unwrap();
-    let kernel = Some(LinearKernel::Matvec(MatvecKernel::Lane));
+    let kernel = Some(LinearKernel::Matvec(MatvecKernel::IntegerDot));
     let e = pollster::block_on(plan_linear(&ctx, &w, &x, &y, kernel)).err().unwrap();
-    assert!(matches!(e, Error::Shape(ShapeError::TooLarge { actual: 9, max: 8, .. })), "{e}");
+    assert!(matches!(e, Error::Shape(ShapeError::TooLarge { what: "integer-dot matvec rows (M)", actual: 9, max: 8, .. })), "{e}");
+    // Nine rows with an exact matvec variant: two passes.
+    let plan = pollster::block_on(plan_linear(&ctx, &w, &x, &y, Some(LinearKernel::Matvec(MatvecKernel::Lane)))).unwrap();
+    assert_eq!(plan.dispatches.len(), 2);
+    let expected = if ctx.capabilities().cpu_device { LinearKernel::Matvec(MatvecKernel::preferred(ctx.capabilities())) } else { LinearKernel::Matmul };
+    assert_eq!(qgpu::ops::default_kernel(&ctx, 32), expected);
+    assert_eq!(qgpu::ops::default_kernel(&ctx, 33), LinearKernel::Matmul);
 }
 
 #[test]

@@ -250,7 +250,7 @@ pub struct LinearPlan {
 pub fn default_kernel(ctx: &Context, m: usize) -> LinearKernel {
     let caps = ctx.capabilities();
     if m <= MATVEC_MAX_ROWS || (caps.cpu_device && m <= CPU_MATVEC_PASS_ROWS) {
-        LinearKernel::Matvec(MatvecKernel::preferred(ctx.capabilities()))
+        LinearKernel::Matvec(MatvecKernel::preferred(caps))
     } else {
         LinearKernel::Matmul
     }
