@@ -7,7 +7,7 @@ mod common;
 use common::json_schema::validate;
 use qgpu::bench::compare;
 use qgpu::bench::tune::{load_cache_from, save_cache_to};
-use qgpu::ops::tune::{AdapterKey, ShapeBucket, TuneKey, TunedOp};
+use qgpu::ops::tune::{AdapterKey, ShapeBucket, TuneKey, TunedKernel, TunedOp};
 use qgpu::ops::{plan_linear, GpuMatrix, GpuTensor, LinearKernel, MatvecKernel, MatvecVariant, TuneTable};
 use qgpu::quant::{reference, Format};
 use serde_json::{json, Value};
@@ -168,7 +168,7 @@ fn corrupt_tune_cache_is_ignored_and_a_valid_one_decides() {
         .find(|v| LinearKernel::MatvecVariant(*v) != default && LinearKernel::Matvec(v.kernel) != default)
         .expect("more than one candidate");
     let mut table = TuneTable::default();
-    table.insert(TuneKey { adapter: AdapterKey::of(&ctx), op: TunedOp::Matvec, format, bucket: ShapeBucket::of(rows, n, k) }, chosen);
+    table.insert(TuneKey { adapter: AdapterKey::of(&ctx), op: TunedOp::Matvec, format, bucket: ShapeBucket::of(rows, n, k) }, TunedKernel::Matvec(chosen));
     // A corrupt file is replaced, not merged with.
     std::fs::write(&path, "{ not json").unwrap();
     save_cache_to(&path, table.clone()).unwrap();
@@ -217,4 +217,51 @@ fn integer_dot_variant_is_q8_0_only_and_never_a_default() {
     let x = GpuTensor::zeros(&ctx, 1, k).unwrap();
     let y = GpuTensor::zeros(&ctx, 1, n).unwrap();
     assert!(pollster::block_on(plan_linear(&ctx, &w, &x, &y, Some(LinearKernel::Matvec(MatvecKernel::IntegerDot)))).is_err());
+}
+
+/// Short batches (9-64 rows) are tuned between matvec passes and the matmul: a stored choice
+/// overrides the default for its bucket, and a choice that cannot serve a batch is rejected.
+#[test]
+fn batch_entries_choose_between_passes_and_matmul() {
+    let Some(ctx) = common::context() else { return };
+    let (format, rows, n, k) = (Format::Q4_1, 16, 67, 256);
+    let candidates = qgpu::bench::tune::candidates(&ctx, TunedOp::Batch, format);
+    assert!(candidates.contains(&TunedKernel::Matmul) && candidates.len() > 1, "{candidates:?}");
+    assert!(!qgpu::bench::tune::candidates(&ctx, TunedOp::Matvec, format).contains(&TunedKernel::Matmul));
+    // Whichever of the two the device does by default, store the other.
+    let chosen = match qgpu::ops::default_kernel(&ctx, rows) {
+        LinearKernel::Matmul => *candidates.iter().find(|t| **t != TunedKernel::Matmul).unwrap(),
+        _ => TunedKernel::Matmul,
+    };
+    let mut table = TuneTable::default();
+    table.insert(TuneKey { adapter: AdapterKey::of(&ctx), op: TunedOp::Batch, format, bucket: ShapeBucket::of(rows, n, k) }, chosen);
+    let table = TuneTable::from_json(&table.to_json().to_string()).unwrap();
+    for m in [9, 16] {
+        assert_eq!(table.choose(&ctx, format, m, n, k), Some(chosen.linear()), "{m} rows");
+    }
+    assert_eq!(table.choose(&ctx, format, 17, n, k), None, "another bucket");
+    assert_eq!(table.choose(&ctx, format, 65, n, k), None, "beyond 64 rows nothing is tuned");
+    // The choice plans and computes what the oracle does.
+    let mut rng = reference::TestRng::new(8);
+    let w = reference::quantize(format, n, k, &rng.vec(n * k)).unwrap();
+    let x = rng.vec(rows * k);
+    let want = reference::matmul(&x, rows, w.as_ref());
+    let gw = GpuMatrix::upload(&ctx, w.as_ref()).unwrap();
+    let gx = GpuTensor::from_slice(&ctx, rows, k, &x).unwrap();
+    let gy = GpuTensor::zeros(&ctx, rows, n).unwrap();
+    pollster::block_on(qgpu::ops::linear(&ctx, &gw, &gx, &gy, table.choose(&ctx, format, rows, n, k))).unwrap();
+    let (rel, first) = common::compare(&pollster::block_on(gy.read(&ctx)).unwrap(), &want, 1e-3);
+    assert!(rel <= 1e-5 && first.is_none(), "{chosen:?}: relative error {rel}");
+
+    let entry = |op: &str, variant: &str| {
+        json!({ "version": qgpu::ops::tune::TUNE_VERSION, "entries": [{
+            "adapter": "a", "vendor": 0, "driver": "d", "backend": "Vulkan", "op": op,
+            "format": "Q8_0", "rows": 16, "n": 64, "k": 64, "variant": variant }] })
+        .to_string()
+    };
+    assert!(TuneTable::from_json(&entry("batch", "matmul")).is_ok());
+    assert!(TuneTable::from_json(&entry("batch", "lane/wg64")).is_ok());
+    assert!(TuneTable::from_json(&entry("batch", "dot4/wg64")).is_err(), "the integer-dot kernel takes one pass");
+    assert!(TuneTable::from_json(&entry("matvec", "matmul")).is_err(), "decode entries are matvec variants");
+    assert!(TuneTable::from_json(&entry("prefill", "matmul")).is_err());
 }

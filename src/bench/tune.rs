@@ -1,13 +1,14 @@
-//! `qgpu tune`: times every matvec variant the device can run on each format and shape, and
-//! records the fastest per bucketed shape in a [`TuneTable`]. Natively the table lives in
+//! `qgpu tune`: times every matvec variant the device can run on each format and shape (and
+//! for 9-64 rows the matmul too), and records the fastest per bucketed shape in a
+//! [`TuneTable`]. Natively the table lives in
 //! `<cache>/tune-v1.json`; the browser keeps it in `localStorage` (see `wasm.rs`).
 
 use super::suite::{Prepared, SuiteOptions};
 use super::timing::{Stopwatch, Timing};
 use super::Shape;
 use crate::gpu::Context;
-use crate::ops::tune::{AdapterKey, ShapeBucket, TuneKey, TunedOp};
-use crate::ops::{LinearKernel, MatvecVariant, TuneTable, MATVEC_MAX_ROWS};
+use crate::ops::tune::{AdapterKey, ShapeBucket, TuneKey, TunedKernel, TunedOp};
+use crate::ops::{MatvecVariant, TuneTable};
 use crate::quant::Format;
 use crate::Error;
 
@@ -18,41 +19,53 @@ pub struct TuneResult {
     pub shape: Shape,
     pub rows: usize,
     /// Each candidate's median time; `timings` holds the same runs' medians and minima.
-    pub times: Vec<(MatvecVariant, f64)>,
+    pub times: Vec<(TunedKernel, f64)>,
     pub timings: Vec<Timing>,
-    pub best: MatvecVariant,
+    pub best: TunedKernel,
     /// What qgpu would run untuned, and its time.
     pub default_seconds: f64,
     pub default_timing: Timing,
 }
 
-/// Tunes decode (rows ≤ 8) for every format × shape × rows of `options`; larger row counts
-/// use the matmul kernel, which has no variants, and are skipped.
+/// The kernels `qgpu tune` tries for `op` on `format` weights.
+pub fn candidates(ctx: &Context, op: TunedOp, format: Format) -> Vec<TunedKernel> {
+    let mut all: Vec<TunedKernel> = MatvecVariant::candidates(ctx, format).into_iter().map(TunedKernel::Matvec).collect();
+    if op == TunedOp::Batch {
+        all.push(TunedKernel::Matmul);
+    }
+    all.retain(|t| t.fits(op, format));
+    all
+}
+
+/// Tunes every format × shape × rows of `options` with 1-64 rows: decode (1-8 rows) among the
+/// matvec variants, short batches (9-64) among matvec passes and the matmul. More rows always
+/// take the matmul, and are skipped.
 pub async fn tune(ctx: &Context, options: &SuiteOptions, progress: &mut dyn FnMut(&str)) -> Result<(TuneTable, Vec<TuneResult>), Error> {
     let watch = Stopwatch::new(ctx, options.wall_clock);
     let adapter = AdapterKey::of(ctx);
     let mut table = TuneTable::default();
     let mut results = Vec::new();
     for &shape in &options.shapes {
-        for &rows in options.rows.iter().filter(|&&m| (1..=MATVEC_MAX_ROWS).contains(&m)) {
+        for &rows in &options.rows {
+            let Some(op) = TunedOp::for_rows(rows) else { continue };
             for &format in &options.formats {
                 if !shape.k.is_multiple_of(format.k_multiple()) {
                     continue;
                 }
-                let candidates = MatvecVariant::candidates(ctx, format);
+                let candidates = candidates(ctx, op, format);
                 let prepared = Prepared::new(ctx, format, rows, shape, options.rotation_bytes)?;
                 let default_timing = prepared.measure(ctx, &watch, None, options.warmup, options.repeats).await?.timing;
                 let default_seconds = default_timing.median;
                 let mut times = Vec::with_capacity(candidates.len());
                 let mut timings = Vec::with_capacity(candidates.len());
-                for &v in &candidates {
-                    let case = prepared.measure(ctx, &watch, Some(LinearKernel::MatvecVariant(v)), options.warmup, options.repeats).await?;
-                    times.push((v, case.timing.median));
+                for &t in &candidates {
+                    let case = prepared.measure(ctx, &watch, Some(t.linear()), options.warmup, options.repeats).await?;
+                    times.push((t, case.timing.median));
                     timings.push(case.timing);
                 }
                 let Some(&(best, best_seconds)) = times.iter().min_by(|a, b| a.1.total_cmp(&b.1)) else { continue };
                 progress(&format!("{} {shape} rows {rows}: {} {:.3} ms (default {:.3} ms)", format.name(), best.name(), best_seconds * 1e3, default_seconds * 1e3));
-                table.insert(TuneKey { adapter: adapter.clone(), op: TunedOp::Matvec, format, bucket: ShapeBucket::of(rows, shape.n, shape.k) }, best);
+                table.insert(TuneKey { adapter: adapter.clone(), op, format, bucket: ShapeBucket::of(rows, shape.n, shape.k) }, best);
                 results.push(TuneResult { format, shape, rows, times, timings, best, default_seconds, default_timing });
             }
         }

@@ -1,10 +1,14 @@
-//! The autotune table: which matvec variant was fastest on which adapter, per format and
-//! bucketed shape. `qgpu tune` fills it; the runtime consults it when planning a linear layer
-//! and falls back to [`default_kernel`](super::default_kernel) where it has no entry.
+//! The autotune table: which kernel was fastest on which adapter, per format and bucketed
+//! shape: a matvec variant for decode (1-8 rows), and for short batches (9-64 rows) matvec
+//! passes or the matmul. `qgpu tune` fills it; the runtime consults it when planning a linear
+//! layer and falls back to [`default_kernel`](super::default_kernel) where it has no entry.
 //! Stored as versioned JSON (a file natively, `localStorage` in the browser); a table that
 //! does not parse, has another version or names an unknown variant is rejected as a whole.
 
 use super::linear::{LinearKernel, MatvecVariant, MATVEC_MAX_ROWS};
+
+/// The most activation rows a short-batch entry covers (its buckets: 16, 32, 64).
+pub const TUNED_BATCH_ROWS: usize = 64;
 use crate::gpu::Context;
 use crate::quant::Format;
 use serde_json::{json, Value};
@@ -32,14 +36,71 @@ impl AdapterKey {
 /// The operation a table entry tunes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TunedOp {
-    /// Decode: 1..=8 activation rows.
+    /// Decode: 1..=8 activation rows, one matvec pass.
     Matvec,
+    /// A short batch: 9..=64 rows, matvec passes or the matmul.
+    Batch,
 }
 
 impl TunedOp {
     pub fn name(self) -> &'static str {
         match self {
             TunedOp::Matvec => "matvec",
+            TunedOp::Batch => "batch",
+        }
+    }
+
+    /// The op that covers `rows` activation rows, if any is tuned.
+    pub fn for_rows(rows: usize) -> Option<Self> {
+        match rows {
+            1..=MATVEC_MAX_ROWS => Some(TunedOp::Matvec),
+            r if r <= TUNED_BATCH_ROWS && r > MATVEC_MAX_ROWS => Some(TunedOp::Batch),
+            _ => None,
+        }
+    }
+}
+
+/// What a table entry chose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TunedKernel {
+    /// A matvec variant (several passes above 8 rows).
+    Matvec(MatvecVariant),
+    /// The tiled matmul (short batches only).
+    Matmul,
+}
+
+impl TunedKernel {
+    /// `matmul`, or the variant's name (`lane/wg128`); parsed back by [`TunedKernel::from_name`].
+    pub fn name(self) -> String {
+        match self {
+            TunedKernel::Matvec(v) => v.name(),
+            TunedKernel::Matmul => "matmul".into(),
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "matmul" => Some(TunedKernel::Matmul),
+            _ => MatvecVariant::from_name(name).map(TunedKernel::Matvec),
+        }
+    }
+
+    pub fn linear(self) -> LinearKernel {
+        match self {
+            TunedKernel::Matvec(v) => LinearKernel::MatvecVariant(v),
+            TunedKernel::Matmul => LinearKernel::Matmul,
+        }
+    }
+
+    /// Whether an entry for `op` on `format` weights may hold this choice: decode entries are
+    /// matvec variants that take the format; batch entries the matmul or a matvec variant that
+    /// runs passes (not the integer-dot one, which takes one pass of at most 8 rows).
+    pub fn fits(self, op: TunedOp, format: Format) -> bool {
+        match (self, op) {
+            (TunedKernel::Matmul, TunedOp::Batch) => true,
+            (TunedKernel::Matmul, TunedOp::Matvec) => false,
+            (TunedKernel::Matvec(v), TunedOp::Matvec) => v.kernel.handles(format),
+            (TunedKernel::Matvec(v), TunedOp::Batch) => v.kernel.handles(format) && !v.kernel.quantizes_activations(),
         }
     }
 }
@@ -83,10 +144,10 @@ pub enum TuneError {
     Entry { index: usize, field: &'static str },
 }
 
-/// Fastest matvec variant per [`TuneKey`].
+/// Fastest kernel per [`TuneKey`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TuneTable {
-    entries: BTreeMap<TuneKey, MatvecVariant>,
+    entries: BTreeMap<TuneKey, TunedKernel>,
 }
 
 impl TuneTable {
@@ -96,10 +157,10 @@ impl TuneTable {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
-    pub fn insert(&mut self, key: TuneKey, variant: MatvecVariant) {
-        self.entries.insert(key, variant);
+    pub fn insert(&mut self, key: TuneKey, kernel: TunedKernel) {
+        self.entries.insert(key, kernel);
     }
-    pub fn get(&self, key: &TuneKey) -> Option<MatvecVariant> {
+    pub fn get(&self, key: &TuneKey) -> Option<TunedKernel> {
         self.entries.get(key).copied()
     }
     /// Entries of `other` replace this table's for the same key.
@@ -110,23 +171,28 @@ impl TuneTable {
     /// The tuned kernel for `rows` activation rows of an `n × k` `format` matrix on `ctx`'s
     /// adapter, if one was measured and the device can still run it.
     pub fn choose(&self, ctx: &Context, format: Format, rows: usize, n: usize, k: usize) -> Option<LinearKernel> {
-        if rows == 0 || rows > MATVEC_MAX_ROWS {
-            return None;
-        }
-        let key = TuneKey { adapter: AdapterKey::of(ctx), op: TunedOp::Matvec, format, bucket: ShapeBucket::of(rows, n, k) };
-        self.get(&key).filter(|v| v.supported(ctx) && v.kernel.handles(format)).map(LinearKernel::MatvecVariant)
+        let op = TunedOp::for_rows(rows)?;
+        let key = TuneKey { adapter: AdapterKey::of(ctx), op, format, bucket: ShapeBucket::of(rows, n, k) };
+        let usable = |t: &TunedKernel| {
+            t.fits(op, format)
+                && match t {
+                    TunedKernel::Matvec(v) => v.supported(ctx),
+                    TunedKernel::Matmul => true,
+                }
+        };
+        self.get(&key).filter(usable).map(TunedKernel::linear)
     }
 
     pub fn to_json(&self) -> Value {
         let entries: Vec<Value> = self
             .entries
             .iter()
-            .map(|(key, variant)| {
+            .map(|(key, kernel)| {
                 json!({
                     "adapter": key.adapter.name, "vendor": key.adapter.vendor, "driver": key.adapter.driver, "backend": key.adapter.backend,
                     "op": key.op.name(), "format": key.format.name(),
                     "rows": key.bucket.rows, "n": key.bucket.n, "k": key.bucket.k,
-                    "variant": variant.name(),
+                    "variant": kernel.name(),
                 })
             })
             .collect();
@@ -149,12 +215,13 @@ impl TuneTable {
             let adapter = AdapterKey { name: text("adapter")?, vendor: number("vendor")?, driver: text("driver")?, backend: text("backend")? };
             let op = match text("op")?.as_str() {
                 "matvec" => TunedOp::Matvec,
+                "batch" => TunedOp::Batch,
                 _ => return Err(bad("op")),
             };
             let format = text("format")?.parse::<Format>().map_err(|_| bad("format"))?;
             let bucket = ShapeBucket { rows: number("rows")?, n: number("n")?, k: number("k")? };
-            let variant = MatvecVariant::from_name(&text("variant")?).filter(|v| v.kernel.handles(format)).ok_or(bad("variant"))?;
-            table.insert(TuneKey { adapter, op, format, bucket }, variant);
+            let kernel = TunedKernel::from_name(&text("variant")?).filter(|t| t.fits(op, format)).ok_or(bad("variant"))?;
+            table.insert(TuneKey { adapter, op, format, bucket }, kernel);
         }
         Ok(table)
     }
