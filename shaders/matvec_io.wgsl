@@ -37,6 +37,10 @@ fn add_group(acc: ptr<function, array<f32, MAX_ROWS>>, w: Group8, g: u32) {
     }
 }
 
+// Groups of 8 weights an invocation takes per loop step (1, 2 or 4: the vector width `qgpu
+// tune` varies); K must be a multiple of 8·SPAN. The K-quants ignore it.
+override SPAN: u32 = 1u;
+
 // Groups of 8 weights per accumulate_span call. The K-quants take a whole sub-block (Q4_K 32
 // weights, Q6_K 16), so its scale is decoded once per sub-block instead of once per 8 weights
 // (on CPU adapters the decode costs about as much as the 8 multiply-adds). FORMAT is a pipeline
@@ -45,7 +49,7 @@ fn span_groups() -> u32 {
     switch FORMAT {
         case FORMAT_Q4_K: { return 4u; }
         case FORMAT_Q6_K: { return 2u; }
-        default: { return 1u; }
+        default: { return SPAN; }
     }
 }
 
@@ -65,7 +69,10 @@ fn accumulate_span(acc: ptr<function, array<f32, MAX_ROWS>>, row: u32, i: u32) {
             }
         }
         default: {
-            add_group(acc, load_group8(row, i, params.k), i);
+            for (var j = 0u; j < SPAN; j++) {
+                let g = SPAN * i + j;
+                add_group(acc, load_group8(row, g, params.k), g);
+            }
         }
     }
 }

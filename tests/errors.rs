@@ -46,6 +46,12 @@ fn integer_dot_matvec_takes_at_most_eight_rows() {
     let kernel = Some(LinearKernel::Matvec(MatvecKernel::IntegerDot));
     let e = pollster::block_on(plan_linear(&ctx, &w, &x, &y, kernel)).err().unwrap();
     assert!(matches!(e, Error::Shape(ShapeError::TooLarge { what: "integer-dot matvec rows (M)", actual: 9, max: 8, .. })), "{e}");
+    // A step of 16 weights on rows of 40 (F32 rows need only be a multiple of 8).
+    let f32_w = GpuMatrix::upload(&ctx, reference::quantize(Format::F32, 3, 40, &[0.5; 120]).unwrap().as_ref()).unwrap();
+    let (x40, y3) = (GpuTensor::zeros(&ctx, 1, 40).unwrap(), GpuTensor::zeros(&ctx, 1, 3).unwrap());
+    let wide = Some(LinearKernel::MatvecVariant(qgpu::ops::MatvecVariant { kernel: MatvecKernel::Lane, workgroup: 64, step: 16 }));
+    let e = pollster::block_on(plan_linear(&ctx, &f32_w, &x40, &y3, wide)).err().unwrap();
+    assert!(matches!(e, Error::Shape(ShapeError::NotMultiple { actual: 40, multiple: 16, .. })), "{e}");
     // Nine rows with an exact matvec variant: two passes.
     let plan = pollster::block_on(plan_linear(&ctx, &w, &x, &y, Some(LinearKernel::Matvec(MatvecKernel::Lane)))).unwrap();
     assert_eq!(plan.dispatches.len(), 2);

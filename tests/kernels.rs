@@ -6,7 +6,7 @@ mod common;
 use common::{compare, context, context_with};
 use qgpu::quant::reference::TestRng as Rng;
 use qgpu::gpu::{Context, ContextOptions};
-use qgpu::ops::{linear, GpuMatrix, GpuTensor, LinearKernel, MatvecKernel};
+use qgpu::ops::{linear, GpuMatrix, GpuTensor, LinearKernel, MatvecKernel, MatvecVariant};
 use qgpu::quant::{reference, Format, QuantMatrix};
 
 /// Relative L2 error allowed against the f64 oracle: every path accumulates in f32.
@@ -24,15 +24,23 @@ const INPUTS_K: [usize; 5] = [32, 96, 576, 1536, 4192];
 const INPUTS_K_SUPER: [usize; 4] = [256, 768, 1536, 4352];
 
 /// Every exact kernel: the matmul, and each matvec variant (in passes of at most
-/// `MATVEC_MAX_ROWS` rows when M is larger).
-fn kernels_for(ctx: &Context) -> Vec<LinearKernel> {
+/// `MATVEC_MAX_ROWS` rows when M is larger); for 1 and 17 rows (one pass, three passes) also
+/// the wider steps (16 and 32 weights an invocation takes per iteration) where K allows them.
+fn kernels_for(ctx: &Context, format: Format, m: usize, k: usize) -> Vec<LinearKernel> {
+    let exact = MatvecKernel::ALL.into_iter().filter(|v| v.supported(ctx.capabilities()) && !v.quantizes_activations());
     let mut kernels = vec![LinearKernel::Matmul];
-    kernels.extend(
-        MatvecKernel::ALL
-            .into_iter()
-            .filter(|v| v.supported(ctx.capabilities()) && !v.quantizes_activations())
-            .map(LinearKernel::Matvec),
-    );
+    kernels.extend(exact.clone().map(LinearKernel::Matvec));
+    if m == 1 || m == 17 {
+        for step in [16, 32] {
+            kernels.extend(
+                exact
+                    .clone()
+                    .map(|kernel| MatvecVariant { kernel, workgroup: 64, step })
+                    .filter(|v| v.supported(ctx) && v.handles(format, k))
+                    .map(LinearKernel::MatvecVariant),
+            );
+        }
+    }
     kernels
 }
 
@@ -41,7 +49,7 @@ fn check_case(ctx: &Context, rng: &mut Rng, w: &QuantMatrix, gw: &GpuMatrix, m: 
     let x = rng.vec(m * k);
     let want = reference::matmul(&x, m, w.as_ref());
     let gx = GpuTensor::from_slice(ctx, m, k, &x).unwrap();
-    for kernel in kernels_for(ctx) {
+    for kernel in kernels_for(ctx, w.format(), m, k) {
         let gy = GpuTensor::zeros(ctx, m, n).unwrap();
         pollster::block_on(linear(ctx, gw, &gx, &gy, Some(kernel))).unwrap();
         let got = pollster::block_on(gy.read(ctx)).unwrap();

@@ -59,38 +59,66 @@ impl LinearKernel {
     }
 }
 
-/// A matvec kernel and its workgroup size.
+/// A matvec kernel, its workgroup size, and how many weights an invocation takes a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MatvecVariant {
     pub kernel: MatvecKernel,
     /// Invocations per workgroup. The workgroup kernel's reduction is sized for 64, so it only
     /// takes 64; the lane and subgroup kernels take any power of two the device allows.
     pub workgroup: u32,
+    /// Weights of a row an invocation takes per loop step (the `SPAN` constant × 8): 8, 16 or
+    /// 32, the vector width of the inner loop. K must be a multiple of it. The K-quants always
+    /// take a whole sub-block, and the integer-dot kernel 32, so for them it stays 8.
+    pub step: u32,
 }
 
 /// Workgroup sizes `qgpu tune` tries for the lane and subgroup kernels.
 pub const MATVEC_WORKGROUPS: [u32; 4] = [32, 64, 128, 256];
+/// Steps (weights an invocation takes per loop iteration) `qgpu tune` tries.
+pub const MATVEC_STEPS: [u32; 3] = [8, 16, 32];
 
 impl MatvecVariant {
-    /// `lane/wg128`, `subgroup/wg64`, ...; parsed back by [`MatvecVariant::from_name`].
+    /// A kernel at a workgroup size, 8 weights a step.
+    pub const fn new(kernel: MatvecKernel, workgroup: u32) -> Self {
+        MatvecVariant { kernel, workgroup, step: 8 }
+    }
+
+    /// `lane/wg128`, `subgroup/wg64/w32`, ... (the step only when it is not 8); parsed back
+    /// by [`MatvecVariant::from_name`].
     pub fn name(self) -> String {
-        format!("{}/wg{}", self.kernel.name(), self.workgroup)
+        match self.step {
+            8 => format!("{}/wg{}", self.kernel.name(), self.workgroup),
+            step => format!("{}/wg{}/w{step}", self.kernel.name(), self.workgroup),
+        }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        let (kernel, wg) = name.split_once("/wg")?;
+        let (kernel, rest) = name.split_once("/wg")?;
         let kernel = MatvecKernel::ALL.into_iter().find(|k| k.name() == kernel)?;
-        let workgroup = wg.parse().ok()?;
-        let v = MatvecVariant { kernel, workgroup };
+        let (wg, step) = match rest.split_once("/w") {
+            Some((wg, step)) => (wg, step.parse().ok()?),
+            None => (rest, 8),
+        };
+        let v = MatvecVariant { kernel, workgroup: wg.parse().ok()?, step };
         v.well_formed().then_some(v)
     }
 
-    /// A workgroup size this kernel's shader accepts (independent of the device).
+    /// A workgroup size and step this kernel's shader accepts (independent of the device).
     fn well_formed(self) -> bool {
-        match self.kernel {
+        let workgroup = match self.kernel {
             MatvecKernel::Workgroup => self.workgroup == MATVEC_WORKGROUP,
             MatvecKernel::Lane | MatvecKernel::Subgroup | MatvecKernel::IntegerDot => MATVEC_WORKGROUPS.contains(&self.workgroup),
-        }
+        };
+        let step = match self.kernel {
+            MatvecKernel::IntegerDot => self.step == 8,
+            _ => MATVEC_STEPS.contains(&self.step),
+        };
+        workgroup && step
+    }
+
+    /// Whether it can multiply `format` weights with rows of `k` values.
+    pub fn handles(self, format: Format, k: usize) -> bool {
+        self.kernel.handles(format) && (self.step == 8 || (format.k_multiple() < 256 && k.is_multiple_of(self.step as usize)))
     }
 
     /// Whether the device can run it: the kernel's feature, the invocation limit, and for
@@ -105,11 +133,15 @@ impl MatvecVariant {
 
     /// Every variant the device can run on `format` weights, the candidates of `qgpu tune`.
     pub fn candidates(ctx: &Context, format: Format) -> Vec<Self> {
-        let mut all = vec![MatvecVariant { kernel: MatvecKernel::Workgroup, workgroup: MATVEC_WORKGROUP }];
-        for kernel in [MatvecKernel::Lane, MatvecKernel::Subgroup, MatvecKernel::IntegerDot] {
-            all.extend(MATVEC_WORKGROUPS.iter().map(|&workgroup| MatvecVariant { kernel, workgroup }));
+        let mut all = Vec::new();
+        for step in MATVEC_STEPS {
+            all.push(MatvecVariant { kernel: MatvecKernel::Workgroup, workgroup: MATVEC_WORKGROUP, step });
+            for kernel in [MatvecKernel::Lane, MatvecKernel::Subgroup, MatvecKernel::IntegerDot] {
+                all.extend(MATVEC_WORKGROUPS.iter().map(|&workgroup| MatvecVariant { kernel, workgroup, step }));
+            }
         }
-        all.retain(|v| v.supported(ctx) && v.kernel.handles(format));
+        // The K-quants ignore the step (they take a sub-block a step): only 8 is worth timing.
+        all.retain(|v| v.supported(ctx) && v.kernel.handles(format) && (v.step == 8 || format.k_multiple() < 256));
         all
     }
 }
@@ -279,7 +311,7 @@ pub async fn plan_linear(
     ctx.check_binding("output y", y.bytes())?;
     let kernel = kernel.unwrap_or_else(|| default_kernel(ctx, m));
     let matvec = match kernel {
-        LinearKernel::Matvec(kernel) => Some(MatvecVariant { kernel, workgroup: default_workgroup(ctx.capabilities(), kernel) }),
+        LinearKernel::Matvec(kernel) => Some(MatvecVariant::new(kernel, default_workgroup(ctx.capabilities(), kernel))),
         LinearKernel::MatvecVariant(v) => Some(v),
         LinearKernel::Matmul => None,
     };
@@ -317,16 +349,21 @@ pub async fn plan_linear(
                 if !variant.supported(ctx) {
                     return Err(GpuError::Shader { shader, entry, message: format!("workgroup size {} is not one this kernel runs with on this device", variant.workgroup) }.into());
                 }
+                if !variant.handles(w.format, w.cols) {
+                    return Err(ShapeError::NotMultiple { op: OP, what: "K (the variant's step)", actual: w.cols, multiple: variant.step as usize }.into());
+                }
                 let (entry, workgroup, rows_per_group) = matvec_geometry(ctx.capabilities(), variant);
                 let groups = ctx.workgroup_grid("matvec", (chunk.rows as u64).div_ceil(rows_per_group))?;
                 // Passes of at most MATVEC_MAX_ROWS rows (the integer-dot kernel has one).
                 let mut passes = Vec::with_capacity(m.div_ceil(MATVEC_MAX_ROWS));
                 for m0 in (0..m).step_by(MATVEC_MAX_ROWS) {
                     let rows = (m - m0).min(MATVEC_MAX_ROWS) as u32;
-                    let key = PipelineKey {
-                        kernel: entry,
-                        constants: vec![format, Constant { name: "ROWS", value: rows }, Constant { name: "WORKGROUP", value: workgroup }],
-                    };
+                    let mut constants = vec![format, Constant { name: "ROWS", value: rows }, Constant { name: "WORKGROUP", value: workgroup }];
+                    // The integer-dot module has no SPAN (it takes 32 weights a step).
+                    if variant.kernel != MatvecKernel::IntegerDot {
+                        constants.push(Constant { name: "SPAN", value: variant.step / 8 });
+                    }
+                    let key = PipelineKey { kernel: entry, constants };
                     let params = if variant.kernel == MatvecKernel::IntegerDot {
                         vec![chunk.rows as u32, w.cols as u32, w.rows as u32, chunk.row_start as u32]
                     } else {

@@ -176,7 +176,8 @@ impl TuneTable {
         let usable = |t: &TunedKernel| {
             t.fits(op, format)
                 && match t {
-                    TunedKernel::Matvec(v) => v.supported(ctx),
+                    // A bucket spans several K: the step must divide this one.
+                    TunedKernel::Matvec(v) => v.supported(ctx) && v.handles(format, k),
                     TunedKernel::Matmul => true,
                 }
         };
