@@ -14,7 +14,9 @@ fn matvec_lane(@builtin(global_invocation_id) gid: vec3<u32>,
         return;
     }
     var acc: array<f32, MAX_ROWS>;
-    for (var i = 0u; i < params.k / (8u * span_groups()); i++) {
+    // The bound once, not per iteration: some compilers (SwiftShader) do not fold SPAN.
+    let spans = params.k / (8u * span_groups());
+    for (var i = 0u; i < spans; i++) {
         accumulate_span(&acc, row, i);
     }
     for (var r = 0u; r < ROWS; r++) {
@@ -38,7 +40,8 @@ fn matvec_workgroup(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     var acc: array<f32, MAX_ROWS>;
-    for (var i = lid; i < params.k / (8u * span_groups()); i += REDUCE_WIDTH) {
+    let spans = params.k / (8u * span_groups());
+    for (var i = lid; i < spans; i += REDUCE_WIDTH) {
         accumulate_span(&acc, row, i);
     }
     for (var r = 0u; r < ROWS; r++) {

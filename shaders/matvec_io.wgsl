@@ -37,7 +37,7 @@ fn add_group(acc: ptr<function, array<f32, MAX_ROWS>>, w: Group8, g: u32) {
     }
 }
 
-// Groups of 8 weights an invocation takes per loop step (1, 2 or 4: the vector width `qgpu
+// Groups of 8 weights an invocation takes per loop step (1, 2 or 4 only: the vector width `qgpu
 // tune` varies); K must be a multiple of 8·SPAN. The K-quants ignore it.
 override SPAN: u32 = 1u;
 
@@ -69,9 +69,16 @@ fn accumulate_span(acc: ptr<function, array<f32, MAX_ROWS>>, row: u32, i: u32) {
             }
         }
         default: {
-            for (var j = 0u; j < SPAN; j++) {
-                let g = SPAN * i + j;
-                add_group(acc, load_group8(row, g, params.k), g);
+            // Unrolled by hand behind constant conditions rather than a loop over SPAN: a
+            // compiler that keeps the loop (SwiftShader) pays for it on every group.
+            let g = SPAN * i;
+            add_group(acc, load_group8(row, g, params.k), g);
+            if SPAN >= 2u {
+                add_group(acc, load_group8(row, g + 1u, params.k), g + 1u);
+            }
+            if SPAN >= 4u {
+                add_group(acc, load_group8(row, g + 2u, params.k), g + 2u);
+                add_group(acc, load_group8(row, g + 3u, params.k), g + 3u);
             }
         }
     }

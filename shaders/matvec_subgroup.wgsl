@@ -18,7 +18,8 @@ fn matvec_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     var acc: array<f32, MAX_ROWS>;
-    for (var i = lane; i < params.k / (8u * span_groups()); i += width) {
+    let spans = params.k / (8u * span_groups());
+    for (var i = lane; i < spans; i += width) {
         accumulate_span(&acc, row, i);
     }
     for (var r = 0u; r < ROWS; r++) {
