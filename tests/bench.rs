@@ -225,9 +225,12 @@ fn integer_dot_variant_is_q8_0_only_and_never_a_default() {
 fn batch_entries_choose_between_passes_and_matmul() {
     let Some(ctx) = common::context() else { return };
     let (format, rows, n, k) = (Format::Q4_1, 16, 67, 256);
-    let candidates = qgpu::bench::tune::candidates(&ctx, TunedOp::Batch, format);
+    let candidates = qgpu::bench::tune::candidates(&ctx, TunedOp::Batch, format, k);
     assert!(candidates.contains(&TunedKernel::Matmul) && candidates.len() > 1, "{candidates:?}");
-    assert!(!qgpu::bench::tune::candidates(&ctx, TunedOp::Matvec, format).contains(&TunedKernel::Matmul));
+    assert!(!qgpu::bench::tune::candidates(&ctx, TunedOp::Matvec, format, k).contains(&TunedKernel::Matmul));
+    // Rows of 40 F32 values take only the 8-weight step.
+    let steps = |k| qgpu::bench::tune::candidates(&ctx, TunedOp::Matvec, Format::F32, k).iter().filter(|t| matches!(t, TunedKernel::Matvec(v) if v.step > 8)).count();
+    assert!(steps(64) > 0 && steps(40) == 0);
     // Whichever of the two the device does by default, store the other.
     let chosen = match qgpu::ops::default_kernel(&ctx, rows) {
         LinearKernel::Matmul => *candidates.iter().find(|t| **t != TunedKernel::Matmul).unwrap(),

@@ -27,9 +27,9 @@ pub struct TuneResult {
     pub default_timing: Timing,
 }
 
-/// The kernels `qgpu tune` tries for `op` on `format` weights.
-pub fn candidates(ctx: &Context, op: TunedOp, format: Format) -> Vec<TunedKernel> {
-    let mut all: Vec<TunedKernel> = MatvecVariant::candidates(ctx, format).into_iter().map(TunedKernel::Matvec).collect();
+/// The kernels `qgpu tune` tries for `op` on `format` weights with rows of `k` values.
+pub fn candidates(ctx: &Context, op: TunedOp, format: Format, k: usize) -> Vec<TunedKernel> {
+    let mut all: Vec<TunedKernel> = MatvecVariant::candidates(ctx, format).into_iter().filter(|v| v.handles(format, k)).map(TunedKernel::Matvec).collect();
     if op == TunedOp::Batch {
         all.push(TunedKernel::Matmul);
     }
@@ -52,7 +52,7 @@ pub async fn tune(ctx: &Context, options: &SuiteOptions, progress: &mut dyn FnMu
                 if !shape.k.is_multiple_of(format.k_multiple()) {
                     continue;
                 }
-                let candidates = candidates(ctx, op, format);
+                let candidates = candidates(ctx, op, format, shape.k);
                 let prepared = Prepared::new(ctx, format, rows, shape, options.rotation_bytes)?;
                 let default_timing = prepared.measure(ctx, &watch, None, options.warmup, options.repeats).await?.timing;
                 let default_seconds = default_timing.median;
