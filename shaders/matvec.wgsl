@@ -14,7 +14,7 @@ fn matvec_lane(@builtin(global_invocation_id) gid: vec3<u32>,
         return;
     }
     var acc: array<f32, MAX_ROWS>;
-    // The bound once, not per iteration: some compilers (SwiftShader) do not fold SPAN.
+    // The bound computed once rather than in every loop test.
     let spans = params.k / (8u * span_groups());
     for (var i = 0u; i < spans; i++) {
         accumulate_span(&acc, row, i);

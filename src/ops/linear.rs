@@ -118,7 +118,13 @@ impl MatvecVariant {
 
     /// Whether it can multiply `format` weights with rows of `k` values.
     pub fn handles(self, format: Format, k: usize) -> bool {
-        self.kernel.handles(format) && (self.step == 8 || (format.k_multiple() < 256 && k.is_multiple_of(self.step as usize)))
+        self.kernel.handles(format) && self.step_applies(format) && k.is_multiple_of(self.step as usize)
+    }
+
+    /// Whether the step means anything for `format`: the K-quants take a sub-block a step
+    /// whatever it says, so for them only 8 is a distinct variant.
+    fn step_applies(self, format: Format) -> bool {
+        self.step == 8 || format.k_multiple() < 256
     }
 
     /// Whether the device can run it: the kernel's feature, the invocation limit, and for
@@ -140,8 +146,7 @@ impl MatvecVariant {
                 all.extend(MATVEC_WORKGROUPS.iter().map(|&workgroup| MatvecVariant { kernel, workgroup, step }));
             }
         }
-        // The K-quants ignore the step (they take a sub-block a step): only 8 is worth timing.
-        all.retain(|v| v.supported(ctx) && v.kernel.handles(format) && (v.step == 8 || format.k_multiple() < 256));
+        all.retain(|v| v.supported(ctx) && v.kernel.handles(format) && v.step_applies(format));
         all
     }
 }
@@ -359,17 +364,14 @@ pub async fn plan_linear(
                 for m0 in (0..m).step_by(MATVEC_MAX_ROWS) {
                     let rows = (m - m0).min(MATVEC_MAX_ROWS) as u32;
                     let mut constants = vec![format, Constant { name: "ROWS", value: rows }, Constant { name: "WORKGROUP", value: workgroup }];
-                    // The integer-dot module has no SPAN (it takes 32 weights a step).
+                    let mut params = vec![chunk.rows as u32, w.cols as u32, w.rows as u32, chunk.row_start as u32];
+                    // The integer-dot module has neither SPAN (it takes 32 weights a step) nor
+                    // m0 (it runs one pass).
                     if variant.kernel != MatvecKernel::IntegerDot {
                         constants.push(Constant { name: "SPAN", value: variant.step / 8 });
+                        params.extend([m0 as u32, 0, 0, 0]);
                     }
-                    let key = PipelineKey { kernel: entry, constants };
-                    let params = if variant.kernel == MatvecKernel::IntegerDot {
-                        vec![chunk.rows as u32, w.cols as u32, w.rows as u32, chunk.row_start as u32]
-                    } else {
-                        vec![chunk.rows as u32, w.cols as u32, w.rows as u32, chunk.row_start as u32, m0 as u32, 0, 0, 0]
-                    };
-                    passes.push((key, params, groups));
+                    passes.push((PipelineKey { kernel: entry, constants }, params, groups));
                 }
                 passes
             }
