@@ -1,6 +1,7 @@
 // Causal grouped-query attention over the KV cache, in three passes that need little
 // workgroup memory at any context length: scores = Q·Kᵀ·scale, softmax per row, out = P·V.
-// Query t sits at position pos0 + t and sees cache positions 0..=pos0 + t.
+// Query t sits at position pos0 + t and sees cache positions first_key(t)..=pos0 + t: all of
+// them, or in a sliding-window layer the last `window`.
 // reduce.wgsl + this file.
 
 struct AttnParams {
@@ -11,6 +12,10 @@ struct AttnParams {
     // Row stride of the score buffer: the context length.
     context: u32,
     scale: f32,
+    // Keys a query sees in a sliding-window layer (its own included); 0 for no window.
+    window: u32,
+    // Scores are soft-capped to ±softcap (Gemma 2); 0 for none.
+    softcap: f32,
 }
 
 struct Step {
@@ -24,6 +29,15 @@ struct Step {
 @group(0) @binding(4) var<uniform> params: AttnParams;
 @group(0) @binding(5) var<uniform> step: Step;
 
+// The first cache position query t attends to.
+fn first_key(t: u32) -> u32 {
+    let pos = step.pos0 + t;
+    if params.window == 0u || pos < params.window {
+        return 0u;
+    }
+    return pos + 1u - params.window;
+}
+
 // x: key position, y: head * tokens + token.
 @compute @workgroup_size(64)
 fn attn_scores(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -31,7 +45,7 @@ fn attn_scores(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.y;
     let h = row / params.tokens;
     let t = row % params.tokens;
-    if h >= params.heads || j > step.pos0 + t {
+    if h >= params.heads || j > step.pos0 + t || j < first_key(t) {
         return;
     }
     let kv = h / (params.heads / params.kv_heads);
@@ -41,7 +55,12 @@ fn attn_scores(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var d = 0u; d < params.head_dim; d++) {
         dot = fma(q[qa + d], kv_cache[ka + d], dot);
     }
-    scores[row * params.context + j] = dot * params.scale;
+    var s = dot * params.scale;
+    if params.softcap > 0.0 {
+        // Clamped as in elementwise.wgsl: tanh through exp overflows for large arguments.
+        s = params.softcap * tanh(clamp(s / params.softcap, -10.0, 10.0));
+    }
+    scores[row * params.context + j] = s;
 }
 
 // One workgroup per score row; normalises it in place.
@@ -51,21 +70,23 @@ fn attn_softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     if row >= params.heads * params.tokens {
         return;
     }
-    let len = step.pos0 + row % params.tokens + 1u;
+    let t = row % params.tokens;
+    let len = step.pos0 + t + 1u;
+    let first = first_key(t);
     let base = row * params.context;
     var m = -3.4e38;
-    for (var j = lid; j < len; j += WIDTH) {
+    for (var j = first + lid; j < len; j += WIDTH) {
         m = max(m, scores[base + j]);
     }
     m = reduce_max(lid, m);
     var s = 0.0;
-    for (var j = lid; j < len; j += WIDTH) {
+    for (var j = first + lid; j < len; j += WIDTH) {
         let e = exp(scores[base + j] - m);
         scores[base + j] = e;
         s += e;
     }
     let inv = 1.0 / reduce_sum(lid, s);
-    for (var j = lid; j < len; j += WIDTH) {
+    for (var j = first + lid; j < len; j += WIDTH) {
         scores[base + j] *= inv;
     }
 }
@@ -84,7 +105,7 @@ fn attn_values(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let len = step.pos0 + t + 1u;
     let base = (h * params.tokens + t) * params.context;
     var acc = 0.0;
-    for (var j = 0u; j < len; j++) {
+    for (var j = first_key(t); j < len; j++) {
         acc = fma(scores[base + j], kv_cache[(j * params.kv_heads + kv) * params.head_dim + d], acc);
     }
     out[index] = acc;

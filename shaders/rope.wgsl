@@ -1,5 +1,6 @@
 // Rotary position embedding of Q and K, and the store of K and V into the KV cache.
-// GGUF llama files hold Q and K permuted for rotation of adjacent pairs (x[2i], x[2i+1]).
+// GGUF llama files hold Q and K permuted for rotation of adjacent pairs (x[2i], x[2i+1]);
+// Qwen, Gemma and Phi-3 files rotate halves (x[i], x[i + rope_dims/2]), NeoX style.
 // cos and sin come from a table computed on the host in f64: GPU sin/cos of large angles are
 // only loosely specified.
 
@@ -10,6 +11,8 @@ struct RopeParams {
     // Leading dimensions of each head that rotate; the rest pass through.
     rope_dims: u32,
     tokens: u32,
+    // 0: adjacent pairs; 1: halves.
+    halves: u32,
 }
 
 struct Step {
@@ -34,6 +37,21 @@ fn rotate(pair: vec2<f32>, pos: u32, i: u32) -> vec2<f32> {
     return vec2<f32>(pair.x * cs.x - pair.y * cs.y, pair.x * cs.y + pair.y * cs.x);
 }
 
+// Offsets within a head of the two values pair `i` (of head_dim / 2) rotates. Pairs past
+// rope_dims / 2 pass through unrotated; in halves mode they are the adjacent pairs after the
+// rotated dimensions.
+fn pair_offsets(i: u32) -> vec2<u32> {
+    let rot = params.rope_dims / 2u;
+    if params.halves == 0u {
+        return vec2<u32>(2u * i, 2u * i + 1u);
+    }
+    if i < rot {
+        return vec2<u32>(i, i + rot);
+    }
+    let o = params.rope_dims + 2u * (i - rot);
+    return vec2<u32>(o, o + 1u);
+}
+
 // One invocation per (token, head of Q or K, pair).
 @compute @workgroup_size(64)
 fn rope_store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -47,19 +65,20 @@ fn rope_store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let head = (index % per_token) / half;
     let i = index % half;
     let pos = step.pos0 + t;
+    let o = pair_offsets(i);
     if head < params.heads {
-        let at = (t * params.heads + head) * params.head_dim + 2u * i;
-        let r = rotate(vec2<f32>(q[at], q[at + 1u]), pos, i);
-        q[at] = r.x;
-        q[at + 1u] = r.y;
+        let at = (t * params.heads + head) * params.head_dim;
+        let r = rotate(vec2<f32>(q[at + o.x], q[at + o.y]), pos, i);
+        q[at + o.x] = r.x;
+        q[at + o.y] = r.y;
     } else {
         let kv = head - params.heads;
-        let src = (t * params.kv_heads + kv) * params.head_dim + 2u * i;
-        let dst = (pos * params.kv_heads + kv) * params.head_dim + 2u * i;
-        let r = rotate(vec2<f32>(k[src], k[src + 1u]), pos, i);
-        k_cache[dst] = r.x;
-        k_cache[dst + 1u] = r.y;
-        v_cache[dst] = v[src];
-        v_cache[dst + 1u] = v[src + 1u];
+        let src = (t * params.kv_heads + kv) * params.head_dim;
+        let dst = (pos * params.kv_heads + kv) * params.head_dim;
+        let r = rotate(vec2<f32>(k[src + o.x], k[src + o.y]), pos, i);
+        k_cache[dst + o.x] = r.x;
+        k_cache[dst + o.y] = r.y;
+        v_cache[dst + o.x] = v[src + o.x];
+        v_cache[dst + o.y] = v[src + o.y];
     }
 }

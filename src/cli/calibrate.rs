@@ -8,7 +8,7 @@ use qgpu::convert::Importance;
 use qgpu::gpu::{Context, ContextOptions};
 use qgpu::loader::TensorSource;
 use qgpu::model::bert::{BertOptions, Embedder};
-use qgpu::model::llama::{Llama, LlamaOptions, LLAMA_FAMILY};
+use qgpu::model::llama::{ArchSpec, Llama, LlamaOptions};
 use qgpu::model::observe::SquaredInputMeans;
 use qgpu::model::tokenizer::Tokenizer;
 use std::path::Path;
@@ -24,7 +24,7 @@ const SENTENCE_BATCH: usize = 16;
 pub fn collect(model: &ModelSource, text: &Path, max_tokens: usize, gpu: ContextOptions) -> Result<Importance> {
     let text = std::fs::read_to_string(text).with_context(|| format!("reading {}", text.display()))?;
     match model.architecture() {
-        a if LLAMA_FAMILY.contains(&a) => collect_llama(model.source(), &text, max_tokens, gpu),
+        a if ArchSpec::find(a).is_some() => collect_llama(model.source(), &text, max_tokens, gpu),
         "bert" => collect_bert(model, &text, max_tokens, gpu),
         arch => bail!("--calibrate runs the model over the text; qgpu runs `llama` and `bert` models, this one is `{arch}`"),
     }

@@ -8,7 +8,7 @@ use super::ModelSource;
 use qgpu::eval::{compare_language_models, EmbeddingScore, LmScore, ModelSize};
 use qgpu::model::bert::{BertOptions, Embedder};
 use qgpu::gpu::{Context, ContextOptions};
-use qgpu::model::llama::{Llama, LlamaConfig, LlamaOptions, LLAMA_FAMILY};
+use qgpu::model::llama::{ArchSpec, Llama, LlamaConfig, LlamaOptions};
 use qgpu::model::tokenizer::Tokenizer;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -51,7 +51,7 @@ pub fn eval(args: EvalArgs, options: ContextOptions) -> Result<()> {
     let model = super::ModelSource::open(&reference)?;
     let ctx = pollster::block_on(Context::new(options))?;
     match model.architecture() {
-        a if LLAMA_FAMILY.contains(&a) => eval_language_models(&ctx, &reference, &model, &args),
+        a if ArchSpec::find(a).is_some() => eval_language_models(&ctx, &reference, &model, &args),
         "bert" => eval_embeddings(&ctx, &reference, &model, &args),
         a => bail!("qgpu evaluates `llama` language models and `bert` embedding models; the reference is `{a}`"),
     }

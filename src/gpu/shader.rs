@@ -13,6 +13,7 @@ pub enum ShaderModuleId {
     Rope,
     Attention,
     Elementwise,
+    Unary,
     LayerNorm,
     Bias,
     EncoderAttention,
@@ -28,7 +29,7 @@ const MATVEC_IO: &str = include_str!("../../shaders/matvec_io.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
 impl ShaderModuleId {
-    pub const ALL: [ShaderModuleId; 17] = [
+    pub const ALL: [ShaderModuleId; 18] = [
         ShaderModuleId::Matvec,
         ShaderModuleId::MatvecSubgroup,
         ShaderModuleId::Matmul,
@@ -38,6 +39,7 @@ impl ShaderModuleId {
         ShaderModuleId::Rope,
         ShaderModuleId::Attention,
         ShaderModuleId::Elementwise,
+        ShaderModuleId::Unary,
         ShaderModuleId::LayerNorm,
         ShaderModuleId::Bias,
         ShaderModuleId::EncoderAttention,
@@ -60,6 +62,7 @@ impl ShaderModuleId {
             ShaderModuleId::Rope => &[include_str!("../../shaders/rope.wgsl")],
             ShaderModuleId::Attention => &[REDUCE, include_str!("../../shaders/attention.wgsl")],
             ShaderModuleId::Elementwise => &[include_str!("../../shaders/elementwise.wgsl")],
+            ShaderModuleId::Unary => &[include_str!("../../shaders/unary.wgsl")],
             ShaderModuleId::LayerNorm => &[REDUCE, include_str!("../../shaders/layer_norm.wgsl")],
             ShaderModuleId::Bias => &[include_str!("../../shaders/bias.wgsl")],
             ShaderModuleId::EncoderAttention => &[include_str!("../../shaders/encoder_attention.wgsl")],
@@ -87,6 +90,7 @@ impl ShaderModuleId {
             ShaderModuleId::Rope => "rope.wgsl",
             ShaderModuleId::Attention => "attention.wgsl",
             ShaderModuleId::Elementwise => "elementwise.wgsl",
+            ShaderModuleId::Unary => "unary.wgsl",
             ShaderModuleId::LayerNorm => "layer_norm.wgsl",
             ShaderModuleId::Bias => "bias.wgsl",
             ShaderModuleId::EncoderAttention => "encoder_attention.wgsl",
@@ -134,6 +138,9 @@ pub enum Kernel {
     AttnValues,
     Add,
     SiluMul,
+    GeluTanhMul,
+    Scale,
+    Softcap,
     AddLayerNorm,
     AddBias,
     AddBiasGelu,
@@ -146,7 +153,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 22] = [
+    pub const ALL: [Kernel; 25] = [
         Kernel::MatvecLane,
         Kernel::MatvecWorkgroup,
         Kernel::MatvecSubgroup,
@@ -160,6 +167,9 @@ impl Kernel {
         Kernel::AttnValues,
         Kernel::Add,
         Kernel::SiluMul,
+        Kernel::GeluTanhMul,
+        Kernel::Scale,
+        Kernel::Softcap,
         Kernel::AddLayerNorm,
         Kernel::AddBias,
         Kernel::AddBiasGelu,
@@ -188,7 +198,8 @@ impl Kernel {
             Kernel::RmsNorm => ShaderModuleId::Norm,
             Kernel::RopeStore => ShaderModuleId::Rope,
             Kernel::AttnScores | Kernel::AttnSoftmax | Kernel::AttnValues => ShaderModuleId::Attention,
-            Kernel::Add | Kernel::SiluMul => ShaderModuleId::Elementwise,
+            Kernel::Add | Kernel::SiluMul | Kernel::GeluTanhMul => ShaderModuleId::Elementwise,
+            Kernel::Scale | Kernel::Softcap => ShaderModuleId::Unary,
             Kernel::AddLayerNorm => ShaderModuleId::LayerNorm,
             Kernel::AddBias | Kernel::AddBiasGelu => ShaderModuleId::Bias,
             Kernel::EncoderAttention => ShaderModuleId::EncoderAttention,
@@ -215,6 +226,9 @@ impl Kernel {
             Kernel::AttnValues => "attn_values",
             Kernel::Add => "add",
             Kernel::SiluMul => "silu_mul",
+            Kernel::GeluTanhMul => "gelu_tanh_mul",
+            Kernel::Scale => "scale",
+            Kernel::Softcap => "softcap",
             Kernel::AddLayerNorm => "add_layer_norm",
             Kernel::AddBias => "add_bias",
             Kernel::AddBiasGelu => "add_bias_gelu",
@@ -235,7 +249,8 @@ impl Kernel {
             Kernel::RmsNorm => &[R, R, W, U],
             Kernel::RopeStore => &[W, R, R, W, W, R, U, U],
             Kernel::AttnScores | Kernel::AttnSoftmax | Kernel::AttnValues => &[R, R, W, W, U, U],
-            Kernel::Add | Kernel::SiluMul | Kernel::AddBias | Kernel::AddBiasGelu => &[W, R, U],
+            Kernel::Add | Kernel::SiluMul | Kernel::GeluTanhMul | Kernel::AddBias | Kernel::AddBiasGelu => &[W, R, U],
+            Kernel::Scale | Kernel::Softcap => &[W, U],
             Kernel::AddLayerNorm => &[W, R, R, R, R, U],
             Kernel::EncoderAttention => &[R, R, R, R, W, U],
             Kernel::MeanPoolNormalize => &[R, R, W, U],

@@ -22,9 +22,9 @@ pub enum ModelError {
     /// A tensor could not be read from its source (GGUF file or Hugging Face directory).
     #[error(transparent)]
     Load(#[from] LoadError),
-    /// `general.architecture` is not the family the model being loaded runs (`expected`:
-    /// `llama` for the decoder, `bert` for the encoder).
-    #[error("architecture `{architecture}` is not what this model runs (`{expected}`; qgpu runs llama-family decoders and bert encoders)")]
+    /// `general.architecture` is not one the model being loaded runs (`expected`: `a decoder`
+    /// for the decoder, `bert` for the encoder); the message lists every supported one.
+    #[error("architecture `{architecture}` is not what this model runs ({expected}); qgpu runs the decoders {} and the encoder bert", crate::model::llama::ArchSpec::names())]
     UnsupportedArchitecture { architecture: String, expected: &'static str },
     /// Hyper-parameters that contradict each other.
     #[error("inconsistent hyper-parameters: {reason}")]

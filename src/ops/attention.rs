@@ -33,25 +33,79 @@ fn expect_cols(op: &'static str, what: &'static str, t: &GpuTensor, cols: usize)
     Ok(())
 }
 
+/// Which dimensions of a head RoPE rotates together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// (x[2i], x[2i+1]).
+    AdjacentPairs,
+    /// (x[i], x[i + rope_dims/2]) ("NeoX").
+    Halves,
+}
+
+/// How positions and frequencies are scaled before rotation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RopeScaling {
+    /// Positions are divided by this (linear scaling; 1 for none).
+    pub linear: f64,
+    /// Frequency i is divided by `freq_factors[i]` (Llama 3.x's `rope_freqs`), if given.
+    pub freq_factors: Option<Vec<f32>>,
+}
+
+impl Default for RopeScaling {
+    fn default() -> Self {
+        Self { linear: 1.0, freq_factors: None }
+    }
+}
+
 /// cos and sin of every (position, rotated pair), computed in f64 on the host.
 pub struct RopeTable {
     table: GpuTensor,
     rope_dims: usize,
+    style: RopeStyle,
 }
 
 impl RopeTable {
-    /// Angles pos · base^(-2i / rope_dims) for pos < context, i < rope_dims / 2.
-    pub fn new(ctx: &Context, rope_dims: usize, context: usize, base: f32) -> Result<Self, Error> {
+    /// Angles (pos / linear) · base^(-2i / rope_dims) / factor_i for pos < context, i < rope_dims / 2.
+    pub fn new(ctx: &Context, rope_dims: usize, context: usize, base: f32, style: RopeStyle, scaling: &RopeScaling) -> Result<Self, Error> {
         let half = rope_dims / 2;
+        if let Some(f) = &scaling.freq_factors {
+            if f.len() != half {
+                return Err(ShapeError::Mismatch { op: "rope", what: "frequency factors", expected: half, actual: f.len() }.into());
+            }
+        }
         let mut data = Vec::with_capacity(context * rope_dims);
         for pos in 0..context {
             for i in 0..half {
-                let angle = pos as f64 * (base as f64).powf(-(2.0 * i as f64) / rope_dims as f64);
+                let factor = scaling.freq_factors.as_ref().map_or(1.0, |f| f[i] as f64);
+                let angle = pos as f64 / scaling.linear * (base as f64).powf(-(2.0 * i as f64) / rope_dims as f64) / factor;
                 data.push(angle.cos() as f32);
                 data.push(angle.sin() as f32);
             }
         }
-        Ok(Self { table: GpuTensor::from_slice(ctx, context, rope_dims, &data)?, rope_dims })
+        Ok(Self { table: GpuTensor::from_slice(ctx, context, rope_dims, &data)?, rope_dims, style })
+    }
+
+    /// GPU bytes of the table.
+    pub fn bytes(&self) -> u64 {
+        self.table.bytes()
+    }
+}
+
+/// What an attention layer does besides softmax(Q·Kᵀ·scale)·V.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnOptions {
+    /// Multiplies Q·Kᵀ (1/√head_dim in most models).
+    pub scale: f32,
+    /// A query sees only the last `window` positions (itself included).
+    pub window: Option<usize>,
+    /// Scores are soft-capped to ±cap.
+    pub softcap: Option<f32>,
+}
+
+impl AttnOptions {
+    /// Plain causal attention scaled by 1/√head_dim.
+    pub fn causal(head_dim: usize) -> Self {
+        Self { scale: 1.0 / (head_dim as f32).sqrt(), window: None, softcap: None }
     }
 }
 
@@ -81,7 +135,8 @@ pub async fn plan_rope_store(
     if tokens > q.rows().min(k.rows()).min(v.rows()) {
         return Err(ShapeError::TooLarge { op: OP, what: "tokens", actual: tokens, max: q.rows() }.into());
     }
-    let params = [dims.heads, dims.kv_heads, dims.head_dim, rope.rope_dims, tokens].map(|v| v as u32);
+    let halves = usize::from(rope.style == RopeStyle::Halves);
+    let params = [dims.heads, dims.kv_heads, dims.head_dim, rope.rope_dims, tokens, halves].map(|v| v as u32);
     let count = tokens * (dims.heads + dims.kv_heads) * dims.head_dim / 2;
     plan(
         ctx,
@@ -111,7 +166,8 @@ impl AttnArgs {
     }
 }
 
-/// Plans softmax(Q·Kᵀ / sqrt(head_dim), causal) · V for `tokens` queries into `out`.
+/// Plans softmax(Q·Kᵀ · scale, causal, windowed and soft-capped as `options` say) · V for
+/// `tokens` queries into `out`.
 /// `scores` holds `heads × tokens` rows of the cache's length.
 #[allow(clippy::too_many_arguments)]
 pub async fn plan_attention(
@@ -125,6 +181,7 @@ pub async fn plan_attention(
     out: &GpuTensor,
     step: &StepParams,
     args: &AttnArgs,
+    options: AttnOptions,
 ) -> Result<Vec<Dispatch>, Error> {
     const OP: &str = "attention";
     dims.check()?;
@@ -138,8 +195,9 @@ pub async fn plan_attention(
     for (what, t) in [("attention scores", scores), ("k cache", k_cache), ("v cache", v_cache)] {
         ctx.check_binding(what, t.bytes())?;
     }
-    let scale = 1.0 / (dims.head_dim as f32).sqrt();
-    let params = [dims.heads as u32, dims.kv_heads as u32, dims.head_dim as u32, tokens as u32, context as u32, scale.to_bits()];
+    let window = u32::try_from(options.window.unwrap_or(0)).unwrap_or(u32::MAX);
+    let softcap = options.softcap.unwrap_or(0.0);
+    let params = [dims.heads as u32, dims.kv_heads as u32, dims.head_dim as u32, tokens as u32, context as u32, options.scale.to_bits(), window, softcap.to_bits()];
     let bind = |cache: &GpuTensor| [&q.buffer, &cache.buffer, &scores.buffer, &out.buffer].map(|b| b.clone());
     let mut dispatches = Vec::with_capacity(3);
     let k_bufs = bind(k_cache);

@@ -16,9 +16,9 @@ pub mod probe;
 mod tensor;
 pub mod tune;
 
-pub use attention::{plan_attention, plan_rope_store, AttnArgs, AttnDims, RopeTable};
+pub use attention::{plan_attention, plan_rope_store, AttnArgs, AttnDims, AttnOptions, RopeScaling, RopeStyle, RopeTable};
 pub use copy::CopyProbe;
-pub use elementwise::{plan_add, plan_silu_mul};
+pub use elementwise::{plan_add, plan_gelu_tanh_mul, plan_scale, plan_silu_mul, plan_softcap};
 pub use bias::{plan_add_bias, plan_add_bias_gelu};
 pub use embed::plan_embed;
 pub use encoder_attention::{plan_encoder_attention, plan_mean_pool_normalize, GpuSpans, ENCODER_MAX_HEAD_DIM};

@@ -59,6 +59,16 @@ impl GpuTensor {
         Ok(GpuTensor { buffer: self.buffer.clone(), rows, cols: self.cols })
     }
 
+    /// The first `rows × cols` values seen as a `rows × cols` matrix, sharing this tensor's
+    /// buffer (Q as one row per head, for the per-head norms).
+    pub fn view_as(&self, rows: usize, cols: usize) -> Result<GpuTensor, Error> {
+        let max = self.rows * self.cols;
+        if rows == 0 || cols == 0 || rows.checked_mul(cols).is_none_or(|n| n > max) {
+            return Err(crate::tensor::ShapeError::TooLarge { op: "view", what: "values", actual: rows.saturating_mul(cols), max }.into());
+        }
+        Ok(GpuTensor { buffer: self.buffer.clone(), rows, cols })
+    }
+
     /// Overwrites the start of the tensor with `data` (row-major).
     pub fn write(&self, ctx: &Context, data: &[f32]) -> Result<(), Error> {
         if data.len() > self.rows * self.cols {

@@ -1,67 +1,124 @@
-//! LLaMA hyper-parameters, read from GGUF-style metadata (`{arch}.*` keys, which a Hugging Face
-//! source maps its config.json to); nothing is fixed for one model.
+//! Decoder hyper-parameters, read from GGUF-style metadata (`{arch}.*` keys, which a Hugging
+//! Face source maps its config.json to); nothing is fixed for one model. What differs between
+//! architectures beyond these numbers is in [`ArchSpec`].
 
+use super::arch::{ArchSpec, QueryScale, WindowLayers};
 use crate::loader::{OptionalKey, TensorSource};
 use crate::model::ModelError;
-
-/// Architectures whose GGUF tensors and keys follow llama's layout.
-pub const LLAMA_FAMILY: &[&str] = &["llama", "mistral", "granite"];
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct LlamaConfig {
     pub architecture: String,
+    pub arch: ArchSpec,
     pub vocab: usize,
     pub dim: usize,
     pub layers: usize,
     pub ffn: usize,
     pub heads: usize,
     pub kv_heads: usize,
+    /// Width of one attention head; heads × head_dim need not be `dim` (Gemma 3 270M: 4 × 256
+    /// against 640).
     pub head_dim: usize,
     pub rope_dims: usize,
     pub rope_base: f32,
+    /// Positions are divided by this before rotation (`rope.scaling.type` linear).
+    pub rope_linear_scale: f32,
     pub eps: f32,
     /// The context length the model was trained for.
     pub trained_context: usize,
+    /// Keys a sliding-window layer attends to (its own position included), if any.
+    pub window: Option<usize>,
+    /// Which layers are window layers: the architecture's pattern, or the file's
+    /// `attention.sliding_window_pattern`.
+    pub window_layers: WindowLayers,
+    /// RoPE base of the window layers when it is not `rope_base` (the architecture's, or the
+    /// file's `rope.freq_base_swa`).
+    pub window_rope_base: Option<f32>,
+    /// Scores are soft-capped to ±cap by cap·tanh(s/cap) (Gemma 2).
+    pub attn_softcap: Option<f32>,
+    /// Logits are soft-capped the same way (Gemma 2).
+    pub final_softcap: Option<f32>,
+    pub attn_scale: f32,
 }
 
 impl LlamaConfig {
     pub fn from_source(source: &dyn TensorSource) -> Result<Self, ModelError> {
         let file = source.metadata();
         let architecture = file.get_str("general.architecture")?.to_string();
-        if !LLAMA_FAMILY.contains(&architecture.as_str()) {
-            return Err(ModelError::UnsupportedArchitecture { architecture, expected: "llama" });
-        }
+        let arch = *ArchSpec::find(&architecture)
+            .ok_or_else(|| ModelError::UnsupportedArchitecture { architecture: architecture.clone(), expected: "a decoder" })?;
         let key = |k: &str| format!("{architecture}.{k}");
         let dim = file.get_usize(&key("embedding_length"))?;
         let heads = file.get_usize(&key("attention.head_count"))?;
         let kv_heads = file.get_usize(&key("attention.head_count_kv")).optional()?.unwrap_or(heads);
-        if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) || !dim.is_multiple_of(heads) {
+        if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
             return Err(ModelError::BadHyperParameters { reason: format!("{heads} heads, {kv_heads} KV heads, width {dim}") });
         }
-        let head_dim = dim / heads;
+        let head_dim = match file.get_usize(&key("attention.key_length")).optional()? {
+            Some(d) => d,
+            None if dim.is_multiple_of(heads) => dim / heads,
+            None => return Err(ModelError::BadHyperParameters { reason: format!("width {dim} is not a multiple of {heads} heads and no key_length is given") }),
+        };
+        let value_dim = file.get_usize(&key("attention.value_length")).optional()?.unwrap_or(head_dim);
+        if head_dim == 0 || value_dim != head_dim || !head_dim.is_multiple_of(2) {
+            return Err(ModelError::BadHyperParameters { reason: format!("key length {head_dim}, value length {value_dim}: qgpu needs them equal and even") });
+        }
         let rope_dims = file.get_usize(&key("rope.dimension_count")).optional()?.unwrap_or(head_dim);
         if rope_dims > head_dim || !rope_dims.is_multiple_of(2) {
             return Err(ModelError::BadHyperParameters { reason: format!("rope over {rope_dims} of {head_dim} head dimensions") });
         }
+        let rope_linear_scale = match file.get_str(&key("rope.scaling.type")).optional()? {
+            None | Some("none") => 1.0,
+            Some("linear") => file.get_f32(&key("rope.scaling.factor")).optional()?.unwrap_or(1.0),
+            Some(other) => return Err(ModelError::BadHyperParameters { reason: format!("RoPE scaling `{other}` (qgpu supports none, linear and frequency factors)") }),
+        };
+        if !(rope_linear_scale.is_finite() && rope_linear_scale > 0.0) {
+            return Err(ModelError::BadHyperParameters { reason: format!("RoPE scaling factor {rope_linear_scale}") });
+        }
         let embed = source.tensor("token_embd.weight").ok_or(ModelError::MissingTensor { name: "token_embd.weight".into() })?;
         let vocab = embed.dims.get(1).copied().unwrap_or(0) as usize;
+        let layers = file.get_usize(&key("block_count"))?;
+        let positive = |k: &str| -> Result<Option<f32>, ModelError> { Ok(file.get_f32(&key(k)).optional()?.filter(|v| *v > 0.0 && v.is_finite())) };
+        let query_dim = match arch.query_scale {
+            QueryScale::HeadDimUnlessLayers(n) if n == layers && dim.is_multiple_of(heads) => dim / heads,
+            _ => head_dim,
+        };
         Ok(Self {
             vocab,
             dim,
-            layers: file.get_usize(&key("block_count"))?,
+            layers,
             ffn: file.get_usize(&key("feed_forward_length"))?,
             heads,
             kv_heads,
             head_dim,
             rope_dims,
             rope_base: file.get_f32(&key("rope.freq_base")).optional()?.unwrap_or(10_000.0),
+            rope_linear_scale,
             eps: file.get_f32(&key("attention.layer_norm_rms_epsilon")).optional()?.unwrap_or(1e-5),
             trained_context: file.get_usize(&key("context_length")).optional()?.unwrap_or(2048),
+            window: file.get_usize(&key("attention.sliding_window")).optional()?.filter(|&w| w > 0),
+            window_layers: match file.get_usize(&key("attention.sliding_window_pattern")).optional()? {
+                Some(n) => WindowLayers::AllButEvery(n),
+                None => arch.window_layers,
+            },
+            window_rope_base: positive("rope.freq_base_swa")?.or(arch.window_rope_base),
+            attn_softcap: positive("attn_logit_softcapping")?,
+            final_softcap: positive("final_logit_softcapping")?,
+            attn_scale: 1.0 / (query_dim as f32).sqrt(),
             architecture,
+            arch,
         })
     }
 
     pub fn kv_dim(&self) -> usize {
         self.kv_heads * self.head_dim
+    }
+    /// Width of Q and of the attention output: heads × head_dim.
+    pub fn q_dim(&self) -> usize {
+        self.heads * self.head_dim
+    }
+    /// The window of layer `layer`, if it attends only within one.
+    pub fn layer_window(&self, layer: usize) -> Option<usize> {
+        self.window.filter(|_| self.window_layers.is_window_layer(layer))
     }
 }

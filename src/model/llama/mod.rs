@@ -2,11 +2,13 @@
 //! grouped-query attention over a GPU KV cache, SwiGLU, and the (possibly tied) head. Every
 //! matrix product reads quantized weights; only logits come back to the host.
 
+mod arch;
 mod config;
 mod observed;
 mod weights;
 
-pub use config::{LlamaConfig, LLAMA_FAMILY};
+pub use arch::{Activation, ArchSpec, QueryScale, WindowLayers, ARCHITECTURES};
+pub use config::LlamaConfig;
 pub use weights::format_of;
 
 use crate::gpu::{Context, Dispatch};
@@ -50,7 +52,10 @@ struct Activations {
     xn: GpuTensor,
     q: GpuTensor,
     k: GpuTensor,
+    /// K before its per-head norm, when the model has one.
+    k_raw: GpuTensor,
     v: GpuTensor,
+    /// The attention output; before attention it holds Q before its per-head norm.
     attn: GpuTensor,
     proj: GpuTensor,
     gate: GpuTensor,
@@ -76,6 +81,8 @@ pub struct Llama {
     k_cache: Vec<GpuTensor>,
     v_cache: Vec<GpuTensor>,
     rope: RopeTable,
+    /// The sliding-window layers' table, when their RoPE base differs (Gemma 3).
+    window_rope: Option<RopeTable>,
     step: StepParams,
     args: AttnArgs,
     plans: HashMap<(usize, Logits), Vec<Dispatch>>,
@@ -97,10 +104,11 @@ impl Llama {
         let acts = Activations {
             x: GpuTensor::zeros(ctx, t, c.dim)?,
             xn: GpuTensor::zeros(ctx, t, c.dim)?,
-            q: GpuTensor::zeros(ctx, t, c.dim)?,
+            q: GpuTensor::zeros(ctx, t, c.q_dim())?,
             k: GpuTensor::zeros(ctx, t, c.kv_dim())?,
+            k_raw: GpuTensor::zeros(ctx, t, c.kv_dim())?,
             v: GpuTensor::zeros(ctx, t, c.kv_dim())?,
-            attn: GpuTensor::zeros(ctx, t, c.dim)?,
+            attn: GpuTensor::zeros(ctx, t, c.q_dim())?,
             proj: GpuTensor::zeros(ctx, t, c.dim)?,
             gate: GpuTensor::zeros(ctx, t, c.ffn)?,
             up: GpuTensor::zeros(ctx, t, c.ffn)?,
@@ -114,13 +122,22 @@ impl Llama {
             k_cache.push(GpuTensor::zeros(ctx, options.context, c.kv_dim())?);
             v_cache.push(GpuTensor::zeros(ctx, options.context, c.kv_dim())?);
         }
-        let activations = [&acts.x, &acts.xn, &acts.q, &acts.k, &acts.v, &acts.attn, &acts.proj, &acts.gate, &acts.up, &acts.scores, &acts.logits]
+        let activations = [&acts.x, &acts.xn, &acts.q, &acts.k, &acts.k_raw, &acts.v, &acts.attn, &acts.proj, &acts.gate, &acts.up, &acts.scores, &acts.logits]
             .iter()
             .map(|t| t.bytes())
             .sum::<u64>();
         let memory = MemoryUse { weights: weights.bytes, kv_cache: k_cache.iter().chain(&v_cache).map(|t| t.bytes()).sum(), activations };
+        let scaling = RopeScaling { linear: c.rope_linear_scale as f64, freq_factors: weights.rope_freqs.clone() };
+        let rope = RopeTable::new(ctx, c.rope_dims, options.context, c.rope_base, c.arch.rope, &scaling)?;
+        // Window layers with a base of their own are unscaled, as in llama.cpp.
+        let window_rope = match (c.window, c.window_rope_base) {
+            (Some(_), Some(base)) => Some(RopeTable::new(ctx, c.rope_dims, options.context, base, c.arch.rope, &RopeScaling::default())?),
+            _ => None,
+        };
+        let memory = MemoryUse { activations: memory.activations + rope.bytes() + window_rope.as_ref().map_or(0, |r| r.bytes()), ..memory };
         let mut model = Self {
-            rope: RopeTable::new(ctx, c.rope_dims, options.context, c.rope_base)?,
+            rope,
+            window_rope,
             step: StepParams::new(ctx),
             args: AttnArgs::new(ctx),
             config,
@@ -266,9 +283,20 @@ impl Llama {
         self.weights.head.as_ref().unwrap_or(&self.weights.embed)
     }
 
-    /// Dispatches at the end of a plan that compute logits: the final norm and the head's chunks.
+    /// Dispatches at the end of a plan that compute logits: the final norm, the head's chunks
+    /// and the soft-cap.
     fn head_dispatches(&self) -> usize {
-        1 + self.head_matrix().chunk_count()
+        1 + self.head_matrix().chunk_count() + usize::from(self.config.final_softcap.is_some())
+    }
+
+    /// x += out, with `out` RMS-normed first where the layer has a post-norm (Gemma 2/3);
+    /// `scratch` holds the normed copy.
+    async fn residual(&self, ctx: &Context, x: &GpuTensor, out: &GpuTensor, post_norm: &Option<GpuTensor>, scratch: &GpuTensor, t: usize) -> Result<Vec<Dispatch>, Error> {
+        let dim = self.config.dim;
+        Ok(match post_norm {
+            Some(norm) => vec![plan_rms_norm(ctx, out, 0, t, norm, scratch, self.config.eps).await?, plan_add(ctx, x, scratch, t * dim).await?],
+            None => vec![plan_add(ctx, x, out, t * dim).await?],
+        })
     }
 
     /// The tuned kernel for `w` applied to `x`'s rows, if `qgpu tune` measured one.
@@ -287,29 +315,50 @@ impl Llama {
         };
         let (c, a, dims) = (&self.config, &self.acts, self.dims());
         let rows = |x: &GpuTensor| x.view_rows(t);
-        let (x, xn, q, k, v, attn, proj, gate, up) =
-            (rows(&a.x)?, rows(&a.xn)?, rows(&a.q)?, rows(&a.k)?, rows(&a.v)?, rows(&a.attn)?, rows(&a.proj)?, rows(&a.gate)?, rows(&a.up)?);
+        let (x, xn, q, k, k_raw, v, attn, proj, gate, up) =
+            (rows(&a.x)?, rows(&a.xn)?, rows(&a.q)?, rows(&a.k)?, rows(&a.k_raw)?, rows(&a.v)?, rows(&a.attn)?, rows(&a.proj)?, rows(&a.gate)?, rows(&a.up)?);
         let mut d = plan_embed(ctx, &self.weights.embed, &a.ids, &x, t).await?;
+        if c.arch.embed_scale {
+            d.push(plan_scale(ctx, &x, t * c.dim, (c.dim as f32).sqrt()).await?);
+        }
         for (i, w) in self.weights.layers.iter().enumerate() {
             let n = |name: &str| format!("blk.{i}.{name}.weight");
             d.push(plan_rms_norm(ctx, &x, 0, t, &w.attn_norm, &xn, c.eps).await?);
             tap(d.len(), TapInput::Normed, vec![n("attn_q"), n("attn_k"), n("attn_v")]);
-            for (m, y) in [(&w.q, &q), (&w.k, &k), (&w.v, &v)] {
+            // Q and K land where their per-head norms (if any) read them.
+            let q_out = if w.q_norm.is_some() { &attn } else { &q };
+            let k_out = if w.k_norm.is_some() { &k_raw } else { &k };
+            for (m, y, bias) in [(&w.q, q_out, &w.q_bias), (&w.k, k_out, &w.k_bias), (&w.v, &v, &w.v_bias)] {
                 d.extend(plan_linear(ctx, m, &xn, y, self.tuned(ctx, m, &xn)).await?.dispatches);
+                if let Some(b) = bias {
+                    d.push(plan_add_bias(ctx, y, b).await?);
+                }
             }
-            d.push(plan_rope_store(ctx, dims, t, &q, &k, &v, &self.k_cache[i], &self.v_cache[i], &self.rope, &self.step).await?);
-            d.extend(plan_attention(ctx, dims, t, &q, &self.k_cache[i], &self.v_cache[i], &a.scores, &attn, &self.step, &self.args).await?);
+            for (norm, raw, out, heads) in [(&w.q_norm, &attn, &q, c.heads), (&w.k_norm, &k_raw, &k, c.kv_heads)] {
+                if let Some(norm) = norm {
+                    let (raw, out) = (raw.view_as(t * heads, c.head_dim)?, out.view_as(t * heads, c.head_dim)?);
+                    d.push(plan_rms_norm(ctx, &raw, 0, t * heads, norm, &out, c.eps).await?);
+                }
+            }
+            let window = c.layer_window(i);
+            let rope = if window.is_some() { self.window_rope.as_ref().unwrap_or(&self.rope) } else { &self.rope };
+            d.push(plan_rope_store(ctx, dims, t, &q, &k, &v, &self.k_cache[i], &self.v_cache[i], rope, &self.step).await?);
+            let options = AttnOptions { scale: c.attn_scale, window, softcap: c.attn_softcap };
+            d.extend(plan_attention(ctx, dims, t, &q, &self.k_cache[i], &self.v_cache[i], &a.scores, &attn, &self.step, &self.args, options).await?);
             tap(d.len(), TapInput::Attention, vec![n("attn_output")]);
             d.extend(plan_linear(ctx, &w.o, &attn, &proj, self.tuned(ctx, &w.o, &attn)).await?.dispatches);
-            d.push(plan_add(ctx, &x, &proj, t * c.dim).await?);
+            d.extend(self.residual(ctx, &x, &proj, &w.post_attn_norm, &xn, t).await?);
             d.push(plan_rms_norm(ctx, &x, 0, t, &w.ffn_norm, &xn, c.eps).await?);
             tap(d.len(), TapInput::Normed, vec![n("ffn_gate"), n("ffn_up")]);
             d.extend(plan_linear(ctx, &w.gate, &xn, &gate, self.tuned(ctx, &w.gate, &xn)).await?.dispatches);
             d.extend(plan_linear(ctx, &w.up, &xn, &up, self.tuned(ctx, &w.up, &xn)).await?.dispatches);
-            d.push(plan_silu_mul(ctx, &gate, &up, t * c.ffn).await?);
+            d.push(match c.arch.activation {
+                Activation::Silu => plan_silu_mul(ctx, &gate, &up, t * c.ffn).await?,
+                Activation::GeluTanh => plan_gelu_tanh_mul(ctx, &gate, &up, t * c.ffn).await?,
+            });
             tap(d.len(), TapInput::Gated, vec![n("ffn_down")]);
             d.extend(plan_linear(ctx, &w.down, &gate, &proj, self.tuned(ctx, &w.down, &gate)).await?.dispatches);
-            d.push(plan_add(ctx, &x, &proj, t * c.dim).await?);
+            d.extend(self.residual(ctx, &x, &proj, &w.post_ffn_norm, &xn, t).await?);
         }
         let head = self.head_matrix();
         match logits {
@@ -317,6 +366,9 @@ impl Llama {
                 let xn_last = a.xn.view_rows(1)?;
                 d.push(plan_rms_norm(ctx, &x, t - 1, 1, &self.weights.output_norm, &xn_last, c.eps).await?);
                 d.extend(plan_linear(ctx, head, &xn_last, &a.logits, self.tuned(ctx, head, &xn_last)).await?.dispatches);
+                if let Some(cap) = c.final_softcap {
+                    d.push(plan_softcap(ctx, &a.logits, c.vocab, cap).await?);
+                }
             }
             Logits::All => {
                 let out = self.all_logits.as_ref().expect("allocated before planning").view_rows(t)?;
@@ -324,6 +376,9 @@ impl Llama {
                 let head_name = if self.weights.head.is_some() { "output.weight" } else { "token_embd.weight" };
                 tap(d.len(), TapInput::Normed, vec![head_name.to_owned()]);
                 d.extend(plan_linear(ctx, head, &xn, &out, self.tuned(ctx, head, &xn)).await?.dispatches);
+                if let Some(cap) = c.final_softcap {
+                    d.push(plan_softcap(ctx, &out, t * c.vocab, cap).await?);
+                }
             }
         }
         Ok(d)
