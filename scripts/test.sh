@@ -17,6 +17,7 @@ export QGPU_BIN
 "$QGPU_BIN" info
 "$QGPU_BIN" fetch
 "$QGPU_BIN" fetch minilm
+"$QGPU_BIN" fetch gemma3
 # Library, binary and integration tests (benches are timed separately: `cargo bench`).
 cargo test --locked --lib --bins --tests
 # The wasm package in headless Chromium: kernel self-test, the reference model, the demo page.

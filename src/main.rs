@@ -24,9 +24,9 @@ enum Command {
     /// Answer a prompt with a GGUF language model on the GPU, streaming the answer to stdout.
     Run(cli::run::RunArgs),
     /// Download a model into the cache and print its path: the default SmolLM2-135M-Instruct
-    /// Q4_1, or `minilm` (all-MiniLM-L6-v2, for `embed`).
+    /// Q4_1, `minilm` (all-MiniLM-L6-v2, for `embed`) or `gemma3` (Gemma 3 270M Q4_K_M).
     Fetch {
-        /// `smollm2` (default) or `minilm`.
+        /// `smollm2` (default), `minilm` or `gemma3`.
         model: Option<String>,
     },
     /// Sentence embeddings from a BERT model: one JSON array (L2-normalized) per text on stdout.
@@ -60,7 +60,8 @@ fn main() -> Result<()> {
             let path = match model.as_deref() {
                 None | Some("smollm2") => qgpu::fetch::default_model()?,
                 Some("minilm") => qgpu::fetch::minilm()?,
-                Some(other) => anyhow::bail!("unknown model `{other}` (smollm2, minilm)"),
+                Some("gemma3") => qgpu::fetch::gemma3()?,
+                Some(other) => anyhow::bail!("unknown model `{other}` (smollm2, minilm, gemma3)"),
             };
             println!("{}", path.display());
             Ok(())

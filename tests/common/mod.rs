@@ -102,3 +102,20 @@ pub fn minilm_cases() -> Vec<(String, Vec<u32>, Vec<f32>)> {
 }
 
 pub mod json_schema;
+
+/// Gemma 3 270M Q4_K_M if it has been fetched (`qgpu fetch gemma3`): `$QGPU_GEMMA3`, else the
+/// cache beside the default model; `None` (skip) locally, a panic under `CI=true`.
+pub fn require_gemma3() -> Option<std::path::PathBuf> {
+    let path = match std::env::var("QGPU_GEMMA3") {
+        Ok(p) => p.into(),
+        Err(_) => model_path().parent().map(|p| p.join("gemma-3-270m-q4_k_m.gguf")).unwrap_or_default(),
+    };
+    if path.is_file() {
+        return Some(path);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and Gemma 3 is missing at {}; run `qgpu fetch gemma3`", path.display());
+    }
+    eprintln!("skipping: no Gemma 3 at {}", path.display());
+    None
+}
