@@ -13,14 +13,20 @@ const FORMAT_Q4_1: u32 = 4u;
 const FORMAT_Q4_K: u32 = 5u;
 const FORMAT_Q6_K: u32 = 6u;
 const FORMAT_IQ4_NL: u32 = 7u;
+const FORMAT_Q5_0: u32 = 8u;
+const FORMAT_Q5_1: u32 = 9u;
+const FORMAT_BF16: u32 = 10u;
 
 // Row-major quants of the rows this dispatch covers (one chunk of a split matrix). Q4_K: whole
 // GGUF blocks, 36 words each. Q6_K: each block's ql, qh and int8 scales, 52 words.
 @group(0) @binding(0) var<storage, read> w_quants: array<u32>;
-// Per-block scales: f16 pairs (Q8_0, Q4_0, IQ4_NL, Q6_K's d) or one (d, m) f16 pair per block (Q4_1).
+// Per-block scales: f16 pairs (Q8_0, Q5_0, Q4_0, IQ4_NL, Q6_K's d) or one (d, m) f16 pair per
+// block (Q4_1, Q5_1).
 // Empty for Q4_K, whose scales stay inside its blocks.
 @group(0) @binding(1) var<storage, read> w_scales: array<u32>;
 
+// Words per Q5_0 / Q5_1 block in w_quants: four of value-order nibbles, then the fifth bits.
+const Q5_WORDS: u32 = 5u;
 // Words per K-quant block in w_quants (src/quant/repack.rs: Q4_K_WORDS, Q6_K_WORDS).
 const Q4_K_WORDS: u32 = 36u;
 const Q6_K_WORDS: u32 = 52u;
@@ -67,6 +73,16 @@ fn nibbles(q: u32) -> Group8 {
 fn signed_bytes(q: u32) -> vec4<f32> {
     let v = bitcast<vec4<i32>>(vec4<u32>(q << 24u, q << 16u, q << 8u, q));
     return vec4<f32>(v >> vec4<u32>(24u));
+}
+
+// Q5_0 / Q5_1: group g's 5-bit values, nibbles from its word plus the block's qh bits 8(g % 4)..
+fn q5_values(row: u32, g: u32, k: u32) -> Group8 {
+    let base = (row * (k / 32u) + g / 4u) * Q5_WORDS;
+    let n = nibbles(w_quants[base + g % 4u]);
+    let h = w_quants[base + 4u] >> (8u * (g % 4u));
+    let hi_lo = vec4<f32>((vec4<u32>(h) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u));
+    let hi_hi = vec4<f32>((vec4<u32>(h) >> vec4<u32>(4u, 5u, 6u, 7u)) & vec4<u32>(1u));
+    return Group8(n.lo + 16.0 * hi_lo, n.hi + 16.0 * hi_hi);
 }
 
 // Byte `i` of the little-endian byte string that starts at word `base` of w_quants.
@@ -177,6 +193,24 @@ fn load_group8(row: u32, g: u32, k: u32) -> Group8 {
             let base = row * (k / 2u) + g * 4u;
             return Group8(vec4<f32>(unpack2x16float(w_quants[base]), unpack2x16float(w_quants[base + 1u])),
                           vec4<f32>(unpack2x16float(w_quants[base + 2u]), unpack2x16float(w_quants[base + 3u])));
+        }
+        case FORMAT_BF16: {
+            // A bf16 is the top half of an f32: shifting it there is the conversion.
+            let base = row * (k / 2u) + g * 4u;
+            let q = vec4<u32>(w_quants[base], w_quants[base + 1u], w_quants[base + 2u], w_quants[base + 3u]);
+            let lo = bitcast<vec4<f32>>(q << vec4<u32>(16u));
+            let hi = bitcast<vec4<f32>>(q & vec4<u32>(0xffff0000u));
+            return Group8(vec4<f32>(lo.x, hi.x, lo.y, hi.y), vec4<f32>(lo.z, hi.z, lo.w, hi.w));
+        }
+        case FORMAT_Q5_0: {
+            let q = q5_values(row, g, k);
+            let d = half_scale(row * (k / 32u) + g / 4u);
+            return Group8((q.lo - 16.0) * d, (q.hi - 16.0) * d);
+        }
+        case FORMAT_Q5_1: {
+            let q = q5_values(row, g, k);
+            let dm = unpack2x16float(w_scales[row * (k / 32u) + g / 4u]);
+            return Group8(q.lo * dm.x + dm.y, q.hi * dm.x + dm.y);
         }
         case FORMAT_Q8_0: {
             let base = row * (k / 4u) + g * 2u;

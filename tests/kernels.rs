@@ -121,6 +121,19 @@ fn iq4_nl_weights_match_oracle() {
 }
 
 #[test]
+fn q5_0_weights_match_oracle() {
+    format_matches_oracle(Format::Q5_0, 13);
+}
+#[test]
+fn q5_1_weights_match_oracle() {
+    format_matches_oracle(Format::Q5_1, 21);
+}
+#[test]
+fn bf16_weights_match_oracle() {
+    format_matches_oracle(Format::BF16, 15);
+}
+
+#[test]
 fn gpu_bytes_equal_format_bits() {
     let Some(ctx) = context() else { return };
     let (n, k) = (64, 4096);

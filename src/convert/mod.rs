@@ -165,6 +165,9 @@ pub fn llama_file_type(format: Format) -> u32 {
         Format::Q4_K => 15,
         Format::Q6_K => 18,
         Format::IQ4_NL => 25,
+        Format::Q5_0 => 8,
+        Format::Q5_1 => 9,
+        Format::BF16 => 32,
     }
 }
 

@@ -12,7 +12,7 @@ use crate::quant::Format;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
     /// A format name qgpu does not know.
-    #[error("unknown weight format `{name}` (known: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, IQ4_NL)")]
+    #[error("unknown weight format `{name}` (known: {})", crate::quant::known_formats())]
     UnknownFormat { name: String },
     /// A `--mix` item that is not `PATTERN=FORMAT` with a non-empty pattern.
     #[error("mix rule `{item}` is not PATTERN=FORMAT (e.g. token_embd=Q8_0, blk.*.ffn_down=Q6_K, edges=Q8_0)")]
@@ -195,8 +195,8 @@ pub fn fallback(requested: Format, k: usize) -> Format {
         format = match format {
             Format::Q4_K => Format::IQ4_NL,
             Format::Q6_K => Format::Q8_0,
-            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL => Format::F16,
-            Format::F16 | Format::F32 => return Format::F32,
+            Format::Q8_0 | Format::Q5_0 | Format::Q5_1 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL => Format::F16,
+            Format::F16 | Format::BF16 | Format::F32 => return Format::F32,
         };
     }
     format

@@ -1,6 +1,6 @@
 //! The weight formats qgpu multiplies by, and their sizes.
 
-use super::block::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, QK, QK_K};
+use super::block::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ6_K, BlockQ8_0, QK, QK_K};
 
 /// A weight storage format. The numeric codes of [`Format::shader_code`] are the `FORMAT`
 /// override constant of `shaders/weights.wgsl`.
@@ -21,10 +21,16 @@ pub enum Format {
     /// times an f16 scale; 4.5 bits a weight, as Q4_0.
     #[allow(non_camel_case_types)]
     IQ4_NL,
+    /// ggml's Q5_0: Q4_0 with a fifth bit a value, 5.5 bits a weight.
+    Q5_0,
+    /// ggml's Q5_1: Q4_1 with a fifth bit a value, 6 bits a weight.
+    Q5_1,
+    /// bfloat16: the top half of an f32.
+    BF16,
 }
 
 impl Format {
-    pub const ALL: [Format; 8] = [
+    pub const ALL: [Format; 11] = [
         Format::F32,
         Format::F16,
         Format::Q8_0,
@@ -33,13 +39,16 @@ impl Format {
         Format::Q4_K,
         Format::Q6_K,
         Format::IQ4_NL,
+        Format::Q5_0,
+        Format::Q5_1,
+        Format::BF16,
     ];
 
     /// Values per block as stored in GGUF.
     pub const fn block_size(self) -> usize {
         match self {
-            Format::F32 | Format::F16 => 1,
-            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL => QK,
+            Format::F32 | Format::F16 | Format::BF16 => 1,
+            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL | Format::Q5_0 | Format::Q5_1 => QK,
             Format::Q4_K | Format::Q6_K => QK_K,
         }
     }
@@ -48,7 +57,9 @@ impl Format {
     pub const fn block_bytes(self) -> usize {
         match self {
             Format::F32 => 4,
-            Format::F16 => 2,
+            Format::F16 | Format::BF16 => 2,
+            Format::Q5_0 => std::mem::size_of::<BlockQ5_0>(),
+            Format::Q5_1 => std::mem::size_of::<BlockQ5_1>(),
             Format::Q8_0 => std::mem::size_of::<BlockQ8_0>(),
             Format::Q4_0 => std::mem::size_of::<BlockQ4_0>(),
             Format::Q4_1 => std::mem::size_of::<BlockQ4_1>(),
@@ -68,8 +79,8 @@ impl Format {
     /// the unblocked formats need K % 8 == 0.
     pub const fn k_multiple(self) -> usize {
         match self {
-            Format::F32 | Format::F16 => 8,
-            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL => QK,
+            Format::F32 | Format::F16 | Format::BF16 => 8,
+            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL | Format::Q5_0 | Format::Q5_1 => QK,
             Format::Q4_K | Format::Q6_K => QK_K,
         }
     }
@@ -85,6 +96,9 @@ impl Format {
             Format::Q4_K => 12,
             Format::Q6_K => 14,
             Format::IQ4_NL => 20,
+            Format::Q5_0 => 6,
+            Format::Q5_1 => 7,
+            Format::BF16 => 30,
         }
     }
 
@@ -104,6 +118,9 @@ impl Format {
             Format::Q4_K => 5,
             Format::Q6_K => 6,
             Format::IQ4_NL => 7,
+            Format::Q5_0 => 8,
+            Format::Q5_1 => 9,
+            Format::BF16 => 10,
         }
     }
 
@@ -117,6 +134,9 @@ impl Format {
             Format::Q4_K => "Q4_K",
             Format::Q6_K => "Q6_K",
             Format::IQ4_NL => "IQ4_NL",
+            Format::Q5_0 => "Q5_0",
+            Format::Q5_1 => "Q5_1",
+            Format::BF16 => "BF16",
         }
     }
 
