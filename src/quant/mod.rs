@@ -4,6 +4,7 @@ pub mod block;
 mod format;
 pub mod iq4nl;
 pub mod kquants;
+pub mod kquants_low;
 mod matrix;
 pub mod reference;
 pub mod repack;

@@ -3,12 +3,16 @@
 //! `dequantize_row_*` in ggml-quants.c). This is the oracle every kernel test compares against;
 //! it is written for clarity, not speed.
 //!
-//! The K-quants (Q4_K, Q6_K) live in [`super::kquants`]: their dequantization is bit-exact with
-//! ggml too; their quantization follows ggml's algorithm but is not guaranteed bit-identical.
+//! The K-quants live in [`super::kquants`] (Q4_K, Q6_K) and [`super::kquants_low`] (Q2_K, Q3_K,
+//! Q5_K), IQ4_NL and IQ4_XS in [`super::iq4nl`]: their dequantization is bit-exact with ggml too;
+//! their quantization follows ggml's algorithm but is not guaranteed bit-identical.
 
-use super::block::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ6_K, BlockQ8_0, QK, QK_K};
-pub use super::iq4nl::{dequantize_iq4_nl, quantize_iq4_nl, quantize_iq4_nl_weighted, IQ4_NL_VALUES};
+use super::block::{
+    BlockIQ4_NL, BlockIQ4_XS, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
+};
+pub use super::iq4nl::{dequantize_iq4_nl, dequantize_iq4_xs, quantize_iq4_nl, quantize_iq4_nl_weighted, quantize_iq4_xs, IQ4_NL_VALUES};
 pub use super::kquants::{dequantize_q4_k, dequantize_q6_k, get_scale_min_k4, quantize_q4_k, quantize_q6_k};
+pub use super::kquants_low::{dequantize_q2_k, dequantize_q3_k, dequantize_q5_k, quantize_q2_k, quantize_q3_k, quantize_q5_k};
 use super::{Format, QuantError, QuantMatrix, QuantMatrixRef};
 use half::{bf16, f16};
 
@@ -37,6 +41,10 @@ pub fn quantize(format: Format, rows: usize, cols: usize, values: &[f32]) -> Res
         Format::Q5_1 => values.chunks_exact(QK).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q5_1(b)))),
         // Round to nearest even, as ggml's GGML_FP32_TO_BF16.
         Format::BF16 => values.iter().for_each(|v| out.extend_from_slice(&bf16::from_f32(*v).to_le_bytes())),
+        Format::Q5_K => values.chunks_exact(QK_K).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q5_k(b)))),
+        Format::Q3_K => values.chunks_exact(QK_K).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q3_k(b)))),
+        Format::Q2_K => values.chunks_exact(QK_K).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q2_k(b)))),
+        Format::IQ4_XS => values.chunks_exact(QK_K).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_iq4_xs(b)))),
     }
     QuantMatrix::new(format, rows, cols, out)
 }
@@ -166,6 +174,10 @@ pub fn dequantize_into(format: Format, bytes: &[u8], out: &mut [f32]) {
             Format::Q4_K => dequantize_q4_k(&bytemuck::pod_read_unaligned::<BlockQ4_K>(block), dst),
             Format::Q6_K => dequantize_q6_k(&bytemuck::pod_read_unaligned::<BlockQ6_K>(block), dst),
             Format::IQ4_NL => dequantize_iq4_nl(&bytemuck::pod_read_unaligned::<BlockIQ4_NL>(block), dst),
+            Format::Q5_K => dequantize_q5_k(&bytemuck::pod_read_unaligned::<BlockQ5_K>(block), dst),
+            Format::Q3_K => dequantize_q3_k(&bytemuck::pod_read_unaligned::<BlockQ3_K>(block), dst),
+            Format::Q2_K => dequantize_q2_k(&bytemuck::pod_read_unaligned::<BlockQ2_K>(block), dst),
+            Format::IQ4_XS => dequantize_iq4_xs(&bytemuck::pod_read_unaligned::<BlockIQ4_XS>(block), dst),
             Format::BF16 => dst[0] = bf16::from_le_bytes([block[0], block[1]]).to_f32(),
             Format::Q5_0 => {
                 let b: BlockQ5_0 = bytemuck::pod_read_unaligned(block);
