@@ -41,14 +41,14 @@ fn add_group(acc: ptr<function, array<f32, MAX_ROWS>>, w: Group8, g: u32) {
 // tune` varies); K must be a multiple of 8·SPAN. The K-quants ignore it.
 override SPAN: u32 = 1u;
 
-// Groups of 8 weights per accumulate_span call. The K-quants take a whole sub-block (Q4_K 32
-// weights, Q6_K 16), so its scale is decoded once per sub-block instead of once per 8 weights
+// Groups of 8 weights per accumulate_span call. The super-block formats take a whole sub-block
+// (Q4_K, Q5_K, IQ4_XS 32 weights; Q6_K, Q3_K, Q2_K 16), so its scale is decoded once per sub-block instead of once per 8 weights
 // (on CPU adapters the decode costs about as much as the 8 multiply-adds). FORMAT is a pipeline
 // constant: this folds to a constant, and accumulate_span's switch to one branch.
 fn span_groups() -> u32 {
     switch FORMAT {
-        case FORMAT_Q4_K: { return 4u; }
-        case FORMAT_Q6_K: { return 2u; }
+        case FORMAT_Q4_K, FORMAT_Q5_K, FORMAT_IQ4_XS: { return 4u; }
+        case FORMAT_Q6_K, FORMAT_Q3_K, FORMAT_Q2_K: { return 2u; }
         default: { return SPAN; }
     }
 }
@@ -66,6 +66,30 @@ fn accumulate_span(acc: ptr<function, array<f32, MAX_ROWS>>, row: u32, i: u32) {
             let s = q6_k_sub_block(row, i, params.k);
             for (var j = 0u; j < 2u; j++) {
                 add_group(acc, q6_k_group8(s, j), 2u * i + j);
+            }
+        }
+        case FORMAT_Q5_K: {
+            let s = q5_k_sub_block(row, i, params.k);
+            for (var j = 0u; j < 4u; j++) {
+                add_group(acc, q5_k_group8(s, j), 4u * i + j);
+            }
+        }
+        case FORMAT_IQ4_XS: {
+            let s = iq4_xs_sub_block(row, i, params.k);
+            for (var j = 0u; j < 4u; j++) {
+                add_group(acc, iq4_nl_group8(w_quants[s.q + j], s.d), 4u * i + j);
+            }
+        }
+        case FORMAT_Q3_K: {
+            let s = q3_k_sub_block(row, i, params.k);
+            for (var j = 0u; j < 2u; j++) {
+                add_group(acc, q3_k_group8(s, j), 2u * i + j);
+            }
+        }
+        case FORMAT_Q2_K: {
+            let s = q2_k_sub_block(row, i, params.k);
+            for (var j = 0u; j < 2u; j++) {
+                add_group(acc, q2_k_group8(s, j), 2u * i + j);
             }
         }
         default: {

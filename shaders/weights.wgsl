@@ -13,17 +13,32 @@ const FORMAT_Q4_1: u32 = 4u;
 const FORMAT_Q4_K: u32 = 5u;
 const FORMAT_Q6_K: u32 = 6u;
 const FORMAT_IQ4_NL: u32 = 7u;
+const FORMAT_Q5_0: u32 = 8u;
+const FORMAT_Q5_1: u32 = 9u;
+const FORMAT_BF16: u32 = 10u;
+const FORMAT_Q5_K: u32 = 11u;
+const FORMAT_Q3_K: u32 = 12u;
+const FORMAT_Q2_K: u32 = 13u;
+const FORMAT_IQ4_XS: u32 = 14u;
 
-// Row-major quants of the rows this dispatch covers (one chunk of a split matrix). Q4_K: whole
-// GGUF blocks, 36 words each. Q6_K: each block's ql, qh and int8 scales, 52 words.
+// Row-major quants of the rows this dispatch covers (one chunk of a split matrix). Q4_K, Q5_K,
+// Q2_K: whole GGUF blocks. Q6_K, Q3_K: each block without its trailing f16 d. IQ4_XS: d and
+// scales, then nibbles in value order (src/quant/repack.rs).
 @group(0) @binding(0) var<storage, read> w_quants: array<u32>;
-// Per-block scales: f16 pairs (Q8_0, Q4_0, IQ4_NL, Q6_K's d) or one (d, m) f16 pair per block (Q4_1).
-// Empty for Q4_K, whose scales stay inside its blocks.
+// Per-block scales: f16 pairs (Q8_0, Q5_0, Q4_0, IQ4_NL, Q6_K's d) or one (d, m) f16 pair per
+// block (Q4_1, Q5_1).
+// Q3_K's d as Q6_K's. Empty for Q4_K, Q5_K, Q2_K and IQ4_XS, whose scales stay in their blocks.
 @group(0) @binding(1) var<storage, read> w_scales: array<u32>;
 
+// Words per Q5_0 / Q5_1 block in w_quants: four of value-order nibbles, then the fifth bits.
+const Q5_WORDS: u32 = 5u;
 // Words per K-quant block in w_quants (src/quant/repack.rs: Q4_K_WORDS, Q6_K_WORDS).
 const Q4_K_WORDS: u32 = 36u;
 const Q6_K_WORDS: u32 = 52u;
+const Q5_K_WORDS: u32 = 44u;
+const Q3_K_WORDS: u32 = 27u;
+const Q2_K_WORDS: u32 = 21u;
+const IQ4_XS_WORDS: u32 = 34u;
 
 // IQ4_NL's codebook (src/quant/iq4nl.rs: IQ4_NL_VALUES) as 16 int8 bytes, 4 per word, little
 // endian: -127 -104 -83 -65 | -49 -35 -22 -10 | 1 13 25 38 | 53 69 89 113. Indexing a const
@@ -69,6 +84,16 @@ fn signed_bytes(q: u32) -> vec4<f32> {
     return vec4<f32>(v >> vec4<u32>(24u));
 }
 
+// Q5_0 / Q5_1: group g's 5-bit values, nibbles from its word plus the block's qh bits 8(g % 4)..
+fn q5_values(row: u32, g: u32, k: u32) -> Group8 {
+    let base = (row * (k / 32u) + g / 4u) * Q5_WORDS;
+    let n = nibbles(w_quants[base + g % 4u]);
+    let h = w_quants[base + 4u] >> (8u * (g % 4u));
+    let hi_lo = vec4<f32>((vec4<u32>(h) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u));
+    let hi_hi = vec4<f32>((vec4<u32>(h) >> vec4<u32>(4u, 5u, 6u, 7u)) & vec4<u32>(1u));
+    return Group8(n.lo + 16.0 * hi_lo, n.hi + 16.0 * hi_hi);
+}
+
 // Byte `i` of the little-endian byte string that starts at word `base` of w_quants.
 fn quant_byte(base: u32, i: u32) -> u32 {
     return (w_quants[base + i / 4u] >> (8u * (i % 4u))) & 255u;
@@ -104,17 +129,21 @@ fn q4_k_sub_block(row: u32, sb: u32, k: u32) -> Q4kSubBlock {
     let base = (row * (k / 256u) + sb / 8u) * Q4_K_WORDS;
     let sub = sb % 8u;
     let chunk = sub / 2u;
-    // ggml's get_scale_min_k4(sub) on the 12 scale bytes (words 1..3 of the block).
-    let s = base + 1u;
+    let dm = unpack2x16float(w_quants[base]) * vec2<f32>(scale_min_k4(base + 1u, sub));
+    // qs starts at word 4.
+    return Q4kSubBlock(dm.x, dm.y, base + 4u + 8u * chunk, 4u * (sub & 1u));
+}
+
+// ggml's get_scale_min_k4(sub): the 6-bit scale and min of sub-block `sub` (0..7) from the 12
+// packed bytes at word `s` (Q4_K, Q5_K).
+fn scale_min_k4(s: u32, sub: u32) -> vec2<u32> {
     let low = quant_byte(s, sub & 3u);          // scales[sub] or scales[sub - 4]
     let mid = quant_byte(s, (sub & 3u) + 4u);   // scales[sub + 4] or scales[sub]
     let top = quant_byte(s, (sub & 3u) + 8u);   // scales[sub + 4] for sub >= 4
     let small = sub < 4u;
     let sc = select((top & 15u) | ((low >> 6u) << 4u), low & 63u, small);
     let m = select((top >> 4u) | ((mid >> 6u) << 4u), mid & 63u, small);
-    let dm = unpack2x16float(w_quants[base]);
-    // qs starts at word 4.
-    return Q4kSubBlock(dm.x * f32(sc), dm.y * f32(m), base + 4u + 8u * chunk, 4u * (sub & 1u));
+    return vec2<u32>(sc, m);
 }
 
 // Group j (0..3) of a decoded Q4_K sub-block: its words q + 2j and q + 2j + 1.
@@ -164,6 +193,104 @@ fn q6_k_group8(s: Q6kSubBlock, j: u32) -> Group8 {
     return Group8(s.d * (vec4<f32>(q_lo) - 32.0), s.d * (vec4<f32>(q_hi) - 32.0));
 }
 
+// One sub-block of Q5_K (32 values), Q3_K or Q2_K (16), decoded: value = d·level − m (Q3_K:
+// d·(level − 4), m unused). Its
+// low bits are the field at `shift` of the bytes from word `q`; Q5_K's and Q3_K's high bit is
+// bit `bit` of the bytes from word `h`.
+struct KSubBlock {
+    d: f32,
+    m: f32,
+    q: u32,
+    h: u32,
+    shift: u32,
+    bit: u32,
+}
+
+// Q5_K: Q4_K's layout with qh (words 4..11) before qs (words 12..43); the high bit of the
+// value in qs byte l of chunk c is bit 2c (low nibble) or 2c + 1 (high) of qh[l], i.e. bit
+// `sub` for sub-block sub.
+fn q5_k_sub_block(row: u32, sb: u32, k: u32) -> KSubBlock {
+    let base = (row * (k / 256u) + sb / 8u) * Q5_K_WORDS;
+    let sub = sb % 8u;
+    let dm = unpack2x16float(w_quants[base]) * vec2<f32>(scale_min_k4(base + 1u, sub));
+    return KSubBlock(dm.x, dm.y, base + 12u + 8u * (sub / 2u), base + 4u, 4u * (sub & 1u), sub);
+}
+
+// Group j (0..3) of a decoded Q5_K sub-block.
+fn q5_k_group8(s: KSubBlock, j: u32) -> Group8 {
+    let q = s.q + 2u * j;
+    let h = s.h + 2u * j;
+    let lo = byte_fields(w_quants[q], s.shift, 15u) | (byte_fields(w_quants[h], s.bit, 1u) << vec4<u32>(4u));
+    let hi = byte_fields(w_quants[q + 1u], s.shift, 15u) | (byte_fields(w_quants[h + 1u], s.bit, 1u) << vec4<u32>(4u));
+    return Group8(s.d * vec4<f32>(lo) - s.m, s.d * vec4<f32>(hi) - s.m);
+}
+
+// Where Q3_K's and Q2_K's 16-value sub-block `is` (0..15) keeps its 2-bit levels: value
+// 128n + 32j + l sits at bits 2j of qs byte 32n + l, and sub-block is = 8n + 2j + l / 16.
+// Returns (byte offset of its first level in qs, bit shift, n, j).
+fn k2_position(is: u32) -> vec4<u32> {
+    let n = is / 8u;
+    let j = (is % 8u) / 2u;
+    return vec4<u32>(32u * n + 16u * (is % 2u), 2u * j, n, j);
+}
+
+// Q3_K: value = d·(sc − 32)·(q − 4 + 4h), h bit 4n + j of hmask[l] (words 0..7), q in qs
+// (words 8..23), the 6-bit scale's low 4 bits a nibble of scales[0..8] and top 2 bits a pair of
+// scales[8..12] (words 24..26); d in w_scales.
+fn q3_k_sub_block(row: u32, sb: u32, k: u32) -> KSubBlock {
+    let block = row * (k / 256u) + sb / 16u;
+    let base = block * Q3_K_WORDS;
+    let is = sb % 16u;
+    let p = k2_position(is);
+    let low = (quant_byte(base + 24u, is % 8u) >> (4u * (is / 8u))) & 15u;
+    let high = (quant_byte(base + 24u, 8u + is % 4u) >> (2u * (is / 4u))) & 3u;
+    let d = half_scale(block) * f32(i32(low | (high << 4u)) - 32);
+    // hmask byte l = p.x % 32: the same l as the qs byte.
+    return KSubBlock(d, 0.0, base + 8u + p.x / 4u, base + (p.x % 32u) / 4u, p.y, 4u * p.z + p.w);
+}
+
+// Group j (0..1) of a decoded Q3_K sub-block.
+fn q3_k_group8(s: KSubBlock, j: u32) -> Group8 {
+    let q = s.q + 2u * j;
+    let h = s.h + 2u * j;
+    let lo = byte_fields(w_quants[q], s.shift, 3u) | (byte_fields(w_quants[h], s.bit, 1u) << vec4<u32>(2u));
+    let hi = byte_fields(w_quants[q + 1u], s.shift, 3u) | (byte_fields(w_quants[h + 1u], s.bit, 1u) << vec4<u32>(2u));
+    return Group8(s.d * (vec4<f32>(lo) - 4.0), s.d * (vec4<f32>(hi) - 4.0));
+}
+
+// Q2_K: value = d·sc·q − dmin·m, sc and m the nibbles of scales[is] (words 0..3), q in qs
+// (words 4..19), d and dmin in word 20.
+fn q2_k_sub_block(row: u32, sb: u32, k: u32) -> KSubBlock {
+    let base = (row * (k / 256u) + sb / 16u) * Q2_K_WORDS;
+    let is = sb % 16u;
+    let p = k2_position(is);
+    let sc = quant_byte(base, is);
+    let dm = unpack2x16float(w_quants[base + 20u]) * vec2<f32>(f32(sc & 15u), f32(sc >> 4u));
+    return KSubBlock(dm.x, dm.y, base + 4u + p.x / 4u, 0u, p.y, 0u);
+}
+
+// Group j (0..1) of a decoded Q2_K sub-block.
+fn q2_k_group8(s: KSubBlock, j: u32) -> Group8 {
+    let q = s.q + 2u * j;
+    return Group8(s.d * vec4<f32>(byte_fields(w_quants[q], s.shift, 3u)) - s.m,
+                  s.d * vec4<f32>(byte_fields(w_quants[q + 1u], s.shift, 3u)) - s.m);
+}
+
+// IQ4_XS sub-block `sb` (32 values): its scale d·(ls − 32) (the 6-bit ls from scales_l, word 1,
+// and scales_h, the high half of word 0) and the word where its 4 words of nibbles start.
+struct Iq4xsSubBlock {
+    d: f32,
+    q: u32,
+}
+
+fn iq4_xs_sub_block(row: u32, sb: u32, k: u32) -> Iq4xsSubBlock {
+    let base = (row * (k / 256u) + sb / 8u) * IQ4_XS_WORDS;
+    let ib = sb % 8u;
+    let head = w_quants[base];
+    let ls = ((quant_byte(base + 1u, ib / 2u) >> (4u * (ib % 2u))) & 15u) | (((head >> (16u + 2u * ib)) & 3u) << 4u);
+    return Iq4xsSubBlock(unpack2x16float(head).x * f32(i32(ls) - 32), base + 2u + 4u * ib);
+}
+
 // Weights [8g, 8g + 8) of `row`, whose length is `k` values.
 fn load_group8(row: u32, g: u32, k: u32) -> Group8 {
     switch FORMAT {
@@ -178,6 +305,24 @@ fn load_group8(row: u32, g: u32, k: u32) -> Group8 {
             return Group8(vec4<f32>(unpack2x16float(w_quants[base]), unpack2x16float(w_quants[base + 1u])),
                           vec4<f32>(unpack2x16float(w_quants[base + 2u]), unpack2x16float(w_quants[base + 3u])));
         }
+        case FORMAT_BF16: {
+            // A bf16 is the top half of an f32: shifting it there is the conversion.
+            let base = row * (k / 2u) + g * 4u;
+            let q = vec4<u32>(w_quants[base], w_quants[base + 1u], w_quants[base + 2u], w_quants[base + 3u]);
+            let lo = bitcast<vec4<f32>>(q << vec4<u32>(16u));
+            let hi = bitcast<vec4<f32>>(q & vec4<u32>(0xffff0000u));
+            return Group8(vec4<f32>(lo.x, hi.x, lo.y, hi.y), vec4<f32>(lo.z, hi.z, lo.w, hi.w));
+        }
+        case FORMAT_Q5_0: {
+            let q = q5_values(row, g, k);
+            let d = half_scale(row * (k / 32u) + g / 4u);
+            return Group8((q.lo - 16.0) * d, (q.hi - 16.0) * d);
+        }
+        case FORMAT_Q5_1: {
+            let q = q5_values(row, g, k);
+            let dm = unpack2x16float(w_scales[row * (k / 32u) + g / 4u]);
+            return Group8(q.lo * dm.x + dm.y, q.hi * dm.x + dm.y);
+        }
         case FORMAT_Q8_0: {
             let base = row * (k / 4u) + g * 2u;
             let d = half_scale(row * (k / 32u) + g / 4u);
@@ -188,6 +333,19 @@ fn load_group8(row: u32, g: u32, k: u32) -> Group8 {
         }
         case FORMAT_Q6_K: {
             return q6_k_group8(q6_k_sub_block(row, g / 2u, k), g % 2u);
+        }
+        case FORMAT_Q5_K: {
+            return q5_k_group8(q5_k_sub_block(row, g / 4u, k), g % 4u);
+        }
+        case FORMAT_Q3_K: {
+            return q3_k_group8(q3_k_sub_block(row, g / 2u, k), g % 2u);
+        }
+        case FORMAT_Q2_K: {
+            return q2_k_group8(q2_k_sub_block(row, g / 2u, k), g % 2u);
+        }
+        case FORMAT_IQ4_XS: {
+            let s = iq4_xs_sub_block(row, g / 4u, k);
+            return iq4_nl_group8(w_quants[s.q + g % 4u], s.d);
         }
         case FORMAT_IQ4_NL: {
             return iq4_nl_group8(w_quants[row * (k / 8u) + g], half_scale(row * (k / 32u) + g / 4u));

@@ -121,6 +121,36 @@ fn iq4_nl_weights_match_oracle() {
 }
 
 #[test]
+fn q5_0_weights_match_oracle() {
+    format_matches_oracle(Format::Q5_0, 13);
+}
+#[test]
+fn q5_1_weights_match_oracle() {
+    format_matches_oracle(Format::Q5_1, 21);
+}
+#[test]
+fn bf16_weights_match_oracle() {
+    format_matches_oracle(Format::BF16, 15);
+}
+
+#[test]
+fn q5_k_weights_match_oracle() {
+    format_matches_oracle(Format::Q5_K, 17);
+}
+#[test]
+fn q3_k_weights_match_oracle() {
+    format_matches_oracle(Format::Q3_K, 18);
+}
+#[test]
+fn q2_k_weights_match_oracle() {
+    format_matches_oracle(Format::Q2_K, 19);
+}
+#[test]
+fn iq4_xs_weights_match_oracle() {
+    format_matches_oracle(Format::IQ4_XS, 22);
+}
+
+#[test]
 fn gpu_bytes_equal_format_bits() {
     let Some(ctx) = context() else { return };
     let (n, k) = (64, 4096);

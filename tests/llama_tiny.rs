@@ -113,16 +113,16 @@ fn an_unsupported_tensor_type_names_the_tensor_and_type() {
     use qgpu::loader::{GgmlType, GgufWriter};
     let Some(ctx) = common::context() else { return };
     let mut w = GgufWriter::new();
-    for (key, value) in [("llama.embedding_length", 32u32), ("llama.attention.head_count", 1), ("llama.block_count", 1), ("llama.feed_forward_length", 32)] {
+    for (key, value) in [("llama.embedding_length", 256u32), ("llama.attention.head_count", 1), ("llama.block_count", 1), ("llama.feed_forward_length", 32)] {
         w.add_metadata(key, value).unwrap();
     }
     w.add_metadata("general.architecture", "llama").unwrap();
-    // Q5_0: 22 bytes per 32 values, a real GGUF type qgpu has no kernel for.
-    w.add_tensor("token_embd.weight", &[32, 4], GgmlType::Q5_0, vec![0u8; 4 * 22]).unwrap();
+    // IQ2_XXS: 66 bytes per 256 values, a real GGUF type qgpu has no kernel for.
+    w.add_tensor("token_embd.weight", &[256, 4], GgmlType::IQ2_XXS, vec![0u8; 4 * 66]).unwrap();
     let file = GgufFile::from_bytes(w.to_bytes()).unwrap();
     let e = pollster::block_on(Llama::load(&ctx, &file, LlamaOptions::default(), &mut |_, _| {})).err().unwrap();
     assert!(
-        matches!(e, Error::Model(ModelError::UnsupportedTensorType { ref tensor, ref ggml_type }) if tensor == "token_embd.weight" && ggml_type == "Q5_0"),
+        matches!(e, Error::Model(ModelError::UnsupportedTensorType { ref tensor, ref ggml_type }) if tensor == "token_embd.weight" && ggml_type == "IQ2_XXS"),
         "{e}"
     );
 }

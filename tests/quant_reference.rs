@@ -160,7 +160,7 @@ fn malformed_host_matrices_are_typed_errors() {
     assert!(matches!(QuantMatrixRef::new(Format::F32, usize::MAX, 8, &[]).unwrap_err(), QuantError::Overflow { .. }));
     assert_eq!(quantize(Format::F16, 2, 8, &[0.0; 15]).unwrap_err(), QuantError::ValueCount { rows: 2, cols: 8, actual: 15 });
     assert!(matches!(quantize(Format::F16, 1, 12, &[0.0; 12]).unwrap_err(), QuantError::RowLength { multiple: 8, .. }));
-    assert!(matches!("Q5_K".parse::<Format>().unwrap_err(), QuantError::UnknownFormat { .. }));
+    assert!(matches!("IQ2_XXS".parse::<Format>().unwrap_err(), QuantError::UnknownFormat { .. }));
     assert_eq!("q4_1".parse::<Format>().unwrap(), Format::Q4_1);
     assert_eq!("q4_k".parse::<Format>().unwrap(), Format::Q4_K);
     assert_eq!("Q6_K".parse::<Format>().unwrap(), Format::Q6_K);

@@ -18,7 +18,7 @@ pub struct QuantizeArgs {
     /// The GGUF file to write (via a temporary file renamed at the end).
     #[arg(long)]
     out: PathBuf,
-    /// Format of the weight matrices: Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, IQ4_NL (or F16, F32).
+    /// Format of the weight matrices: any of `qgpu info`'s formats, e.g. Q8_0, Q4_0, Q4_K, Q6_K, IQ4_NL (or F16, F32).
     #[arg(long, default_value = "Q4_K")]
     format: String,
     /// Per-tensor exceptions, PATTERN=FORMAT comma separated; the first match wins. PATTERN is a

@@ -165,6 +165,14 @@ pub fn llama_file_type(format: Format) -> u32 {
         Format::Q4_K => 15,
         Format::Q6_K => 18,
         Format::IQ4_NL => 25,
+        Format::Q5_0 => 8,
+        Format::Q5_1 => 9,
+        Format::BF16 => 32,
+        // The _M mixes of llama.cpp, whose main type these are.
+        Format::Q5_K => 17,
+        Format::Q3_K => 12,
+        Format::Q2_K => 10,
+        Format::IQ4_XS => 30,
     }
 }
 

@@ -12,7 +12,7 @@ use crate::quant::Format;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
     /// A format name qgpu does not know.
-    #[error("unknown weight format `{name}` (known: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, IQ4_NL)")]
+    #[error("unknown weight format `{name}` (known: {})", crate::quant::known_formats())]
     UnknownFormat { name: String },
     /// A `--mix` item that is not `PATTERN=FORMAT` with a non-empty pattern.
     #[error("mix rule `{item}` is not PATTERN=FORMAT (e.g. token_embd=Q8_0, blk.*.ffn_down=Q6_K, edges=Q8_0)")]
@@ -187,16 +187,17 @@ pub fn is_quantizable(t: &SourceTensor) -> bool {
 
 /// The format actually written for a matrix of rows `k` long, when `requested` needs another
 /// row multiple: a K-quant goes to the 32-value format of the same role (Q4_K → IQ4_NL at the
-/// same 4.5 bits, Q6_K → Q8_0), a 32-value format to F16; F16 (and everything when `k` is not
+/// same 4.5 bits, as Q3_K, Q2_K and IQ4_XS; Q5_K → Q5_1, Q6_K → Q8_0), a 32-value format to F16; F16 (and everything when `k` is not
 /// a multiple of 8, which the kernels need) to F32.
 pub fn fallback(requested: Format, k: usize) -> Format {
     let mut format = requested;
     while !k.is_multiple_of(format.k_multiple()) {
         format = match format {
-            Format::Q4_K => Format::IQ4_NL,
+            Format::Q4_K | Format::Q3_K | Format::Q2_K | Format::IQ4_XS => Format::IQ4_NL,
+            Format::Q5_K => Format::Q5_1,
             Format::Q6_K => Format::Q8_0,
-            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL => Format::F16,
-            Format::F16 | Format::F32 => return Format::F32,
+            Format::Q8_0 | Format::Q5_0 | Format::Q5_1 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL => Format::F16,
+            Format::F16 | Format::BF16 | Format::F32 => return Format::F32,
         };
     }
     format

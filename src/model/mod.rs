@@ -36,7 +36,7 @@ pub enum ModelError {
     #[error("tensor `{name}` has dims {actual:?}, expected {expected:?}")]
     TensorShape { name: String, expected: Vec<u64>, actual: Vec<u64> },
     /// A tensor in a format qgpu has no kernel for.
-    #[error("tensor `{tensor}` is {ggml_type}, which qgpu cannot run (F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)")]
+    #[error("tensor `{tensor}` is {ggml_type}, which qgpu cannot run (it runs {})", crate::quant::known_formats())]
     UnsupportedTensorType { tensor: String, ggml_type: String },
     /// A forward pass with no tokens.
     #[error("no input tokens")]

@@ -6,10 +6,10 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-/// Values per block of every 32-wide format (Q8_0, Q4_0, Q4_1, IQ4_NL).
+/// Values per block of every 32-wide format (Q8_0, Q5_0, Q5_1, Q4_0, Q4_1, IQ4_NL).
 pub const QK: usize = 32;
 
-/// Values per super-block of the K-quants (Q4_K, Q6_K).
+/// Values per super-block of the K-quants (Q2_K..Q6_K) and IQ4_XS.
 pub const QK_K: usize = 256;
 
 /// Bytes of Q4_K's packed 6-bit sub-block scales and mins (`K_SCALE_SIZE` in ggml).
@@ -86,7 +86,82 @@ pub struct BlockQ6_K {
     pub d: f16,
 }
 
+/// Q5_0: one f16 scale, 32 fifth bits and 32 nibbles; value = d * (q - 16) with q 5 bits.
+/// Bit j of `qh` (little-endian u32) is the top bit of value j; nibble order as Q4_0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ5_0 {
+    pub d: f16,
+    pub qh: [u8; 4],
+    pub qs: [u8; QK / 2],
+}
+
+/// Q5_1: f16 scale and f16 minimum, then as Q5_0; value = d * q + m.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ5_1 {
+    pub d: f16,
+    pub m: f16,
+    pub qh: [u8; 4],
+    pub qs: [u8; QK / 2],
+}
+
+/// Q5_K: Q4_K plus a fifth bit per value; value = d·sc·q − dmin·m with q 5 bits. `scales` and
+/// `qs` as Q4_K; bit 2c (low nibbles) or 2c + 1 (high nibbles) of `qh[l]` is the top bit of
+/// the value that byte l of chunk c holds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ5_K {
+    pub d: f16,
+    pub dmin: f16,
+    pub scales: [u8; K_SCALE_SIZE],
+    pub qh: [u8; QK_K / 8],
+    pub qs: [u8; QK_K / 2],
+}
+
+/// Q3_K: 16 sub-blocks of 16, each a 6-bit scale; value = d·(sc − 32)·(q − 4·!h) with q 2 bits
+/// and h a bit of `hmask`. Value v = 128n + 32j + l (l < 32) has q at bits 2j of qs\[32n + l\],
+/// h at bit 4n + j of hmask\[l\], and sub-block 8n + 2j + l / 16, whose scale's low 4 bits are a
+/// nibble of `scales[0..8]` and top 2 bits a pair of `scales[8..12]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ3_K {
+    pub hmask: [u8; QK_K / 8],
+    pub qs: [u8; QK_K / 4],
+    pub scales: [u8; K_SCALE_SIZE],
+    pub d: f16,
+}
+
+/// Q2_K: 16 sub-blocks of 16, each a 4-bit scale (low nibble of `scales`) and 4-bit min (high
+/// nibble); value = d·sc·q − dmin·m with q 2 bits, placed as Q3_K's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ2_K {
+    pub scales: [u8; QK_K / 16],
+    pub qs: [u8; QK_K / 4],
+    pub d: f16,
+    pub dmin: f16,
+}
+
+/// IQ4_XS: IQ4_NL's codebook in 8 sub-blocks of 32, each a 6-bit scale (low 4 bits in
+/// `scales_l`, top 2 in `scales_h`); value = d·(ls − 32)·codebook\[q\]. Each sub-block's 16
+/// bytes of `qs` hold value j in the low nibble and j + 16 in the high one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockIQ4_XS {
+    pub d: f16,
+    pub scales_h: u16,
+    pub scales_l: [u8; QK_K / 64],
+    pub qs: [u8; QK_K / 2],
+}
+
 const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
+const _: () = assert!(std::mem::size_of::<BlockQ5_0>() == 22);
+const _: () = assert!(std::mem::size_of::<BlockQ5_1>() == 24);
+const _: () = assert!(std::mem::size_of::<BlockQ5_K>() == 176);
+const _: () = assert!(std::mem::size_of::<BlockQ3_K>() == 110);
+const _: () = assert!(std::mem::size_of::<BlockQ2_K>() == 84);
+const _: () = assert!(std::mem::size_of::<BlockIQ4_XS>() == 136);
 const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
 const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
 const _: () = assert!(std::mem::size_of::<BlockIQ4_NL>() == 18);

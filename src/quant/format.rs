@@ -1,6 +1,8 @@
 //! The weight formats qgpu multiplies by, and their sizes.
 
-use super::block::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, QK, QK_K};
+use super::block::{
+    BlockIQ4_NL, BlockIQ4_XS, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
+};
 
 /// A weight storage format. The numeric codes of [`Format::shader_code`] are the `FORMAT`
 /// override constant of `shaders/weights.wgsl`.
@@ -21,10 +23,29 @@ pub enum Format {
     /// times an f16 scale; 4.5 bits a weight, as Q4_0.
     #[allow(non_camel_case_types)]
     IQ4_NL,
+    /// ggml's Q5_0: Q4_0 with a fifth bit a value, 5.5 bits a weight.
+    Q5_0,
+    /// ggml's Q5_1: Q4_1 with a fifth bit a value, 6 bits a weight.
+    Q5_1,
+    /// bfloat16: the top half of an f32.
+    BF16,
+    /// ggml's Q5_K: Q4_K with a fifth bit a value, 5.5 bits a weight.
+    #[allow(non_camel_case_types)]
+    Q5_K,
+    /// ggml's Q3_K: 16 sub-blocks of 16 with 6-bit scales, 3.4375 bits a weight.
+    #[allow(non_camel_case_types)]
+    Q3_K,
+    /// ggml's Q2_K: 16 sub-blocks of 16 with 4-bit scales and mins, 2.625 bits a weight.
+    #[allow(non_camel_case_types)]
+    Q2_K,
+    /// ggml's IQ4_XS: IQ4_NL's codebook in 256-value super-blocks with 6-bit sub-block scales,
+    /// 4.25 bits a weight.
+    #[allow(non_camel_case_types)]
+    IQ4_XS,
 }
 
 impl Format {
-    pub const ALL: [Format; 8] = [
+    pub const ALL: [Format; 15] = [
         Format::F32,
         Format::F16,
         Format::Q8_0,
@@ -33,14 +54,21 @@ impl Format {
         Format::Q4_K,
         Format::Q6_K,
         Format::IQ4_NL,
+        Format::Q5_0,
+        Format::Q5_1,
+        Format::BF16,
+        Format::Q5_K,
+        Format::Q3_K,
+        Format::Q2_K,
+        Format::IQ4_XS,
     ];
 
     /// Values per block as stored in GGUF.
     pub const fn block_size(self) -> usize {
         match self {
-            Format::F32 | Format::F16 => 1,
-            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL => QK,
-            Format::Q4_K | Format::Q6_K => QK_K,
+            Format::F32 | Format::F16 | Format::BF16 => 1,
+            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL | Format::Q5_0 | Format::Q5_1 => QK,
+            Format::Q4_K | Format::Q6_K | Format::Q5_K | Format::Q3_K | Format::Q2_K | Format::IQ4_XS => QK_K,
         }
     }
 
@@ -48,7 +76,13 @@ impl Format {
     pub const fn block_bytes(self) -> usize {
         match self {
             Format::F32 => 4,
-            Format::F16 => 2,
+            Format::F16 | Format::BF16 => 2,
+            Format::Q5_0 => std::mem::size_of::<BlockQ5_0>(),
+            Format::Q5_1 => std::mem::size_of::<BlockQ5_1>(),
+            Format::Q5_K => std::mem::size_of::<BlockQ5_K>(),
+            Format::Q3_K => std::mem::size_of::<BlockQ3_K>(),
+            Format::Q2_K => std::mem::size_of::<BlockQ2_K>(),
+            Format::IQ4_XS => std::mem::size_of::<BlockIQ4_XS>(),
             Format::Q8_0 => std::mem::size_of::<BlockQ8_0>(),
             Format::Q4_0 => std::mem::size_of::<BlockQ4_0>(),
             Format::Q4_1 => std::mem::size_of::<BlockQ4_1>(),
@@ -63,14 +97,14 @@ impl Format {
         self.block_bytes() as f64 * 8.0 / self.block_size() as f64
     }
 
-    /// The row length (K) must be a multiple of this: the block size (256 for the K-quants,
+    /// The row length (K) must be a multiple of this: the block size (256 for the K-quants and IQ4_XS,
     /// which GGUF never splits across rows). The kernels read weights in groups of 8, so even
     /// the unblocked formats need K % 8 == 0.
     pub const fn k_multiple(self) -> usize {
         match self {
-            Format::F32 | Format::F16 => 8,
-            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL => QK,
-            Format::Q4_K | Format::Q6_K => QK_K,
+            Format::F32 | Format::F16 | Format::BF16 => 8,
+            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL | Format::Q5_0 | Format::Q5_1 => QK,
+            Format::Q4_K | Format::Q6_K | Format::Q5_K | Format::Q3_K | Format::Q2_K | Format::IQ4_XS => QK_K,
         }
     }
 
@@ -85,6 +119,13 @@ impl Format {
             Format::Q4_K => 12,
             Format::Q6_K => 14,
             Format::IQ4_NL => 20,
+            Format::Q5_0 => 6,
+            Format::Q5_1 => 7,
+            Format::BF16 => 30,
+            Format::Q5_K => 13,
+            Format::Q3_K => 11,
+            Format::Q2_K => 10,
+            Format::IQ4_XS => 23,
         }
     }
 
@@ -104,6 +145,13 @@ impl Format {
             Format::Q4_K => 5,
             Format::Q6_K => 6,
             Format::IQ4_NL => 7,
+            Format::Q5_0 => 8,
+            Format::Q5_1 => 9,
+            Format::BF16 => 10,
+            Format::Q5_K => 11,
+            Format::Q3_K => 12,
+            Format::Q2_K => 13,
+            Format::IQ4_XS => 14,
         }
     }
 
@@ -117,6 +165,13 @@ impl Format {
             Format::Q4_K => "Q4_K",
             Format::Q6_K => "Q6_K",
             Format::IQ4_NL => "IQ4_NL",
+            Format::Q5_0 => "Q5_0",
+            Format::Q5_1 => "Q5_1",
+            Format::BF16 => "BF16",
+            Format::Q5_K => "Q5_K",
+            Format::Q3_K => "Q3_K",
+            Format::Q2_K => "Q2_K",
+            Format::IQ4_XS => "IQ4_XS",
         }
     }
 

@@ -12,7 +12,7 @@
 
 use half::f16;
 
-use super::block::{BlockIQ4_NL, QK};
+use super::block::{BlockIQ4_NL, BlockIQ4_XS, QK, QK_K};
 use super::weighted::{best_symmetric_scale, signed_max, usable};
 
 /// ggml's `kvalues_iq4nl`: the 16 codebook entries, ascending.
@@ -74,4 +74,54 @@ pub fn quantize_iq4_nl_weighted(x: &[f32], weights: &[f32]) -> BlockIQ4_NL {
         *q = nearest_index(x[j] * inverse) | nearest_index(x[j + QK / 2] * inverse) << 4;
     }
     BlockIQ4_NL { d, qs }
+}
+
+/// IQ4_XS sub-block `ib`'s 6-bit scale, still offset by 32.
+pub fn iq4_xs_scale(b: &BlockIQ4_XS, ib: usize) -> i32 {
+    let low = (b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF;
+    let high = ((b.scales_h >> (2 * ib)) & 3) as u8;
+    (low | (high << 4)) as i32
+}
+
+/// `dequantize_row_iq4_xs` for one block (256 values): value = (d·(ls − 32))·codebook\[q\].
+pub fn dequantize_iq4_xs(b: &BlockIQ4_XS, out: &mut [f32]) {
+    let d = b.d.to_f32();
+    for ib in 0..QK_K / QK {
+        let dl = d * (iq4_xs_scale(b, ib) - 32) as f32;
+        let (qs, y) = (&b.qs[16 * ib..16 * ib + 16], &mut out[QK * ib..QK * ib + QK]);
+        for (j, &q) in qs.iter().enumerate() {
+            y[j] = dl * IQ4_NL_VALUES[(q & 0xF) as usize] as f32;
+            y[j + QK / 2] = dl * IQ4_NL_VALUES[(q >> 4) as usize] as f32;
+        }
+    }
+}
+
+/// Quantizes 256 values as IQ4_XS, as ggml's super-block path of `quantize_row_iq4_nl_impl`:
+/// each sub-block's scale from the IQ4_NL search, those scales to 6 bits against the largest
+/// (mapped to −32), then every value to its nearest codebook entry under its stored scale.
+pub fn quantize_iq4_xs(x: &[f32]) -> BlockIQ4_XS {
+    assert_eq!(x.len(), QK_K, "quantize_iq4_xs takes one block of {QK_K} values");
+    let scales: [f32; QK_K / QK] = std::array::from_fn(|ib| quantize_iq4_nl(&x[QK * ib..QK * ib + QK]).d.to_f32());
+    let max_scale = signed_max(&scales);
+    let mut b = BlockIQ4_XS { d: f16::ZERO, scales_h: 0, scales_l: [0; 4], qs: [0x88; QK_K / 2] };
+    if max_scale == 0.0 || !max_scale.is_finite() {
+        // Every sub-block scale 0 − 32 = −32 with d = 0: all values decode to zero.
+        return b;
+    }
+    b.d = f16::from_f32(-max_scale / 32.0);
+    let d = b.d.to_f32();
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    for (ib, &s) in scales.iter().enumerate() {
+        let l = ((s * id).round_ties_even() as i32).clamp(-32, 31);
+        let dl = d * l as f32;
+        let idl = if dl != 0.0 { 1.0 / dl } else { 0.0 };
+        let (xs, qs) = (&x[QK * ib..QK * ib + QK], &mut b.qs[16 * ib..16 * ib + 16]);
+        for (j, q) in qs.iter_mut().enumerate() {
+            *q = nearest_index(xs[j] * idl) | nearest_index(xs[j + QK / 2] * idl) << 4;
+        }
+        let l = (l + 32) as u8;
+        b.scales_l[ib / 2] |= (l & 0xF) << (4 * (ib % 2));
+        b.scales_h |= ((l >> 4) as u16) << (2 * ib);
+    }
+    b
 }

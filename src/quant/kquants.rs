@@ -17,10 +17,10 @@ use super::block::{BlockQ4_K, BlockQ6_K, K_SCALE_SIZE, QK_K};
 use half::f16;
 
 /// Below this a group is treated as all zeros (`GROUP_MAX_EPS` in ggml).
-const GROUP_MAX_EPS: f32 = 1e-15;
+pub(crate) const GROUP_MAX_EPS: f32 = 1e-15;
 
 /// ggml's `nearest_int`: round half to even (it adds 1.5·2²³ and reads the mantissa).
-fn nearest_int(v: f32) -> i32 {
+pub(crate) fn nearest_int(v: f32) -> i32 {
     v.round_ties_even() as i32
 }
 
@@ -89,7 +89,7 @@ pub fn dequantize_q6_k(b: &BlockQ6_K, y: &mut [f32]) {
 /// levels 0..=nmax, minimising the weighted squared error over a small search of candidate
 /// scales, each refined by weighted least squares. Writes the chosen levels into `l`.
 #[allow(clippy::too_many_arguments)]
-fn make_qkx2_quants(nmax: i32, x: &[f32], weights: &[f32], l: &mut [u8], rmin: f32, rdelta: f32, nstep: i32) -> (f32, f32) {
+pub(crate) fn make_qkx2_quants(nmax: i32, x: &[f32], weights: &[f32], l: &mut [u8], rmin: f32, rdelta: f32, nstep: i32) -> (f32, f32) {
     let n = x.len();
     let (mut min, mut max) = (x[0], x[0]);
     let mut sum_w = weights[0];
@@ -156,7 +156,7 @@ fn make_qkx2_quants(nmax: i32, x: &[f32], weights: &[f32], l: &mut [u8], rmin: f
 /// ggml's `make_qx_quants` with `rmse_type` 1 (weights x², or `weights` when given): a signed
 /// scale for `x` with levels −nmax..nmax−1, searching 18 candidate scales around nmax / max|x|
 /// by weighted least squares. Writes the chosen levels, offset by nmax, into `l`.
-fn make_qx_quants(nmax: i32, x: &[f32], weights: Option<&[f32]>, l: &mut [u8]) -> f32 {
+pub(crate) fn make_qx_quants(nmax: i32, x: &[f32], weights: Option<&[f32]>, l: &mut [u8]) -> f32 {
     let (mut max, mut amax) = (0.0f32, 0.0f32);
     for &v in x {
         if v.abs() > amax {

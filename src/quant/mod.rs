@@ -4,6 +4,7 @@ pub mod block;
 mod format;
 pub mod iq4nl;
 pub mod kquants;
+pub mod kquants_low;
 mod matrix;
 pub mod reference;
 pub mod repack;
@@ -11,6 +12,11 @@ pub mod weighted;
 
 pub use format::Format;
 pub use matrix::{QuantMatrix, QuantMatrixRef};
+
+/// The names of every format, comma-separated, for error messages.
+pub fn known_formats() -> String {
+    Format::ALL.map(Format::name).join(", ")
+}
 
 /// Errors of building or quantizing a host matrix.
 #[non_exhaustive]
@@ -32,7 +38,7 @@ pub enum QuantError {
     #[error("size of {rows} × {cols} overflows")]
     Overflow { rows: usize, cols: usize },
     /// A format name that qgpu does not know.
-    #[error("unknown weight format `{name}` (known: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, IQ4_NL)")]
+    #[error("unknown weight format `{name}` (known: {})", known_formats())]
     UnknownFormat { name: String },
     /// [`weighted::quantize_weighted`] has no importance-weighted search for this format.
     #[error("{format}: no importance-weighted quantization (Q4_0, Q4_1, IQ4_NL, Q4_K and Q6_K have one)")]

@@ -3,14 +3,18 @@
 //! `dequantize_row_*` in ggml-quants.c). This is the oracle every kernel test compares against;
 //! it is written for clarity, not speed.
 //!
-//! The K-quants (Q4_K, Q6_K) live in [`super::kquants`]: their dequantization is bit-exact with
-//! ggml too; their quantization follows ggml's algorithm but is not guaranteed bit-identical.
+//! The K-quants live in [`super::kquants`] (Q4_K, Q6_K) and [`super::kquants_low`] (Q2_K, Q3_K,
+//! Q5_K), IQ4_NL and IQ4_XS in [`super::iq4nl`]: their dequantization is bit-exact with ggml too;
+//! their quantization follows ggml's algorithm but is not guaranteed bit-identical.
 
-use super::block::{BlockIQ4_NL, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ6_K, BlockQ8_0, QK, QK_K};
-pub use super::iq4nl::{dequantize_iq4_nl, quantize_iq4_nl, quantize_iq4_nl_weighted, IQ4_NL_VALUES};
+use super::block::{
+    BlockIQ4_NL, BlockIQ4_XS, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
+};
+pub use super::iq4nl::{dequantize_iq4_nl, dequantize_iq4_xs, quantize_iq4_nl, quantize_iq4_nl_weighted, quantize_iq4_xs, IQ4_NL_VALUES};
 pub use super::kquants::{dequantize_q4_k, dequantize_q6_k, get_scale_min_k4, quantize_q4_k, quantize_q6_k};
+pub use super::kquants_low::{dequantize_q2_k, dequantize_q3_k, dequantize_q5_k, quantize_q2_k, quantize_q3_k, quantize_q5_k};
 use super::{Format, QuantError, QuantMatrix, QuantMatrixRef};
-use half::f16;
+use half::{bf16, f16};
 
 /// Quantizes `values` (`rows × cols`, row-major) as ggml's reference quantizers do:
 /// round-to-nearest for the 32-wide formats, ggml's scale searches for the K-quants, and a
@@ -33,6 +37,14 @@ pub fn quantize(format: Format, rows: usize, cols: usize, values: &[f32]) -> Res
         Format::Q4_K => values.chunks_exact(QK_K).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q4_k(b)))),
         Format::Q6_K => values.chunks_exact(QK_K).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q6_k(b)))),
         Format::IQ4_NL => values.chunks_exact(QK).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_iq4_nl(b)))),
+        Format::Q5_0 => values.chunks_exact(QK).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q5_0(b)))),
+        Format::Q5_1 => values.chunks_exact(QK).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q5_1(b)))),
+        // Round to nearest even, as ggml's GGML_FP32_TO_BF16.
+        Format::BF16 => values.iter().for_each(|v| out.extend_from_slice(&bf16::from_f32(*v).to_le_bytes())),
+        Format::Q5_K => values.chunks_exact(QK_K).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q5_k(b)))),
+        Format::Q3_K => values.chunks_exact(QK_K).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q3_k(b)))),
+        Format::Q2_K => values.chunks_exact(QK_K).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q2_k(b)))),
+        Format::IQ4_XS => values.chunks_exact(QK_K).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_iq4_xs(b)))),
     }
     QuantMatrix::new(format, rows, cols, out)
 }
@@ -84,6 +96,43 @@ pub fn quantize_q4_1(x: &[f32]) -> BlockQ4_1 {
     BlockQ4_1 { d: f16::from_f32(d), m: f16::from_f32(min), qs }
 }
 
+pub fn quantize_q5_0(x: &[f32]) -> BlockQ5_0 {
+    // As Q4_0: the signed value of largest magnitude maps exactly to -16.
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    let d = max / -16.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let (mut qs, mut qh) = ([0u8; QK / 2], 0u32);
+    for (j, q) in qs.iter_mut().enumerate() {
+        let lo = ((x[j] * id + 16.5) as i8).min(31) as u8;
+        let hi = ((x[j + QK / 2] * id + 16.5) as i8).min(31) as u8;
+        *q = (lo & 0xF) | ((hi & 0xF) << 4);
+        qh |= ((lo as u32 & 0x10) >> 4) << j | ((hi as u32 & 0x10) >> 4) << (j + QK / 2);
+    }
+    BlockQ5_0 { d: f16::from_f32(d), qh: qh.to_le_bytes(), qs }
+}
+
+pub fn quantize_q5_1(x: &[f32]) -> BlockQ5_1 {
+    let min = x.iter().fold(f32::MAX, |a, &v| a.min(v));
+    let max = x.iter().fold(-f32::MAX, |a, &v| a.max(v));
+    let d = (max - min) / 31.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let (mut qs, mut qh) = ([0u8; QK / 2], 0u32);
+    for (j, q) in qs.iter_mut().enumerate() {
+        // ggml does not clamp; the clamp only matters for rounding at the very top.
+        let lo = (((x[j] - min) * id + 0.5) as u8).min(31);
+        let hi = (((x[j + QK / 2] - min) * id + 0.5) as u8).min(31);
+        *q = (lo & 0xF) | ((hi & 0xF) << 4);
+        qh |= ((lo as u32 & 0x10) >> 4) << j | ((hi as u32 & 0x10) >> 4) << (j + QK / 2);
+    }
+    BlockQ5_1 { d: f16::from_f32(d), m: f16::from_f32(min), qh: qh.to_le_bytes(), qs }
+}
+
 /// Dequantizes a whole matrix to f32, row-major.
 pub fn dequantize(w: QuantMatrixRef<'_>) -> Vec<f32> {
     let mut out = vec![0.0f32; w.rows() * w.cols()];
@@ -125,6 +174,31 @@ pub fn dequantize_into(format: Format, bytes: &[u8], out: &mut [f32]) {
             Format::Q4_K => dequantize_q4_k(&bytemuck::pod_read_unaligned::<BlockQ4_K>(block), dst),
             Format::Q6_K => dequantize_q6_k(&bytemuck::pod_read_unaligned::<BlockQ6_K>(block), dst),
             Format::IQ4_NL => dequantize_iq4_nl(&bytemuck::pod_read_unaligned::<BlockIQ4_NL>(block), dst),
+            Format::Q5_K => dequantize_q5_k(&bytemuck::pod_read_unaligned::<BlockQ5_K>(block), dst),
+            Format::Q3_K => dequantize_q3_k(&bytemuck::pod_read_unaligned::<BlockQ3_K>(block), dst),
+            Format::Q2_K => dequantize_q2_k(&bytemuck::pod_read_unaligned::<BlockQ2_K>(block), dst),
+            Format::IQ4_XS => dequantize_iq4_xs(&bytemuck::pod_read_unaligned::<BlockIQ4_XS>(block), dst),
+            Format::BF16 => dst[0] = bf16::from_le_bytes([block[0], block[1]]).to_f32(),
+            Format::Q5_0 => {
+                let b: BlockQ5_0 = bytemuck::pod_read_unaligned(block);
+                let (d, qh) = (b.d.to_f32(), u32::from_le_bytes(b.qh));
+                for (j, &q) in b.qs.iter().enumerate() {
+                    let h0 = ((qh >> j) << 4) & 0x10;
+                    let h1 = (qh >> (j + 12)) & 0x10;
+                    dst[j] = (((q & 0xF) as u32 | h0) as i32 - 16) as f32 * d;
+                    dst[j + QK / 2] = (((q >> 4) as u32 | h1) as i32 - 16) as f32 * d;
+                }
+            }
+            Format::Q5_1 => {
+                let b: BlockQ5_1 = bytemuck::pod_read_unaligned(block);
+                let (d, m, qh) = (b.d.to_f32(), b.m.to_f32(), u32::from_le_bytes(b.qh));
+                for (j, &q) in b.qs.iter().enumerate() {
+                    let h0 = ((qh >> j) << 4) & 0x10;
+                    let h1 = (qh >> (j + 12)) & 0x10;
+                    dst[j] = ((q & 0xF) as u32 | h0) as f32 * d + m;
+                    dst[j + QK / 2] = ((q >> 4) as u32 | h1) as f32 * d + m;
+                }
+            }
         }
     }
 }

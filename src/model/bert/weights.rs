@@ -56,7 +56,7 @@ impl Loader<'_> {
     }
 
     /// A `[cols, rows]` matrix, uploaded in its own format; types without a kernel that convert
-    /// to f32 (BF16) are uploaded as F32.
+    /// to f32 are uploaded as F32.
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<GpuMatrix, Error> {
         let ty = self.dims(name, &[cols as u64, rows as u64])?;
         let matrix = match Format::from_ggml_type(ty.id()) {

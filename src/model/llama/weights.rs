@@ -1,11 +1,11 @@
 //! Moving a model's tensors to the GPU, still quantized: a GGUF file's as stored, a Hugging Face
-//! directory's F32 and F16 as stored and its BF16 (which no kernel reads) widened to F32.
+//! directory's F32, F16 and BF16 as stored.
 
 use std::borrow::Cow;
 
 use super::LlamaConfig;
 use crate::gpu::Context;
-use crate::loader::{to_f32, GgmlType, SourceTensor, TensorSource};
+use crate::loader::{GgmlType, TensorSource};
 use crate::model::ModelError;
 use crate::ops::{GpuMatrix, GpuTensor};
 use crate::quant::{reference, Format, QuantMatrixRef};
@@ -73,9 +73,6 @@ impl Loader<'_> {
             return Err(ModelError::TensorShape { name: name.into(), expected: dims.to_vec(), actual: info.dims.clone() }.into());
         }
         let bytes = self.source.tensor_bytes(name).map_err(ModelError::from)?;
-        if info.ggml_type == GgmlType::BF16 {
-            return Ok((Format::F32, Cow::Owned(widen(&info, &bytes)?)));
-        }
         Ok((format_of(name, info.ggml_type)?, bytes))
     }
 
@@ -131,11 +128,6 @@ impl Loader<'_> {
         }
         self.vector(name, len).map(Some)
     }
-}
-
-/// BF16 bytes as F32 bytes (exact: a bf16 is the top half of an f32).
-fn widen(info: &SourceTensor, bytes: &[u8]) -> Result<Vec<u8>, ModelError> {
-    Ok(bytemuck::cast_slice(&to_f32(info, bytes)?).to_vec())
 }
 
 pub(super) fn load(ctx: &Context, source: &dyn TensorSource, c: &LlamaConfig, progress: &mut dyn FnMut(usize, usize)) -> Result<Weights, Error> {
