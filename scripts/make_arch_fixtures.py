@@ -66,6 +66,10 @@ MODELS = {
     "phi3": (tf.Phi3Config, tf.Phi3ForCausalLM, dict(
         COMMON, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=False,
         rope_theta=10000.0, original_max_position_embeddings=256, sliding_window=None)),
+    # SmolLM3: every fourth layer without RoPE.
+    "smollm3": (tf.SmolLM3Config, tf.SmolLM3ForCausalLM, dict(
+        COMMON, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+        rope_theta=5000000.0, no_rope_layer_interval=4, use_sliding_window=False)),
 }
 
 
@@ -98,7 +102,10 @@ def to_gguf(model_dir: Path, out: Path):
 
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
+    only = set(sys.argv[1:])  # names to (re)make; all when none are given
     for i, (name, (cfg_cls, model_cls, kw)) in enumerate(MODELS.items()):
+        if only and name not in only:
+            continue
         torch.manual_seed(i)
         cfg = cfg_cls(**kw)
         cfg._attn_implementation = "eager"

@@ -85,6 +85,13 @@ impl RopeTable {
         Ok(Self { table: GpuTensor::from_slice(ctx, context, rope_dims, &data)?, rope_dims, style })
     }
 
+    /// A table that rotates by nothing (cos 1, sin 0): layers without RoPE (SmolLM3's NoPE
+    /// layers) still store K and V through the same kernel.
+    pub fn identity(ctx: &Context, rope_dims: usize, context: usize) -> Result<Self, Error> {
+        let data: Vec<f32> = (0..context * rope_dims / 2).flat_map(|_| [1.0, 0.0]).collect();
+        Ok(Self { table: GpuTensor::from_slice(ctx, context, rope_dims, &data)?, rope_dims, style: RopeStyle::AdjacentPairs })
+    }
+
     /// GPU bytes of the table.
     pub fn bytes(&self) -> u64 {
         self.table.bytes()

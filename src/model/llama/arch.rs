@@ -59,6 +59,8 @@ pub struct ArchSpec {
     /// Q, K and V in one `attn_qkv` matrix, and gate and up in one `ffn_up` (gate rows first):
     /// split by rows when uploaded, so the rest of the decoder never sees the fusion.
     pub fused: bool,
+    /// Layer `i` skips RoPE when `(i + 1) % n == 0` (SmolLM3's NoPE layers, n = 4).
+    pub no_rope_every: Option<usize>,
 }
 
 const LLAMA: ArchSpec = ArchSpec {
@@ -70,6 +72,7 @@ const LLAMA: ArchSpec = ArchSpec {
     window_rope_base: None,
     query_scale: QueryScale::HeadDim,
     fused: false,
+    no_rope_every: None,
 };
 
 /// Every architecture the decoder runs.
@@ -79,7 +82,7 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
     ArchSpec { name: "granite", ..LLAMA },
     ArchSpec { name: "qwen2", rope: RopeStyle::Halves, ..LLAMA },
     ArchSpec { name: "qwen3", rope: RopeStyle::Halves, ..LLAMA },
-    ArchSpec { name: "smollm3", ..LLAMA },
+    ArchSpec { name: "smollm3", no_rope_every: Some(4), ..LLAMA },
     ArchSpec { name: "phi3", rope: RopeStyle::Halves, fused: true, ..LLAMA },
     ArchSpec {
         name: "gemma",
@@ -123,6 +126,11 @@ impl ArchSpec {
     /// The entry for `general.architecture` = `name`.
     pub fn find(name: &str) -> Option<&'static ArchSpec> {
         ARCHITECTURES.iter().find(|a| a.name == name)
+    }
+
+    /// Whether layer `layer` rotates Q and K.
+    pub fn uses_rope(&self, layer: usize) -> bool {
+        self.no_rope_every.is_none_or(|n| n == 0 || !(layer + 1).is_multiple_of(n))
     }
 
     /// The supported names, comma-separated, for error messages.

@@ -83,6 +83,8 @@ pub struct Llama {
     rope: RopeTable,
     /// The sliding-window layers' table, when their RoPE base differs (Gemma 3).
     window_rope: Option<RopeTable>,
+    /// The identity table of layers without RoPE (SmolLM3).
+    no_rope: Option<RopeTable>,
     step: StepParams,
     args: AttnArgs,
     plans: HashMap<(usize, Logits), Vec<Dispatch>>,
@@ -134,10 +136,13 @@ impl Llama {
             (Some(_), Some(base)) => Some(RopeTable::new(ctx, c.rope_dims, options.context, base, c.arch.rope, &RopeScaling::default())?),
             _ => None,
         };
-        let memory = MemoryUse { activations: memory.activations + rope.bytes() + window_rope.as_ref().map_or(0, |r| r.bytes()), ..memory };
+        let no_rope = if (0..c.layers).all(|i| c.arch.uses_rope(i)) { None } else { Some(RopeTable::identity(ctx, c.rope_dims, options.context)?) };
+        let tables = rope.bytes() + [&window_rope, &no_rope].iter().filter_map(|t| t.as_ref()).map(|t| t.bytes()).sum::<u64>();
+        let memory = MemoryUse { activations: memory.activations + tables, ..memory };
         let mut model = Self {
             rope,
             window_rope,
+            no_rope,
             step: StepParams::new(ctx),
             args: AttnArgs::new(ctx),
             config,
@@ -341,7 +346,11 @@ impl Llama {
                 }
             }
             let window = c.layer_window(i);
-            let rope = if window.is_some() { self.window_rope.as_ref().unwrap_or(&self.rope) } else { &self.rope };
+            let rope = match (&self.no_rope, window) {
+                (Some(identity), _) if !c.arch.uses_rope(i) => identity,
+                (_, Some(_)) => self.window_rope.as_ref().unwrap_or(&self.rope),
+                _ => &self.rope,
+            };
             d.push(plan_rope_store(ctx, dims, t, &q, &k, &v, &self.k_cache[i], &self.v_cache[i], rope, &self.step).await?);
             let options = AttnOptions { scale: c.attn_scale, window, softcap: c.attn_softcap };
             d.extend(plan_attention(ctx, dims, t, &q, &self.k_cache[i], &self.v_cache[i], &a.scores, &attn, &self.step, &self.args, options).await?);
