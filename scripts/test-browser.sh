@@ -31,6 +31,7 @@ else
 fi
 MODEL="$("$QGPU" fetch)"
 "$QGPU" fetch minilm >/dev/null
+"$QGPU" fetch gemma3 >/dev/null
 
 # What native qgpu samples for a fixed seed; the page must produce the same text.
 QGPU_NATIVE_SAMPLED="$("$QGPU" run --model "$MODEL" --prompt "Once upon a time" --max-tokens 8 \

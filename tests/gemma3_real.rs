@@ -71,3 +71,23 @@ fn gemma3_greedy_continuations_match_transformers() {
         assert_eq!(got, want, "{prompt:?}: greedy continuation {:?}", tokenizer.decode(&got));
     }
 }
+
+#[test]
+fn gemma3_without_a_template_chats_in_gemma_format() {
+    use qgpu::model::chat::ChatMessage;
+    let Some(path) = common::require_gemma3() else { return };
+    let file = GgufFile::open(&path).unwrap();
+    assert!(file.metadata().get("tokenizer.chat_template").is_none(), "this file ships no template");
+    let tokenizer = Tokenizer::from_gguf(file.metadata()).unwrap();
+    assert!(tokenizer.chat_template().is_fallback());
+    let messages = [ChatMessage::system(" Be brief. "), ChatMessage::user("Hi!"), ChatMessage::assistant("Hello."), ChatMessage::user("Name a colour.")];
+    let text = tokenizer.apply_chat_template(&messages, true).unwrap();
+    assert_eq!(
+        text,
+        "<bos><start_of_turn>user\nBe brief.\n\nHi!<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n<start_of_turn>user\nName a colour.<end_of_turn>\n<start_of_turn>model\n"
+    );
+    let ids = tokenizer.encode_chat(&messages, true).unwrap();
+    assert_eq!(ids[0], 2, "one BOS, from the template");
+    assert_ne!(ids[1], 2);
+    assert_eq!(Some(ids[1]), tokenizer.token_id("<start_of_turn>"));
+}

@@ -18,6 +18,15 @@ pub const CHATML_TEMPLATE: &str = "{% for message in messages %}\
 {{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}\
 {% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
+/// Used when a model has no `tokenizer.chat_template` but its vocabulary has Gemma's turn
+/// markers (some Gemma GGUFs ship without a template). Gemma has no system role: a system
+/// message opens the next user turn, as Gemma's own template does.
+pub const GEMMA_TEMPLATE: &str = "{{ bos_token }}{% set system = namespace(text='') %}\
+{% for message in messages %}{% if message['role'] == 'system' %}{% set system.text = message['content'] | trim + '\n\n' %}\
+{% else %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}\
+{{ '<start_of_turn>' + role + '\n' + system.text + message['content'] | trim + '<end_of_turn>\n' }}{% set system.text = '' %}\
+{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}";
+
 /// Instructions one render may execute (about 30 per message for typical templates).
 const FUEL: u64 = 20_000_000;
 const NAME: &str = "chat_template";
@@ -99,11 +108,18 @@ impl ChatTemplate {
     /// A template that does not compile is kept: every render then returns
     /// [`TokenizerError::Template`], so loading a model never fails over it.
     pub fn new(source: Option<&str>, bos_token: &str, eos_token: &str) -> Self {
+        Self::with_fallback(source, CHATML_TEMPLATE, bos_token, eos_token)
+    }
+
+    /// [`ChatTemplate::new`] with `fallback` ([`CHATML_TEMPLATE`] or [`GEMMA_TEMPLATE`]) used
+    /// when the model has no template.
+    pub fn with_fallback(source: Option<&str>, fallback: &str, bos_token: &str, eos_token: &str) -> Self {
         let is_fallback = source.is_none();
         if is_fallback {
-            log::warn!("tokenizer: no tokenizer.chat_template in the model, using ChatML");
+            let name = if fallback == GEMMA_TEMPLATE { "Gemma's" } else { "ChatML" };
+            log::warn!("tokenizer: no tokenizer.chat_template in the model, using {name}");
         }
-        let source = source.unwrap_or(CHATML_TEMPLATE).to_owned();
+        let source = source.unwrap_or(fallback).to_owned();
         let mut env = Environment::new();
         if let Ok(syntax) = SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build() {
             env.set_syntax(syntax);

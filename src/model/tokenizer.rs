@@ -24,7 +24,7 @@ use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
 
-use super::chat::{ChatMessage, ChatTemplate};
+use super::chat::{ChatMessage, ChatTemplate, CHATML_TEMPLATE, GEMMA_TEMPLATE};
 use crate::loader::gguf::{GgufError, Metadata, OptionalKey};
 
 /// Everything that can go wrong building or using a [`Tokenizer`].
@@ -318,7 +318,9 @@ impl Tokenizer {
 
         let text_of = |id: Option<u32>| id.map_or("", |i| tokens[i as usize].as_str());
         let template = meta.get_str("tokenizer.chat_template").optional()?;
-        let chat = ChatTemplate::new(template, text_of(bos), text_of(eos));
+        // Without a template, a vocabulary with Gemma's turn markers gets Gemma's format.
+        let fallback = if tokens.iter().any(|t| t == "<start_of_turn>") { GEMMA_TEMPLATE } else { CHATML_TEMPLATE };
+        let chat = ChatTemplate::with_fallback(template, fallback, text_of(bos), text_of(eos));
         Ok(Self {
             kind,
             hf,

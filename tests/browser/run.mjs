@@ -2,7 +2,8 @@
 //  (a) selfTest(): every format × kernel against the CPU oracle, inside the page;
 //  (b) greedy continuation of the reference prompt matches tests/fixtures/smollm2_reference.json;
 //  (c) the demo page answers through its UI; a screenshot is saved;
-//  (e) QgpuEmbedder: all-MiniLM-L6-v2 from the model cache against tests/fixtures/minilm_reference.json.
+//  (e) QgpuEmbedder: all-MiniLM-L6-v2 from the model cache against tests/fixtures/minilm_reference.json;
+//  (f) Gemma 3 270M Q4_K_M's greedy tokens against tests/fixtures/gemma3_reference.json.
 // Run through scripts/test-browser.sh (it builds web/pkg and installs what is missing).
 // Environment: CHROMIUM (default /usr/bin/chromium), QGPU_BROWSER_ARTIFACTS (screenshot dir),
 // QGPU_BROWSER_MAX_TOKENS (tokens to compare, default 12).
@@ -175,6 +176,30 @@ try {
   });
   check(lost.rejected && /device lost/i.test(lost.message) && !!lost.deviceLost, 'device loss is a JS Error', JSON.stringify(lost));
   if (failures) for (const l of logs) console.log(l);
+
+  // (f) Gemma 3 270M Q4_K_M (Q5_0, Q8_0, Q4_K and Q6_K tensors, a 262144-row embedding table
+  // split across bindings, sliding-window layers): greedy tokens equal transformers' f32 run.
+  try {
+    const gemma = JSON.parse(readFileSync(path.join(repo, 'tests/fixtures/gemma3_reference.json'), 'utf8')).cases[0];
+    const gemmaTokens = Number(process.env.QGPU_BROWSER_GEMMA_TOKENS || 6);
+    const g = await page.evaluate(async ({ prompt, maxTokens }) => {
+      const { Qgpu } = await import('/qgpu.js');
+      const t0 = performance.now();
+      const q = await Qgpu.create();
+      await q.loadModel('/models/gemma-3-270m-q4_k_m.gguf', () => {});
+      const t1 = performance.now();
+      const text = await q.generate(prompt, { maxTokens, temperature: 0, repetitionPenalty: 1.0, chat: false }, () => {});
+      const stats = q.stats();
+      q.destroy();
+      return { text, stats, loadSeconds: (t1 - t0) / 1000 };
+    }, { prompt: gemma.prompt, maxTokens: gemmaTokens });
+    check(g.stats.generatedTokens === gemmaTokens && g.text.length > 0 && gemma.text.startsWith(g.text),
+      `Gemma 3 greedy continuation of "${gemma.prompt}" (${gemmaTokens} tokens)`,
+      `got ${JSON.stringify(g.text)}, transformers ${JSON.stringify(gemma.text)}; load ${g.loadSeconds.toFixed(1)} s, ` +
+      `prefill ${g.stats.prefillTokensPerSecond.toFixed(2)} tok/s, decode ${g.stats.decodeTokensPerSecond.toFixed(2)} tok/s`);
+  } catch (e) {
+    check(false, 'Gemma 3 greedy continuation', String(e.stack || e));
+  }
 
   // (e) the benchmark page: a tiny suite, the JSON against the schema, table and chart.
   await benchCheck(browser, url, repo, artifacts, check);
