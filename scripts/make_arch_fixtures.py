@@ -62,10 +62,13 @@ MODELS = {
         COMMON, num_hidden_layers=6, num_attention_heads=2, num_key_value_heads=1, head_dim=48,
         query_pre_attn_scalar=48, sliding_window=8, rope_theta=1000000.0, rope_local_base_freq=10000.0,
         hidden_activation="gelu_pytorch_tanh", rms_norm_eps=1e-6)),
-    # Phi-3: fused QKV and gate/up.
+    # Phi-3: fused QKV and gate/up, LongRoPE (short factors below the original context, and
+    # its attention factor).
     "phi3": (tf.Phi3Config, tf.Phi3ForCausalLM, dict(
         COMMON, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=False,
-        rope_theta=10000.0, original_max_position_embeddings=256, sliding_window=None)),
+        rope_theta=10000.0, original_max_position_embeddings=64, sliding_window=None,
+        rope_scaling=dict(rope_type="longrope", short_factor=[1.0, 1.1, 1.3, 1.6, 2.0, 2.5, 3.1, 3.8],
+                          long_factor=[1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 24.0, 32.0]))),
     # SmolLM3: every fourth layer without RoPE.
     "smollm3": (tf.SmolLM3Config, tf.SmolLM3ForCausalLM, dict(
         COMMON, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,

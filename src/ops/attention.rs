@@ -49,11 +49,13 @@ pub struct RopeScaling {
     pub linear: f64,
     /// Frequency i is divided by `freq_factors[i]` (Llama 3.x's `rope_freqs`), if given.
     pub freq_factors: Option<Vec<f32>>,
+    /// cos and sin are multiplied by this (LongRoPE's attention factor; 1 for none).
+    pub attn_factor: f64,
 }
 
 impl Default for RopeScaling {
     fn default() -> Self {
-        Self { linear: 1.0, freq_factors: None }
+        Self { linear: 1.0, freq_factors: None, attn_factor: 1.0 }
     }
 }
 
@@ -78,8 +80,8 @@ impl RopeTable {
             for i in 0..half {
                 let factor = scaling.freq_factors.as_ref().map_or(1.0, |f| f[i] as f64);
                 let angle = pos as f64 / scaling.linear * (base as f64).powf(-(2.0 * i as f64) / rope_dims as f64) / factor;
-                data.push(angle.cos() as f32);
-                data.push(angle.sin() as f32);
+                data.push((angle.cos() * scaling.attn_factor) as f32);
+                data.push((angle.sin() * scaling.attn_factor) as f32);
             }
         }
         Ok(Self { table: GpuTensor::from_slice(ctx, context, rope_dims, &data)?, rope_dims, style })

@@ -23,6 +23,11 @@ pub struct LlamaConfig {
     pub rope_base: f32,
     /// Positions are divided by this before rotation (`rope.scaling.type` linear).
     pub rope_linear_scale: f32,
+    /// cos and sin are multiplied by this (`rope.scaling.attn_factor`, Phi-3's LongRoPE).
+    pub rope_attn_factor: f32,
+    /// Past this many positions, LongRoPE's long frequency factors apply instead of the short
+    /// ones (`rope.scaling.original_context_length`, else the trained context).
+    pub rope_original_context: usize,
     pub eps: f32,
     /// The context length the model was trained for.
     pub trained_context: usize,
@@ -75,6 +80,11 @@ impl LlamaConfig {
         if !(rope_linear_scale.is_finite() && rope_linear_scale > 0.0) {
             return Err(ModelError::BadHyperParameters { reason: format!("RoPE scaling factor {rope_linear_scale}") });
         }
+        let rope_attn_factor = file.get_f32(&key("rope.scaling.attn_factor")).optional()?.unwrap_or(1.0);
+        if !(rope_attn_factor.is_finite() && rope_attn_factor > 0.0) {
+            return Err(ModelError::BadHyperParameters { reason: format!("RoPE attention factor {rope_attn_factor}") });
+        }
+        let trained_context = file.get_usize(&key("context_length")).optional()?.unwrap_or(2048);
         let embed = source.tensor("token_embd.weight").ok_or(ModelError::MissingTensor { name: "token_embd.weight".into() })?;
         let vocab = embed.dims.get(1).copied().unwrap_or(0) as usize;
         let layers = file.get_usize(&key("block_count"))?;
@@ -94,8 +104,10 @@ impl LlamaConfig {
             rope_dims,
             rope_base: file.get_f32(&key("rope.freq_base")).optional()?.unwrap_or(10_000.0),
             rope_linear_scale,
+            rope_attn_factor,
+            rope_original_context: file.get_usize(&key("rope.scaling.original_context_length")).optional()?.unwrap_or(trained_context),
             eps: file.get_f32(&key("attention.layer_norm_rms_epsilon")).optional()?.unwrap_or(1e-5),
-            trained_context: file.get_usize(&key("context_length")).optional()?.unwrap_or(2048),
+            trained_context,
             window: file.get_usize(&key("attention.sliding_window")).optional()?.filter(|&w| w > 0),
             window_layers: match file.get_usize(&key("attention.sliding_window_pattern")).optional()? {
                 Some(n) => WindowLayers::AllButEvery(n),

@@ -129,7 +129,11 @@ impl Llama {
             .map(|t| t.bytes())
             .sum::<u64>();
         let memory = MemoryUse { weights: weights.bytes, kv_cache: k_cache.iter().chain(&v_cache).map(|t| t.bytes()).sum(), activations };
-        let scaling = RopeScaling { linear: c.rope_linear_scale as f64, freq_factors: weights.rope_freqs.clone() };
+        // As llama.cpp: `rope_freqs` if present, else LongRoPE's short or long factors by
+        // whether the cache outgrows the original context.
+        let long = options.context > c.rope_original_context;
+        let freq_factors = weights.rope_freqs.clone().or_else(|| if long { weights.rope_factors_long.clone() } else { weights.rope_factors_short.clone() });
+        let scaling = RopeScaling { linear: c.rope_linear_scale as f64, freq_factors, attn_factor: c.rope_attn_factor as f64 };
         let rope = RopeTable::new(ctx, c.rope_dims, options.context, c.rope_base, c.arch.rope, &scaling)?;
         // Window layers with a base of their own are unscaled, as in llama.cpp.
         let window_rope = match (c.window, c.window_rope_base) {

@@ -41,6 +41,9 @@ pub(super) struct Weights {
     pub output_norm: GpuTensor,
     /// Per-pair RoPE frequency divisors (`rope_freqs`, Llama 3.x), as f32 on the host.
     pub rope_freqs: Option<Vec<f32>>,
+    /// LongRoPE's divisors within and past the original context (Phi-3 128k).
+    pub rope_factors_short: Option<Vec<f32>>,
+    pub rope_factors_long: Option<Vec<f32>>,
     pub layers: Vec<LayerWeights>,
     pub bytes: u64,
 }
@@ -138,7 +141,14 @@ pub(super) fn load(ctx: &Context, source: &dyn TensorSource, c: &LlamaConfig, pr
     let embed = l.matrix("token_embd.weight", c.vocab, c.dim)?;
     let head = if tied { None } else { Some(l.matrix("output.weight", c.vocab, c.dim)?) };
     let output_norm = l.vector("output_norm.weight", c.dim)?;
-    let rope_freqs = if source.tensor("rope_freqs.weight").is_some() { Some(l.values("rope_freqs.weight", c.rope_dims / 2)?) } else { None };
+    let mut factors = |name: &str| -> Result<Option<Vec<f32>>, Error> {
+        if source.tensor(name).is_none() {
+            return Ok(None);
+        }
+        l.values(name, c.rope_dims / 2).map(Some)
+    };
+    let (rope_freqs, rope_factors_short, rope_factors_long) =
+        (factors("rope_freqs.weight")?, factors("rope_factors_short.weight")?, factors("rope_factors_long.weight")?);
     let (q_dim, kv_dim) = (c.q_dim(), c.kv_dim());
     let mut layers = Vec::with_capacity(c.layers);
     for i in 0..c.layers {
@@ -169,5 +179,5 @@ pub(super) fn load(ctx: &Context, source: &dyn TensorSource, c: &LlamaConfig, pr
     // Tensors the decoder does not read (if any) leave the count short of the total.
     (l.progress)(total, total);
     let bytes = l.bytes;
-    Ok(Weights { embed, head, output_norm, rope_freqs, layers, bytes })
+    Ok(Weights { embed, head, output_norm, rope_freqs, rope_factors_short, rope_factors_long, layers, bytes })
 }
