@@ -20,6 +20,7 @@ const FORMAT_Q5_K: u32 = 11u;
 const FORMAT_Q3_K: u32 = 12u;
 const FORMAT_Q2_K: u32 = 13u;
 const FORMAT_IQ4_XS: u32 = 14u;
+const FORMAT_MXFP4: u32 = 15u;
 
 // Row-major quants of the rows this dispatch covers (one chunk of a split matrix). Q4_K, Q5_K,
 // Q2_K: whole GGUF blocks. Q6_K, Q3_K: each block without its trailing f16 d. IQ4_XS: d and
@@ -27,7 +28,7 @@ const FORMAT_IQ4_XS: u32 = 14u;
 @group(0) @binding(0) var<storage, read> w_quants: array<u32>;
 // Per-block scales: f16 pairs (Q8_0, Q5_0, Q4_0, IQ4_NL, Q6_K's d) or one (d, m) f16 pair per
 // block (Q4_1, Q5_1).
-// Q3_K's d as Q6_K's. Empty for Q4_K, Q5_K, Q2_K and IQ4_XS, whose scales stay in their blocks.
+// Q3_K's d as Q6_K's; MXFP4's exponent bytes, four a word. Empty for Q4_K, Q5_K, Q2_K and IQ4_XS, whose scales stay in their blocks.
 @group(0) @binding(1) var<storage, read> w_scales: array<u32>;
 
 // Words per Q5_0 / Q5_1 block in w_quants: four of value-order nibbles, then the fifth bits.
@@ -44,15 +45,15 @@ const IQ4_XS_WORDS: u32 = 34u;
 // endian: -127 -104 -83 -65 | -49 -35 -22 -10 | 1 13 25 38 | 53 69 89 113. Indexing a const
 // array with a runtime value makes some compilers (llvmpipe) copy the array to private memory on
 // every lookup, 9x slower than Q4_0; selects and a bit extract stay in registers.
-const IQ4_NL_WORD0: u32 = 0xbfad9881u;
-const IQ4_NL_WORD1: u32 = 0xf6eaddcfu;
-const IQ4_NL_WORD2: u32 = 0x26190d01u;
-const IQ4_NL_WORD3: u32 = 0x71594535u;
+const IQ4_NL_BOOK: vec4<u32> = vec4<u32>(0xbfad9881u, 0xf6eaddcfu, 0x26190d01u, 0x71594535u);
+// MXFP4's E2M1 values doubled (src/quant/mxfp4.rs: MXFP4_VALUES), packed the same way:
+// 0 1 2 3 | 4 6 8 12 | 0 -1 -2 -3 | -4 -6 -8 -12.
+const MXFP4_BOOK: vec4<u32> = vec4<u32>(0x03020100u, 0x0c080604u, 0xfdfeff00u, 0xf4f8fafcu);
 
-// Codebook entry `n` (0-15).
-fn iq4_nl_value(n: u32) -> f32 {
-    let low = select(IQ4_NL_WORD0, IQ4_NL_WORD1, (n & 4u) != 0u);
-    let high = select(IQ4_NL_WORD2, IQ4_NL_WORD3, (n & 4u) != 0u);
+// Entry `n` (0-15) of a 16-entry int8 codebook packed in four words.
+fn codebook_value(book: vec4<u32>, n: u32) -> f32 {
+    let low = select(book.x, book.y, (n & 4u) != 0u);
+    let high = select(book.z, book.w, (n & 4u) != 0u);
     let word = select(low, high, (n & 8u) != 0u);
     // extractBits on i32 sign-extends the byte.
     return f32(extractBits(bitcast<i32>(word), (n & 3u) * 8u, 8u));
@@ -104,12 +105,24 @@ fn byte_fields(q: u32, shift: u32, mask: u32) -> vec4<u32> {
     return (vec4<u32>(q) >> (vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>(shift))) & vec4<u32>(mask);
 }
 
-// IQ4_NL: eight codebook entries, one per nibble of `q` (nibble j = value j), times d.
+// Eight codebook entries, one per nibble of `q` (nibble j = value j), times d.
+fn codebook_group8(book: vec4<u32>, q: u32, d: f32) -> Group8 {
+    return Group8(d * vec4<f32>(codebook_value(book, q & 15u), codebook_value(book, (q >> 4u) & 15u),
+                                codebook_value(book, (q >> 8u) & 15u), codebook_value(book, (q >> 12u) & 15u)),
+                  d * vec4<f32>(codebook_value(book, (q >> 16u) & 15u), codebook_value(book, (q >> 20u) & 15u),
+                                codebook_value(book, (q >> 24u) & 15u), codebook_value(book, q >> 28u)));
+}
+
+// IQ4_NL and IQ4_XS: codebook entries times the (sub-)block scale.
 fn iq4_nl_group8(q: u32, d: f32) -> Group8 {
-    return Group8(d * vec4<f32>(iq4_nl_value(q & 15u), iq4_nl_value((q >> 4u) & 15u),
-                                iq4_nl_value((q >> 8u) & 15u), iq4_nl_value((q >> 12u) & 15u)),
-                  d * vec4<f32>(iq4_nl_value((q >> 16u) & 15u), iq4_nl_value((q >> 20u) & 15u),
-                                iq4_nl_value((q >> 24u) & 15u), iq4_nl_value(q >> 28u)));
+    return codebook_group8(IQ4_NL_BOOK, q, d);
+}
+
+// MXFP4 block `i`'s scale, ggml's GGML_E8M0_TO_FP32_HALF of its exponent byte (four a word in
+// w_scales): 2^(e - 128), and for e = 0, 1 the subnormals 2^-128, 2^-127.
+fn mxfp4_scale(i: u32) -> f32 {
+    let e = (w_scales[i / 4u] >> (8u * (i % 4u))) & 255u;
+    return bitcast<f32>(select((e - 1u) << 23u, 0x00200000u << (e & 1u), e < 2u));
 }
 
 // One 32-value Q4_K sub-block, decoded: value = d·q − m for its nibbles q, which are the low
@@ -346,6 +359,9 @@ fn load_group8(row: u32, g: u32, k: u32) -> Group8 {
         case FORMAT_IQ4_XS: {
             let s = iq4_xs_sub_block(row, g / 4u, k);
             return iq4_nl_group8(w_quants[s.q + g % 4u], s.d);
+        }
+        case FORMAT_MXFP4: {
+            return codebook_group8(MXFP4_BOOK, w_quants[row * (k / 8u) + g], mxfp4_scale(row * (k / 32u) + g / 4u));
         }
         case FORMAT_IQ4_NL: {
             return iq4_nl_group8(w_quants[row * (k / 8u) + g], half_scale(row * (k / 32u) + g / 4u));

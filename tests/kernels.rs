@@ -151,6 +151,11 @@ fn iq4_xs_weights_match_oracle() {
 }
 
 #[test]
+fn mxfp4_weights_match_oracle() {
+    format_matches_oracle(Format::MXFP4, 24);
+}
+
+#[test]
 fn gpu_bytes_equal_format_bits() {
     let Some(ctx) = context() else { return };
     let (n, k) = (64, 4096);
