@@ -26,9 +26,9 @@ const FORMAT_MXFP4: u32 = 15u;
 // Q2_K: whole GGUF blocks. Q6_K, Q3_K: each block without its trailing f16 d. IQ4_XS: d and
 // scales, then nibbles in value order (src/quant/repack.rs).
 @group(0) @binding(0) var<storage, read> w_quants: array<u32>;
-// Per-block scales: f16 pairs (Q8_0, Q5_0, Q4_0, IQ4_NL, Q6_K's d) or one (d, m) f16 pair per
-// block (Q4_1, Q5_1).
-// Q3_K's d as Q6_K's; MXFP4's exponent bytes, four a word. Empty for Q4_K, Q5_K, Q2_K and IQ4_XS, whose scales stay in their blocks.
+// Per-block scales: f16 pairs (Q8_0, Q5_0, Q4_0, IQ4_NL, Q6_K's and Q3_K's d), one (d, m) f16
+// pair per block (Q4_1, Q5_1), or E8M0 exponent bytes, four a word (MXFP4). Empty for Q4_K,
+// Q5_K, Q2_K and IQ4_XS, whose scales stay inside their blocks.
 @group(0) @binding(1) var<storage, read> w_scales: array<u32>;
 
 // Words per Q5_0 / Q5_1 block in w_quants: four of value-order nibbles, then the fifth bits.
@@ -207,9 +207,8 @@ fn q6_k_group8(s: Q6kSubBlock, j: u32) -> Group8 {
 }
 
 // One sub-block of Q5_K (32 values), Q3_K or Q2_K (16), decoded: value = d·level − m (Q3_K:
-// d·(level − 4), m unused). Its
-// low bits are the field at `shift` of the bytes from word `q`; Q5_K's and Q3_K's high bit is
-// bit `bit` of the bytes from word `h`.
+// d·(level − 4), m unused). The level's low bits are the field at `shift` of the bytes from
+// word `q`; Q5_K's and Q3_K's high bit is bit `bit` of the bytes from word `h`.
 struct KSubBlock {
     d: f32,
     m: f32,
