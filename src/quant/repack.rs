@@ -1,4 +1,4 @@
-//! GGUF blocks → the GPU layout that `shaders/weights.wgsl` reads.
+//! GGUF blocks → the GPU layout that `shaders/weights.wgsl` and `weights_super.wgsl` read.
 //!
 //! GGUF interleaves each block's scale with its quants (18 bytes for Q4_0), which leaves the
 //! quants 2-byte aligned. On upload we split every matrix into two arrays of `u32` words:
