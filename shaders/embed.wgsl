@@ -1,4 +1,4 @@
-// Token embedding lookup from a quantized table: weights.wgsl + this file.
+// Token embedding lookup from a quantized table: weights.wgsl + weights_super.wgsl + this file.
 // Rows are dequantized straight into the activations; the table stays quantized in memory.
 
 struct EmbedParams {

@@ -1,4 +1,4 @@
-// Tiled matrix product for prefill, Y = X · Wᵀ: weights.wgsl + this file.
+// Tiled matrix product for prefill, Y = X · Wᵀ: weights.wgsl + weights_super.wgsl + this file.
 // A workgroup computes a TILE_M × TILE_N block of Y. Each K step stages a TILE_M × 32 slice of
 // X and a TILE_N × 32 slice of W, dequantized once into workgroup memory, then every invocation
 // accumulates a 4 × 4 register block in f32.

@@ -1,4 +1,5 @@
-// Matrix-vector products for decode: weights.wgsl + matvec_io.wgsl + this file.
+// Matrix-vector products for decode:
+// weights.wgsl + weights_super.wgsl + matvec_io.wgsl + this file.
 // Two entry points that need no subgroups, so both run in every browser.
 
 // Invocations per workgroup; the host reads it back from the same constant.

@@ -1,4 +1,5 @@
-// Matrix-vector product with a subgroup reduction: weights.wgsl + matvec_io.wgsl + this file.
+// Matrix-vector product with a subgroup reduction:
+// weights.wgsl + weights_super.wgsl + matvec_io.wgsl + this file.
 // A separate module because subgroup builtins need the SUBGROUP feature to validate.
 
 override WORKGROUP: u32 = 64u;

@@ -276,7 +276,7 @@ fn sharded_f16_bf16_directory_with_tied_head() {
         assert!(d > 0.0 && d < 0.1, "position {pos}: {d}");
     }
 
-    // On the GPU straight from the directory (F16 as stored, BF16 widened to F32): the logits
+    // On the GPU straight from the directory (F16 and BF16 as stored): the logits
     // of the same rounded weights.
     let Some(ctx) = common::context() else { return };
     gpu_matches_reference(&ctx, &hf, &converted, &s);

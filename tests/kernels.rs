@@ -6,7 +6,7 @@ mod common;
 use common::{compare, context, context_with};
 use qgpu::quant::reference::TestRng as Rng;
 use qgpu::gpu::{Context, ContextOptions};
-use qgpu::ops::{linear, GpuMatrix, GpuTensor, LinearKernel, MatvecKernel, MatvecVariant};
+use qgpu::ops::{linear, plan_embed, GpuIds, GpuMatrix, GpuTensor, LinearKernel, MatvecKernel, MatvecVariant};
 use qgpu::quant::{reference, Format, QuantMatrix};
 
 /// Relative L2 error allowed against the f64 oracle: every path accumulates in f32.
@@ -151,6 +151,11 @@ fn iq4_xs_weights_match_oracle() {
 }
 
 #[test]
+fn mxfp4_weights_match_oracle() {
+    format_matches_oracle(Format::MXFP4, 24);
+}
+
+#[test]
 fn gpu_bytes_equal_format_bits() {
     let Some(ctx) = context() else { return };
     let (n, k) = (64, 4096);
@@ -182,6 +187,40 @@ fn matrices_larger_than_a_binding_are_split_by_rows() {
             // One quantize pass feeds every chunk's dispatch.
             if format == Format::Q8_0 && integer_dot_available(&ctx) {
                 check_integer_dot(&ctx, &w, &gw, &rng.vec(m * k), m);
+            }
+        }
+    }
+}
+
+/// The embedding lookup of every format returns the reference's dequantized rows, also from a
+/// table split over several bindings (each chunk writes only the tokens whose rows it holds).
+#[test]
+fn embedding_lookup_matches_dequantized_rows() {
+    const LIMIT: u64 = 16 * 1024;
+    for options in [ContextOptions::default(), ContextOptions { max_binding_size: Some(LIMIT), ..Default::default() }] {
+        let split = options.max_binding_size.is_some();
+        let Some(ctx) = context_with(options) else { return };
+        let mut rng = Rng::new(23);
+        for format in Format::ALL {
+            let (vocab, dim) = (if split { 1031 } else { 67 }, 576usize.next_multiple_of(format.k_multiple()));
+            let w = reference::quantize(format, vocab, dim, &rng.vec(vocab * dim)).unwrap();
+            let table = GpuMatrix::upload(&ctx, w.as_ref()).unwrap();
+            assert_eq!(table.chunk_count() > 1, split, "{format}: {} chunks", table.chunk_count());
+            // Four tokens, so the output (4 × 768 f32) fits the 16 KiB binding too.
+            let ids = [vocab as u32 - 1, 0, vocab as u32 / 2, 0];
+            let gids = GpuIds::new(&ctx, ids.len()).unwrap();
+            gids.write(&ctx, &ids).unwrap();
+            let out = GpuTensor::zeros(&ctx, ids.len(), dim).unwrap();
+            let plan = pollster::block_on(plan_embed(&ctx, &table, &gids, &out, ids.len())).unwrap();
+            pollster::block_on(ctx.run(&plan.iter().collect::<Vec<_>>())).unwrap();
+            let got = pollster::block_on(out.read(&ctx)).unwrap();
+            let want = reference::dequantize(w.as_ref());
+            for (t, &id) in ids.iter().enumerate() {
+                let row = &want[id as usize * dim..(id as usize + 1) * dim];
+                for (c, (&g, &r)) in got[t * dim..(t + 1) * dim].iter().zip(row).enumerate() {
+                    // A fused multiply-add may round d·q − m once instead of twice.
+                    assert!((g - r).abs() <= 1e-6 * r.abs().max(1.0), "{format} token {t} (id {id}) col {c}: got {g}, want {r}");
+                }
             }
         }
     }

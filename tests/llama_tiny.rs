@@ -79,6 +79,23 @@ fn k_quant_weights_match_cpu() {
     check(&spec, 7, 5);
 }
 
+/// The newer formats in a whole model: the 32-value ones and BF16 on odd sizes, the 256-value
+/// ones in a Q4_K_M-like mix.
+#[test]
+fn newer_formats_match_cpu() {
+    for (weight_format, embed_format) in [(Format::Q5_0, Format::BF16), (Format::Q5_1, Format::MXFP4), (Format::BF16, Format::Q5_1)] {
+        check(&TinySpec { weight_format, embed_format, ..TinySpec::odd() }, 8, 16);
+    }
+    let spec = TinySpec {
+        weight_format: Format::Q3_K,
+        down_format: Some(Format::Q5_K),
+        head_format: Some(Format::Q2_K),
+        embed_format: Format::IQ4_XS,
+        ..TinySpec::q4_k_m()
+    };
+    check(&spec, 9, 16);
+}
+
 #[test]
 fn bad_requests_are_typed_errors() {
     let Some(ctx) = common::context() else { return };

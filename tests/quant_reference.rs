@@ -383,3 +383,28 @@ fn k_quant_repack_keeps_gguf_bytes() {
     // Six blocks: the halves fill the three words exactly, so GPU bytes equal GGUF bytes.
     assert_eq!((layout.quants.len() + layout.scales.len()) * 4, q.data().len());
 }
+
+#[test]
+fn lower_and_higher_bit_formats_round_trip_in_order_of_their_bits() {
+    let (rows, cols) = (5, 768);
+    let x = Rng::new(43).vec(rows * cols);
+    let e = |f: Format| round_trip_rms(f, rows, cols, &x);
+    let bits = [(Format::Q2_K, 2.625), (Format::Q3_K, 3.4375), (Format::IQ4_XS, 4.25), (Format::MXFP4, 4.25), (Format::Q5_0, 5.5), (Format::Q5_K, 5.5), (Format::Q5_1, 6.0)];
+    for (f, b) in bits {
+        assert_eq!(f.bits_per_weight(), b, "{f}");
+    }
+    let (q2, q3, q4, q5) = (e(Format::Q2_K), e(Format::Q3_K), e(Format::Q4_0), e(Format::Q5_0));
+    // Each bit halves the step: roughly half the error per bit on uniform data.
+    assert!(q2 > 1.6 * q3 && q3 > 1.6 * q4 && q4 > 1.6 * q5, "Q2_K {q2}, Q3_K {q3}, Q4_0 {q4}, Q5_0 {q5}");
+    assert!(e(Format::Q5_1) < 0.6 * e(Format::Q4_1) && e(Format::Q5_K) < 0.6 * e(Format::Q4_K));
+    // IQ4_XS's 6-bit sub-block scales cost little against IQ4_NL's f16 ones.
+    assert!(e(Format::IQ4_XS) <= 1.05 * e(Format::IQ4_NL));
+    // MXFP4 loses more than a fitted 4-bit scale (2.2× on this data): E2M1's grid is coarsest at
+    // the top, and ggml's power-of-two exponent leaves the top code at 0.75-1.5× the block's max.
+    let mx = e(Format::MXFP4);
+    assert!(mx > q4 && mx < 2.5 * q4, "MXFP4 {mx}, Q4_0 {q4}");
+    assert_eq!(e(Format::BF16), {
+        let y: Vec<f32> = x.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect();
+        (x.iter().zip(&y).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
+    });
+}

@@ -141,7 +141,7 @@ fn check_written(source: &dyn TensorSource, plan: &QuantPlan, out: &std::path::P
 fn float_source_round_trips_in_every_format_and_a_mix() {
     let dir = TempDir::new("float");
     let source = FloatSource::new(3);
-    for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::IQ4_NL, Format::Q4_K, Format::Q6_K, Format::F16] {
+    for format in Format::ALL.into_iter().filter(|&f| f != Format::F32) {
         let plan = QuantPlan::new(format);
         check_written(&source, &plan, &dir.0.join(format!("{format}.gguf")));
     }
@@ -275,4 +275,9 @@ fn fallbacks_follow_the_row_length() {
     assert_eq!(fallback(Format::Q6_K, 384), Format::Q8_0);
     assert_eq!(fallback(Format::Q4_K, 200), Format::F16);
     assert_eq!(fallback(Format::Q4_0, 100), Format::F32);
+    assert_eq!(fallback(Format::Q5_K, 384), Format::Q5_1);
+    for format in [Format::Q3_K, Format::Q2_K, Format::IQ4_XS] {
+        assert_eq!(fallback(format, 384), Format::IQ4_NL);
+    }
+    assert_eq!((fallback(Format::MXFP4, 200), fallback(Format::BF16, 100)), (Format::F16, Format::F32));
 }

@@ -103,6 +103,14 @@ fn shader_codes_cover_every_format() {
         let line = format!("const FORMAT_{}: u32 = {}u;", format.name(), format.shader_code());
         assert!(weights.contains(&line), "weights.wgsl lacks `{line}`");
     }
+    // load_group8 names every format but the one its `default` decodes (Q4_0), so a format
+    // added without a case fails here rather than silently decoding as Q4_0.
+    let decode = include_str!("../shaders/weights_super.wgsl");
+    let body = &decode[decode.find("fn load_group8").expect("load_group8 is in weights_super.wgsl")..];
+    for format in Format::ALL.into_iter().filter(|&f| f != Format::Q4_0) {
+        let name = format!("FORMAT_{}", format.name());
+        assert!(body.contains(&format!("case {name}:")), "load_group8 has no case for {format}");
+    }
 }
 
 #[test]

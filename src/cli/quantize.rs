@@ -18,7 +18,8 @@ pub struct QuantizeArgs {
     /// The GGUF file to write (via a temporary file renamed at the end).
     #[arg(long)]
     out: PathBuf,
-    /// Format of the weight matrices: any of `qgpu info`'s formats, e.g. Q8_0, Q4_0, Q4_K, Q6_K, IQ4_NL (or F16, F32).
+    /// Format of the weight matrices: Q8_0, Q6_K, Q5_K, Q5_1, Q5_0, Q4_K, Q4_1, Q4_0, IQ4_NL,
+    /// IQ4_XS, MXFP4, Q3_K, Q2_K (or F16, BF16, F32).
     #[arg(long, default_value = "Q4_K")]
     format: String,
     /// Per-tensor exceptions, PATTERN=FORMAT comma separated; the first match wins. PATTERN is a

@@ -173,6 +173,7 @@ pub fn llama_file_type(format: Format) -> u32 {
         Format::Q3_K => 12,
         Format::Q2_K => 10,
         Format::IQ4_XS => 30,
+        Format::MXFP4 => 38,
     }
 }
 

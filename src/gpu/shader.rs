@@ -25,6 +25,7 @@ pub enum ShaderModuleId {
 }
 
 const WEIGHTS: &str = include_str!("../../shaders/weights.wgsl");
+const WEIGHTS_SUPER: &str = include_str!("../../shaders/weights_super.wgsl");
 const MATVEC_IO: &str = include_str!("../../shaders/matvec_io.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
@@ -53,11 +54,11 @@ impl ShaderModuleId {
     /// The source files, in concatenation order.
     pub fn files(self) -> &'static [&'static str] {
         match self {
-            ShaderModuleId::Matvec => &[WEIGHTS, MATVEC_IO, include_str!("../../shaders/matvec.wgsl")],
-            ShaderModuleId::MatvecSubgroup => &[WEIGHTS, MATVEC_IO, include_str!("../../shaders/matvec_subgroup.wgsl")],
-            ShaderModuleId::Matmul => &[WEIGHTS, include_str!("../../shaders/matmul.wgsl")],
+            ShaderModuleId::Matvec => &[WEIGHTS, WEIGHTS_SUPER, MATVEC_IO, include_str!("../../shaders/matvec.wgsl")],
+            ShaderModuleId::MatvecSubgroup => &[WEIGHTS, WEIGHTS_SUPER, MATVEC_IO, include_str!("../../shaders/matvec_subgroup.wgsl")],
+            ShaderModuleId::Matmul => &[WEIGHTS, WEIGHTS_SUPER, include_str!("../../shaders/matmul.wgsl")],
             ShaderModuleId::Copy => &[include_str!("../../shaders/copy.wgsl")],
-            ShaderModuleId::Embed => &[WEIGHTS, include_str!("../../shaders/embed.wgsl")],
+            ShaderModuleId::Embed => &[WEIGHTS, WEIGHTS_SUPER, include_str!("../../shaders/embed.wgsl")],
             ShaderModuleId::Norm => &[REDUCE, include_str!("../../shaders/norm.wgsl")],
             ShaderModuleId::Rope => &[include_str!("../../shaders/rope.wgsl")],
             ShaderModuleId::Attention => &[REDUCE, include_str!("../../shaders/attention.wgsl")],

@@ -155,7 +155,18 @@ pub struct BlockIQ4_XS {
     pub qs: [u8; QK_K / 2],
 }
 
+/// MXFP4 (OCP microscaling FP4): an E8M0 exponent `e` and 32 E2M1 nibbles (nibble order as
+/// Q4_0); value = 2^(e − 128) · [`super::mxfp4::MXFP4_VALUES`]\[q\] (the codebook is E2M1
+/// doubled, so the scale is halved, as ggml's `GGML_E8M0_TO_FP32_HALF`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockMXFP4 {
+    pub e: u8,
+    pub qs: [u8; QK / 2],
+}
+
 const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
+const _: () = assert!(std::mem::size_of::<BlockMXFP4>() == 17);
 const _: () = assert!(std::mem::size_of::<BlockQ5_0>() == 22);
 const _: () = assert!(std::mem::size_of::<BlockQ5_1>() == 24);
 const _: () = assert!(std::mem::size_of::<BlockQ5_K>() == 176);

@@ -1,7 +1,7 @@
 //! The weight formats qgpu multiplies by, and their sizes.
 
 use super::block::{
-    BlockIQ4_NL, BlockIQ4_XS, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
+    BlockIQ4_NL, BlockIQ4_XS, BlockMXFP4, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
 };
 
 /// A weight storage format. The numeric codes of [`Format::shader_code`] are the `FORMAT`
@@ -42,10 +42,12 @@ pub enum Format {
     /// 4.25 bits a weight.
     #[allow(non_camel_case_types)]
     IQ4_XS,
+    /// OCP MXFP4: 32 E2M1 values sharing a power-of-two scale, 4.25 bits a weight.
+    MXFP4,
 }
 
 impl Format {
-    pub const ALL: [Format; 15] = [
+    pub const ALL: [Format; 16] = [
         Format::F32,
         Format::F16,
         Format::Q8_0,
@@ -61,13 +63,14 @@ impl Format {
         Format::Q3_K,
         Format::Q2_K,
         Format::IQ4_XS,
+        Format::MXFP4,
     ];
 
     /// Values per block as stored in GGUF.
     pub const fn block_size(self) -> usize {
         match self {
             Format::F32 | Format::F16 | Format::BF16 => 1,
-            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL | Format::Q5_0 | Format::Q5_1 => QK,
+            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL | Format::Q5_0 | Format::Q5_1 | Format::MXFP4 => QK,
             Format::Q4_K | Format::Q6_K | Format::Q5_K | Format::Q3_K | Format::Q2_K | Format::IQ4_XS => QK_K,
         }
     }
@@ -83,6 +86,7 @@ impl Format {
             Format::Q3_K => std::mem::size_of::<BlockQ3_K>(),
             Format::Q2_K => std::mem::size_of::<BlockQ2_K>(),
             Format::IQ4_XS => std::mem::size_of::<BlockIQ4_XS>(),
+            Format::MXFP4 => std::mem::size_of::<BlockMXFP4>(),
             Format::Q8_0 => std::mem::size_of::<BlockQ8_0>(),
             Format::Q4_0 => std::mem::size_of::<BlockQ4_0>(),
             Format::Q4_1 => std::mem::size_of::<BlockQ4_1>(),
@@ -103,7 +107,7 @@ impl Format {
     pub const fn k_multiple(self) -> usize {
         match self {
             Format::F32 | Format::F16 | Format::BF16 => 8,
-            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL | Format::Q5_0 | Format::Q5_1 => QK,
+            Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL | Format::Q5_0 | Format::Q5_1 | Format::MXFP4 => QK,
             Format::Q4_K | Format::Q6_K | Format::Q5_K | Format::Q3_K | Format::Q2_K | Format::IQ4_XS => QK_K,
         }
     }
@@ -126,6 +130,7 @@ impl Format {
             Format::Q3_K => 11,
             Format::Q2_K => 10,
             Format::IQ4_XS => 23,
+            Format::MXFP4 => 39,
         }
     }
 
@@ -152,6 +157,7 @@ impl Format {
             Format::Q3_K => 12,
             Format::Q2_K => 13,
             Format::IQ4_XS => 14,
+            Format::MXFP4 => 15,
         }
     }
 
@@ -172,6 +178,7 @@ impl Format {
             Format::Q3_K => "Q3_K",
             Format::Q2_K => "Q2_K",
             Format::IQ4_XS => "IQ4_XS",
+            Format::MXFP4 => "MXFP4",
         }
     }
 

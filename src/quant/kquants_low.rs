@@ -40,23 +40,23 @@ pub fn q3_k_scale(scales: &[u8; 12], is: usize) -> i32 {
 /// `dequantize_row_q3_K` for one block: value = (d·(sc − 32))·(q − 4·!h).
 pub fn dequantize_q3_k(b: &BlockQ3_K, y: &mut [f32]) {
     let d_all = b.d.to_f32();
-    for v in 0..QK_K {
+    for (v, y) in y.iter_mut().enumerate().take(QK_K) {
         let (n, j, l) = (v / 128, (v % 128) / 32, v % 32);
         let dl = d_all * (q3_k_scale(&b.scales, 8 * n + 2 * j + l / 16) - 32) as f32;
         let q = ((b.qs[32 * n + l] >> (2 * j)) & 3) as i32;
         let h = if b.hmask[l] & (1 << (4 * n + j)) != 0 { 0 } else { 4 };
-        y[v] = dl * (q - h) as f32;
+        *y = dl * (q - h) as f32;
     }
 }
 
 /// `dequantize_row_q2_K` for one block: value = (d·sc)·q − (dmin·m).
 pub fn dequantize_q2_k(b: &BlockQ2_K, y: &mut [f32]) {
     let (d, min) = (b.d.to_f32(), b.dmin.to_f32());
-    for v in 0..QK_K {
+    for (v, y) in y.iter_mut().enumerate().take(QK_K) {
         let (n, j, l) = (v / 128, (v % 128) / 32, v % 32);
         let sc = b.scales[8 * n + 2 * j + l / 16];
         let (dl, ml) = (d * (sc & 0xF) as f32, min * (sc >> 4) as f32);
-        y[v] = dl * ((b.qs[32 * n + l] >> (2 * j)) & 3) as f32 - ml;
+        *y = dl * ((b.qs[32 * n + l] >> (2 * j)) & 3) as f32 - ml;
     }
 }
 

@@ -6,6 +6,7 @@ pub mod iq4nl;
 pub mod kquants;
 pub mod kquants_low;
 mod matrix;
+pub mod mxfp4;
 pub mod reference;
 pub mod repack;
 pub mod weighted;

@@ -1,4 +1,4 @@
-//! GGUF blocks → the GPU layout that `shaders/weights.wgsl` reads.
+//! GGUF blocks → the GPU layout that `shaders/weights.wgsl` and `weights_super.wgsl` read.
 //!
 //! GGUF interleaves each block's scale with its quants (18 bytes for Q4_0), which leaves the
 //! quants 2-byte aligned. On upload we split every matrix into two arrays of `u32` words:
@@ -26,16 +26,17 @@
 //!     24..27); its trailing f16 `d` goes to `scales`, as Q6_K's.
 //!   - IQ4_XS: per block, word 0 = `d | scales_h << 16`, word 1 = `scales_l`, then each
 //!     sub-block's 16 bytes of nibbles in value order as Q4_0's (4 words).
+//!   - MXFP4: eight nibbles per word, value order, as Q4_0.
 //! * `scales`: per block, row-major. Q8_0 / Q5_0 / Q4_0 / IQ4_NL / Q6_K: one f16 `d` per block,
 //!   two per word (lower half first); Q3_K likewise. Q4_1 / Q5_1: one word per block, `d` in the lower half and
-//!   `m` in the upper. F32 / F16 / BF16 / Q4_K / Q5_K / Q2_K / IQ4_XS: none.
+//!   `m` in the upper. MXFP4: one E8M0 byte per block, four per word. F32 / F16 / BF16 / Q4_K / Q5_K / Q2_K / IQ4_XS: none.
 //!
 //! The byte count equals the GGUF byte count (4.5 bits per weight for Q4_0 and Q4_K, 6.5625 for
 //! Q6_K; plus at most 2 bytes of padding when the halves of a chunk are odd in number): weights
 //! stay quantized on the GPU.
 
 use super::block::{
-    BlockIQ4_NL, BlockIQ4_XS, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
+    BlockIQ4_NL, BlockIQ4_XS, BlockMXFP4, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
 };
 use super::{Format, QuantMatrixRef};
 
@@ -76,7 +77,7 @@ pub const fn quant_words_per_row(format: Format, k: usize) -> usize {
         Format::F16 | Format::BF16 => k / 2,
         Format::Q5_0 | Format::Q5_1 => k / QK * Q5_WORDS,
         Format::Q8_0 => k / 4,
-        Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL => k / 8,
+        Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL | Format::MXFP4 => k / 8,
         Format::Q4_K => k / QK_K * Q4_K_WORDS,
         Format::Q6_K => k / QK_K * Q6_K_WORDS,
         Format::Q5_K => k / QK_K * Q5_K_WORDS,
@@ -93,6 +94,7 @@ pub const fn scale_words(format: Format, rows: usize, k: usize) -> usize {
         Format::Q8_0 | Format::Q4_0 | Format::IQ4_NL | Format::Q5_0 => (rows * (k / QK)).div_ceil(2),
         Format::Q4_1 | Format::Q5_1 => rows * (k / QK),
         Format::Q6_K | Format::Q3_K => (rows * (k / QK_K)).div_ceil(2),
+        Format::MXFP4 => (rows * (k / QK)).div_ceil(4),
     }
 }
 
@@ -157,6 +159,15 @@ pub fn repack(w: QuantMatrixRef<'_>, start: usize, end: usize) -> GpuLayout {
                 quants.extend(raw[..Q3_K_WORDS * 4].chunks_exact(4).map(|q| u32::from_le_bytes([q[0], q[1], q[2], q[3]])));
                 halves.push(b.d.to_bits());
             }
+        }
+        Format::MXFP4 => {
+            let mut exponents = Vec::with_capacity(rows * (k / QK));
+            for raw in bytes.chunks_exact(std::mem::size_of::<BlockMXFP4>()) {
+                let b: BlockMXFP4 = bytemuck::pod_read_unaligned(raw);
+                push_nibbles(&mut quants, &b.qs);
+                exponents.push(b.e);
+            }
+            scales.extend(exponents.chunks(4).map(|e| (0..4).fold(0u32, |w, i| w | (*e.get(i).unwrap_or(&0) as u32) << (8 * i))));
         }
         Format::IQ4_XS => {
             for raw in bytes.chunks_exact(std::mem::size_of::<BlockIQ4_XS>()) {
