@@ -55,8 +55,8 @@ pub struct RunArgs {
     /// Stop before this string (repeatable).
     #[arg(long)]
     stop: Vec<String>,
-    /// Positions the KV cache holds.
-    #[arg(long, default_value_t = 2048)]
+    /// Positions the KV cache holds (capped at the trained context).
+    #[arg(long, default_value_t = LlamaOptions::default().context)]
     context: usize,
     /// Print load time, prefill and decode speed and GPU memory to stderr.
     #[arg(long)]
