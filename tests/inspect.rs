@@ -139,14 +139,25 @@ fn an_unsupported_architecture_is_reported_with_the_rest() {
     let dir = temp_dir("arch");
     let path = dir.join("arch.gguf");
     let mut bytes = tiny_llama_gguf(&TinySpec::odd(), 3);
-    bytes = rewrite_gguf(&bytes, &[("general.architecture", "not-a-llama".into()), ("not-a-llama.block_count", 7u32.into())], &[]);
+    let keys = [
+        ("general.architecture", "not-a-llama".into()),
+        ("not-a-llama.block_count", 7u32.into()),
+        ("not-a-llama.embedding_length", 96u32.into()),
+        ("not-a-llama.attention.head_count", 3u32.into()),
+        ("not-a-llama.attention.head_count_kv", 1u32.into()),
+        ("not-a-llama.context_length", 64u32.into()),
+    ];
+    bytes = rewrite_gguf(&bytes, &keys, &[]);
     std::fs::write(&path, bytes).unwrap();
     let doc = inspect_json(&path, &[]);
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!((&doc["runnable"], &doc["architecture"], &doc["layers"]), (&Value::Bool(false), &Value::from("not-a-llama"), &Value::from(7)), "{doc}");
     let problems = doc["problems"].as_array().unwrap();
     assert!(problems.iter().any(|p| p["kind"] == "architecture" && p["message"].as_str().unwrap().contains("not-a-llama")), "{doc}");
-    // Everything else still reported.
+    // Everything else still reported: the KV cache from the metadata's shape (7 layers of one
+    // KV head of 96 / 3 = 32, at the trained 64 positions), no activation estimate.
+    let mem = &doc["gpu_memory"];
+    assert_eq!((mem["context"].as_u64(), mem["kv_cache"].as_u64(), &mem["activations"]), (Some(64), Some(2 * 7 * 64 * 32 * 4), &Value::Null), "{mem}");
     let params: u64 = elements_by_type(&TinySpec::odd()).iter().map(|t| t.1).sum();
     assert_eq!(doc["parameters"].as_u64(), Some(params));
 }

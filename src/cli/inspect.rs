@@ -8,7 +8,7 @@ use qgpu::gpu::{Context, ContextOptions};
 use qgpu::loader::hf::TOKENIZER_JSON_KEY;
 use qgpu::loader::{GgmlType, Metadata, OptionalKey, SourceTensor, TensorSource};
 use qgpu::model::bert::{BertConfig, BertMemory, BertOptions};
-use qgpu::model::llama::{activation_shapes, LlamaConfig, LlamaOptions, MemoryUse};
+use qgpu::model::llama::{activation_shapes, kv_cache_bytes, LlamaConfig, LlamaOptions, MemoryUse};
 use qgpu::model::ModelError;
 use qgpu::ops::GpuMatrix;
 use qgpu::quant::Format;
@@ -57,8 +57,12 @@ struct TypeRow {
 
 /// GPU bytes at the chosen context, by purpose.
 struct Memory {
+    /// KV cache positions; `None` for an encoder, which has no KV cache.
     context: Option<usize>,
-    use_: MemoryUse,
+    weights: u64,
+    kv_cache: u64,
+    /// `None` where qgpu has no model for the architecture to estimate them from.
+    activations: Option<u64>,
     /// The largest single f32 buffer besides the weights (activation or one layer's K cache).
     largest_buffer: u64,
 }
@@ -70,7 +74,8 @@ pub fn inspect(args: InspectArgs, options: ContextOptions) -> Result<()> {
     let tensors = source.tensors();
     let architecture = meta.get_str("general.architecture").optional()?.map(str::to_owned);
 
-    let kind = classify(source, args.context.unwrap_or(LlamaOptions::default().context));
+    let requested_context = args.context.unwrap_or(LlamaOptions::default().context);
+    let kind = classify(source, requested_context);
     let hyper = match &kind {
         Ok(Kind::Llama(c, _)) => Hyper {
             trained_context: Some(c.trained_context),
@@ -115,18 +120,24 @@ pub fn inspect(args: InspectArgs, options: ContextOptions) -> Result<()> {
 
     let memory = match &kind {
         Ok(Kind::Llama(c, o)) => {
-            let use_ = MemoryUse::estimate(c, o, weights);
+            let m = MemoryUse::estimate(c, o, weights);
             let f32s = |rows: usize, cols: usize| rows as u64 * cols as u64 * 4;
             let largest = activation_shapes(c, o).iter().map(|&(_, r, k)| f32s(r, k)).chain([f32s(o.context, c.kv_dim())]).max().unwrap_or(0);
-            Memory { context: Some(o.context), use_, largest_buffer: largest }
+            Memory { context: Some(o.context), weights, kv_cache: m.kv_cache, activations: Some(m.activations), largest_buffer: largest }
         }
         Ok(Kind::Bert(c)) => {
             let capacity = BertOptions::default().capacity(c);
             let activations = BertMemory::activations_for(c, capacity);
             let largest = capacity as u64 * c.dim.max(c.ffn) as u64 * 4;
-            Memory { context: None, use_: MemoryUse { weights, kv_cache: 0, activations }, largest_buffer: largest }
+            Memory { context: None, weights, kv_cache: 0, activations: Some(activations), largest_buffer: largest }
         }
-        Err(_) => Memory { context: None, use_: MemoryUse { weights, ..Default::default() }, largest_buffer: 0 },
+        // No model to ask: the KV cache a decoder of this shape would need, capped at the
+        // trained context as LlamaOptions::resolve does, and no activation estimate.
+        Err(_) => {
+            let context = requested_context.min(hyper.trained_context.unwrap_or(usize::MAX)).max(1);
+            let kv = hyper.layers.zip(hyper.kv_heads.zip(hyper.head_dim)).map(|(l, (kv, hd))| kv_cache_bytes(l, context, kv * hd));
+            Memory { context: kv.map(|_| context), weights, kv_cache: kv.unwrap_or(0), activations: None, largest_buffer: 0 }
+        }
     };
 
     // Problems that no adapter fixes come first; the adapter's limits are checked after.
@@ -173,7 +184,7 @@ pub fn inspect(args: InspectArgs, options: ContextOptions) -> Result<()> {
     };
 
     let tokenizer = tokenizer_info(meta, &kind, &tensors)?;
-    let m = &memory.use_;
+    let m = &memory;
     let report = json!({
         "path": args.model.display().to_string(),
         "container": match file { super::ModelSource::Gguf(_) => "gguf", super::ModelSource::Hf(_) => "huggingface" },
@@ -204,7 +215,7 @@ pub fn inspect(args: InspectArgs, options: ContextOptions) -> Result<()> {
             "weights": m.weights,
             "kv_cache": m.kv_cache,
             "activations": m.activations,
-            "total": m.weights + m.kv_cache + m.activations,
+            "total": m.weights + m.kv_cache + m.activations.unwrap_or(0),
             "largest_buffer": memory.largest_buffer,
         },
         "adapter": adapter.as_ref().ok(),
@@ -377,18 +388,22 @@ fn print_table(r: &Value, memory: &Memory) {
         r["bits_per_weight"].as_f64().unwrap_or(0.0)
     );
     println!();
-    let m = &memory.use_;
-    match memory.context {
+    let m = memory;
+    match m.context {
         Some(n) => println!("GPU memory at context {n}:"),
         None => println!("GPU memory:"),
     }
     println!("  weights      {:>11}  as uploaded: file bytes, vectors as F32", mib(m.weights));
-    match (memory.context, s(&r["layers"]), s(&r["kv_heads"]), s(&r["head_dim"])) {
+    match (m.context, s(&r["layers"]), s(&r["kv_heads"]), s(&r["head_dim"])) {
         (Some(n), l, kv, hd) => println!("  KV cache     {:>11}  2 x {l} layers x {n} positions x {kv} KV heads x {hd} x 4 bytes (f32)", mib(m.kv_cache)),
-        (None, ..) => println!("  KV cache     {:>11}  none", mib(m.kv_cache)),
+        (None, ..) if m.activations.is_some() => println!("  KV cache     {:>11}  none (an encoder)", mib(m.kv_cache)),
+        (None, ..) => println!("  KV cache     {:>11}  unknown: the metadata lacks the shape", "?"),
     }
-    println!("  activations  {:>11}  estimate: the f32 buffers of one prompt chunk or batch", mib(m.activations));
-    println!("  total        {:>11}", mib(m.weights + m.kv_cache + m.activations));
+    match m.activations {
+        Some(a) => println!("  activations  {:>11}  estimate: the f32 buffers of one prompt chunk or batch", mib(a)),
+        None => println!("  activations  {:>11}  not estimated: no qgpu model for this architecture", "?"),
+    }
+    println!("  total        {:>11}{}", mib(m.weights + m.kv_cache + m.activations.unwrap_or(0)), if m.activations.is_none() { "  without activations" } else { "" });
     println!();
     match (&r["adapter"], r["adapter_check"].as_str()) {
         (Value::Object(a), _) => println!(
