@@ -182,3 +182,25 @@ fn bad_files_are_clear_errors() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_context_whose_buffers_exceed_the_binding_limit_is_not_runnable() {
+    // Trained for 2^24 positions (metadata only): at that context the attention scores
+    // (3 heads × 128-token chunk × 2^24 × 4 bytes = 24 GiB) outgrow any adapter's binding.
+    let spec = TinySpec { context: 1 << 24, ..TinySpec::odd() };
+    let dir = temp_dir("binding");
+    let path = dir.join("long.gguf");
+    std::fs::write(&path, tiny_llama_gguf(&spec, 5)).unwrap();
+    let long = inspect_json(&path, &["--context", &(1 << 24).to_string()]);
+    let short = inspect_json(&path, &["--context", "64"]);
+    std::fs::remove_dir_all(&dir).ok();
+    if long["adapter_check"] != "done" {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true and the adapter check was skipped: {long}");
+        return;
+    }
+    assert_eq!(long["gpu_memory"]["largest_buffer"].as_u64(), Some(3 * 128 * (1 << 24) * 4), "{long}");
+    assert_eq!(long["runnable"], Value::Bool(false), "{long}");
+    let problems = long["problems"].as_array().unwrap();
+    assert!(problems.iter().any(|p| p["kind"] == "binding_limit" && p["message"].as_str().unwrap().contains("--context")), "{long}");
+    assert_eq!(short["runnable"], Value::Bool(true), "{short}");
+}
