@@ -116,7 +116,7 @@ pub fn inspect(args: InspectArgs, options: ContextOptions) -> Result<()> {
         }
     }
     let mut types: Vec<(&str, TypeRow)> = types.into_iter().collect();
-    types.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes));
+    types.sort_by_key(|t| std::cmp::Reverse(t.1.bytes));
 
     let memory = match &kind {
         Ok(Kind::Llama(c, o)) => {
