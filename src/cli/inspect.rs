@@ -190,7 +190,7 @@ pub fn inspect(args: InspectArgs, options: ContextOptions) -> Result<()> {
         "container": match file { super::ModelSource::Gguf(_) => "gguf", super::ModelSource::Hf(_) => "huggingface" },
         "architecture": architecture,
         "name": meta.get_str("general.name").optional()?,
-        "runs_as": match &kind { Ok(Kind::Llama(..)) => Some("llama (qgpu run)"), Ok(Kind::Bert(_)) => Some("bert (qgpu embed)"), Err(_) => None },
+        "runs_as": match &kind { Ok(Kind::Llama(..)) => Some("decoder (qgpu run)"), Ok(Kind::Bert(_)) => Some("encoder (qgpu embed)"), Err(_) => None },
         "parameters": elements,
         "trained_context": hyper.trained_context,
         "layers": hyper.layers,
