@@ -35,7 +35,7 @@ MODEL="$("$QGPU" fetch)"
 
 # What native qgpu samples for a fixed seed; the page must produce the same text.
 QGPU_NATIVE_SAMPLED="$("$QGPU" run --model "$MODEL" --prompt "Once upon a time" --max-tokens 8 \
-    --temperature 0.8 --top-k 40 --top-p 0.95 --repeat-penalty 1.1 --seed 7)"
+    --temperature 0.8 --top-k 40 --top-p 0.95 --min-p 0.05 --repeat-penalty 1.1 --repeat-last-n 64 --seed 7)"
 export QGPU_NATIVE_SAMPLED
 
 scripts/build-web.sh

@@ -21,6 +21,10 @@ struct Cli {
 enum Command {
     /// List every adapter: backend, driver, features, limits and the kernels qgpu picks on it.
     Info,
+    /// Describe a GGUF file or Hugging Face directory: architecture, parameters, tokenizer,
+    /// tensor types and bits per weight, GPU memory at a context, and whether qgpu can run it
+    /// on this adapter (no weights are uploaded).
+    Inspect(cli::inspect::InspectArgs),
     /// Answer a prompt with a GGUF language model on the GPU, streaming the answer to stdout.
     Run(cli::run::RunArgs),
     /// Download a model into the cache and print its path: the default SmolLM2-135M-Instruct
@@ -68,6 +72,7 @@ fn main() -> Result<()> {
         }
         Command::Embed(args) => cli::embed::embed(args, options),
         Command::Run(args) => cli::run::run(args, options),
+        Command::Inspect(args) => cli::inspect::inspect(args, options),
         Command::Eval(args) => cli::eval::eval(args, options),
         Command::Quantize(args) => cli::quantize::quantize(args, options),
         Command::Bench(args) => cli::bench::bench(args, options),

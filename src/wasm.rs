@@ -202,7 +202,9 @@ impl Qgpu {
     }
 
     /// Generates a continuation of `prompt`. `options`: `{maxTokens, temperature, topK, topP,
-    /// repetitionPenalty, seed, chat, stop}` (all optional). `on_token(piece)` receives each
+    /// minP, repetitionPenalty, repeatLastN, seed, chat, stop}` (all optional; the sampling
+    /// defaults are `SamplerConfig::default()`'s, llama.cpp's: 0.8, 40, 0.95, 0.05, 1.0, 64,
+    /// seed 42). `on_token(piece)` receives each
     /// piece of text; returning `false` cancels. Resolves to the whole text.
     pub fn generate(&self, prompt: String, options: JsValue, on_token: Option<js_sys::Function>) -> js_sys::Promise {
         let inner = self.inner.clone();
@@ -323,8 +325,14 @@ fn generate_options(obj: &JsValue) -> Result<GenerateOptions, JsValue> {
     if let Some(v) = get_number(obj, "topP")? {
         s.top_p = v as f32;
     }
+    if let Some(v) = get_number(obj, "minP")? {
+        s.min_p = v as f32;
+    }
     if let Some(v) = get_number(obj, "repetitionPenalty")? {
         s.repetition_penalty = v as f32;
+    }
+    if let Some(v) = get_number(obj, "repeatLastN")? {
+        s.repetition_window = count(v, "repeatLastN")?;
     }
     if let Some(v) = get_number(obj, "seed")? {
         s.seed = count(v, "seed")? as u64;

@@ -25,10 +25,12 @@ fn run_streams_the_reference_greedy_continuation() {
         return;
     }
     let (prompt, greedy) = reference_case(2);
+    // `--temperature 0` alone: with no default repetition penalty it is transformers' (and
+    // llama.cpp's) greedy decoding.
     let out = qgpu()
         .args(["run", "--model"])
         .arg(&path)
-        .args(["--prompt", &prompt, "--temperature", "0", "--repeat-penalty", "1", "--max-tokens", "12", "--stats", "--context", "64"])
+        .args(["--prompt", &prompt, "--temperature", "0", "--max-tokens", "12", "--stats", "--context", "64"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

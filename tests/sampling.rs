@@ -9,10 +9,20 @@ fn cfg(temperature: f32, top_k: usize, top_p: f32, seed: u64) -> SamplerConfig {
         temperature,
         top_k,
         top_p,
+        min_p: 0.0,
         repetition_penalty: 1.0,
         repetition_window: 64,
         seed,
     }
+}
+
+/// Draws `n` tokens and counts how often each id came up.
+fn histogram(s: &mut Sampler, logits: &[f32], n: usize) -> Vec<usize> {
+    let mut counts = vec![0; logits.len()];
+    for _ in 0..n {
+        counts[s.sample(logits, &[]).unwrap() as usize] += 1;
+    }
+    counts
 }
 
 /// A vocab-sized row of smooth pseudo-random logits, the same on every run.
@@ -154,6 +164,88 @@ fn top_k_and_top_p_restrict_the_support() {
 }
 
 #[test]
+fn defaults_are_llama_cpp_s() {
+    let d = SamplerConfig::default();
+    assert_eq!(
+        (d.temperature, d.top_k, d.top_p, d.min_p, d.repetition_penalty, d.repetition_window),
+        (0.8, 40, 0.95, 0.05, 1.0, 64)
+    );
+    assert_eq!(d.seed, 42, "qgpu's fixed seed, so default output repeats");
+    let g = SamplerConfig::greedy();
+    assert_eq!((g.temperature, g.min_p, g.repetition_penalty), (0.0, 0.0, 1.0));
+}
+
+#[test]
+fn greedy_with_default_settings_is_plain_argmax() {
+    // A repeated token in the history must not be penalised by default any more: greedy
+    // decoding now picks what llama.cpp's and transformers' greedy decoding pick.
+    let logits = [1.0f32, 2.0, 1.9, -0.5];
+    let mut s = Sampler::new(SamplerConfig { temperature: 0.0, ..SamplerConfig::default() });
+    assert_eq!(s.sample(&logits, &[1, 1, 1]).unwrap(), 1);
+}
+
+#[test]
+fn min_p_removes_exactly_the_unlikely_tokens() {
+    // Relative to token 0, the temperature-1 probabilities are e^0, e^-0.5 = 0.61,
+    // e^-1.5 = 0.22, e^-2.5 = 0.082, e^-4 = 0.018, e^-6 = 0.0025.
+    let logits = [3.0f32, 2.5, 1.5, 0.5, -1.0, -3.0];
+    let n = 4000;
+    // min_p 0.1: ids 0-2 stay, id 3 (0.082) goes.
+    let counts = histogram(&mut Sampler::new(SamplerConfig { min_p: 0.1, ..cfg(1.0, 0, 1.0, 11) }), &logits, n);
+    assert!(counts[..3].iter().all(|&c| c > 0), "{counts:?}");
+    assert_eq!(&counts[3..], &[0, 0, 0], "min_p 0.1 keeps exactly ids 0, 1, 2");
+    // min_p 0.05: id 3 (0.082) comes back, id 4 (0.018) does not.
+    let counts = histogram(&mut Sampler::new(SamplerConfig { min_p: 0.05, ..cfg(1.0, 0, 1.0, 12) }), &logits, n);
+    assert!(counts[..4].iter().all(|&c| c > 0), "{counts:?}");
+    assert_eq!(&counts[4..], &[0, 0], "min_p 0.05 keeps exactly ids 0-3");
+    // The survivors keep their relative odds: p(1)/p(0) = e^-0.5 renormalised over 0-3.
+    let z: f64 = [0.0f64, -0.5, -1.5, -2.5].iter().map(|d| d.exp()).sum();
+    let got = counts[0] as f64 / n as f64;
+    assert!((got - 1.0 / z).abs() < 0.03, "p(0) {got:.3} vs {:.3}", 1.0 / z);
+    // min_p 1: only the top token.
+    let counts = histogram(&mut Sampler::new(SamplerConfig { min_p: 1.0, ..cfg(1.0, 0, 1.0, 13) }), &logits, 200);
+    assert_eq!(counts[0], 200);
+}
+
+#[test]
+fn min_p_zero_keeps_every_token() {
+    let logits = [3.0f32, 2.5, 1.5, 0.5, -1.0, -3.0];
+    // Flattened by temperature 3 so even the last id (e^-2 relative) turns up in 20k draws.
+    let counts = histogram(&mut Sampler::new(SamplerConfig { min_p: 0.0, ..cfg(3.0, 0, 1.0, 14) }), &logits, 20_000);
+    assert!(counts.iter().all(|&c| c > 0), "min_p 0 drops nothing: {counts:?}");
+}
+
+#[test]
+fn min_p_and_top_p_cut_at_temperature_one_as_llama_cpp_does() {
+    // At temperature 1, id 2 is e^-2 = 0.135 of id 0: below min_p 0.2. At temperature 5 it
+    // would be e^-0.4 = 0.67 of it. llama.cpp applies min-p before temperature, so id 2 must
+    // never appear even at temperature 5, while ids 0 and 1 follow the temperature-5 odds.
+    let logits = [2.0f32, 1.0, 0.0, -0.5];
+    let n = 10_000;
+    let counts = histogram(&mut Sampler::new(SamplerConfig { min_p: 0.2, ..cfg(5.0, 0, 1.0, 15) }), &logits, n);
+    assert_eq!(&counts[2..], &[0, 0], "{counts:?}");
+    let want = 1.0 / (1.0 + (-0.2f64).exp());
+    let got = counts[0] as f64 / n as f64;
+    assert!((got - want).abs() < 0.02, "p(0) {got:.3}, temperature-5 odds give {want:.3}");
+
+    // top_p likewise: at temperature 1, p(0) = 0.60 and p(0) + p(1) = 0.82 >= 0.8, so top_p 0.8
+    // keeps ids 0 and 1 only; at temperature 5 it would need three ids.
+    let counts = histogram(&mut Sampler::new(cfg(5.0, 0, 0.8, 16)), &logits, n);
+    assert!(counts[0] > 0 && counts[1] > 0 && counts[2..] == [0, 0], "{counts:?}");
+}
+
+#[test]
+fn min_p_applies_after_top_k() {
+    // top-k 2 leaves ids 0 and 1; min_p 0.5 (relative to the same max) then drops id 1
+    // (e^-1 = 0.37), never reviving ids beyond the top-k cut.
+    let logits = [2.0f32, 1.0, 1.0, 1.0];
+    let counts = histogram(&mut Sampler::new(SamplerConfig { min_p: 0.5, ..cfg(1.0, 2, 1.0, 17) }), &logits, 300);
+    assert_eq!(counts, vec![300, 0, 0, 0]);
+    let counts = histogram(&mut Sampler::new(cfg(1.0, 2, 1.0, 18)), &logits, 2000);
+    assert!(counts[0] > 0 && counts[1] > 0 && counts[2..] == [0, 0], "top-k 2 keeps ids 0 and 1 (ties to the lowest id): {counts:?}");
+}
+
+#[test]
 fn masked_logits_are_never_drawn() {
     let logits = [f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY, 0.0];
     let mut s = Sampler::new(cfg(1.0, 0, 1.0, 8));
@@ -240,6 +332,12 @@ fn errors_are_exact_variants() {
         assert!(matches!(
             bad(SamplerConfig { top_p, ..d }),
             SamplerError::InvalidConfig { field: "top_p", .. }
+        ));
+    }
+    for min_p in [-0.01, 1.01, f32::NAN] {
+        assert!(matches!(
+            bad(SamplerConfig { min_p, ..d }),
+            SamplerError::InvalidConfig { field: "min_p", .. }
         ));
     }
     for repetition_penalty in [0.0, -1.0] {

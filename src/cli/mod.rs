@@ -5,6 +5,7 @@ pub mod calibrate;
 pub mod embed;
 pub mod eval;
 pub mod info;
+pub mod inspect;
 pub mod quantize;
 pub mod run;
 

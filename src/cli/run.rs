@@ -28,26 +28,35 @@ pub struct RunArgs {
     /// New tokens at most.
     #[arg(long, default_value_t = 128)]
     max_tokens: usize,
-    /// Sampling temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.7)]
+    // Sampling defaults come from `SamplerConfig::default()` (llama.cpp's), so the CLI, the
+    // library and the browser API cannot drift apart.
+    /// Sampling temperature; 0 is greedy (plain argmax, as llama.cpp's and transformers').
+    #[arg(long, default_value_t = SamplerConfig::default().temperature)]
     temperature: f32,
     /// Keep the k most likely tokens (0: all).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = SamplerConfig::default().top_k)]
     top_k: usize,
-    /// Keep the smallest set of tokens whose probability reaches p.
-    #[arg(long, default_value_t = 0.95)]
+    /// Keep the smallest set of tokens whose probability reaches p (1.0: off).
+    #[arg(long, default_value_t = SamplerConfig::default().top_p)]
     top_p: f32,
-    /// Penalise tokens seen in the last 64 (1.0: off).
-    #[arg(long, default_value_t = 1.1)]
+    /// Drop tokens less likely than p times the most likely one (0.0: off).
+    #[arg(long, default_value_t = SamplerConfig::default().min_p)]
+    min_p: f32,
+    /// Penalise tokens seen in the last --repeat-last-n (1.0: off).
+    #[arg(long, default_value_t = SamplerConfig::default().repetition_penalty)]
     repeat_penalty: f32,
-    /// Random seed; the same seed, prompt and model give the same answer.
-    #[arg(long, default_value_t = 42)]
+    /// How many recent tokens the repeat penalty looks at.
+    #[arg(long, default_value_t = SamplerConfig::default().repetition_window)]
+    repeat_last_n: usize,
+    /// Random seed: fixed by default (unlike llama.cpp's random one), so the same seed, prompt
+    /// and model give the same answer.
+    #[arg(long, default_value_t = SamplerConfig::default().seed)]
     seed: u64,
     /// Stop before this string (repeatable).
     #[arg(long)]
     stop: Vec<String>,
-    /// Positions the KV cache holds.
-    #[arg(long, default_value_t = 2048)]
+    /// Positions the KV cache holds (capped at the trained context).
+    #[arg(long, default_value_t = LlamaOptions::default().context)]
     context: usize,
     /// Print load time, prefill and decode speed and GPU memory to stderr.
     #[arg(long)]
@@ -77,9 +86,10 @@ pub fn run(args: RunArgs, options: ContextOptions) -> Result<()> {
         temperature: args.temperature,
         top_k: args.top_k,
         top_p: args.top_p,
+        min_p: args.min_p,
         repetition_penalty: args.repeat_penalty,
+        repetition_window: args.repeat_last_n,
         seed: args.seed,
-        ..SamplerConfig::default()
     };
     let options = GenerateOptions { max_tokens: args.max_tokens, chat: args.chat, sampler, stop: args.stop };
     let mut stdout = std::io::stdout().lock();

@@ -4,12 +4,16 @@
 //! small PCG32 generator defined here (not `rand`), so a given seed yields the same stream of
 //! uniforms natively and in the browser.
 //!
-//! Pipeline of [`Sampler::sample`], in llama.cpp's order:
+//! Pipeline of [`Sampler::sample`], llama.cpp's common chain (`penalties → top_k → top_p →
+//! min_p → temperature → dist`; its dry, top-n-sigma, typical-p and xtc samplers are off by
+//! default and qgpu has none):
 //! 1. repetition penalty on the raw logits (distinct ids of the last `repetition_window` tokens);
 //! 2. greedy (`temperature == 0`): argmax, ties to the lowest id, and stop here;
-//! 3. top-k (a partial select, not a sort), temperature and softmax (f64, max-subtracted),
-//!    top-p (sorting only as much of the head as the nucleus needs);
-//! 4. one draw from the remaining distribution.
+//! 3. top-k (a partial select, not a sort);
+//! 4. top-p, then min-p, both on probabilities at temperature 1, as in llama.cpp, where they
+//!    run before its temperature sampler (transformers instead warps by temperature first).
+//!    So the temperature never changes *which* tokens survive, only how likely each is;
+//! 5. temperature and softmax (f64, max-subtracted) over the survivors, and one draw.
 
 use std::cmp::Ordering;
 
@@ -60,14 +64,19 @@ pub enum SamplerError {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SamplerConfig {
     /// Softmax temperature, ≥ 0. `0.0` means greedy: argmax with ties to the lowest id, with
-    /// `top_k` and `top_p` ignored (they cannot change an argmax) but the repetition penalty
-    /// still applied when it is not 1.0, so greedy decoding can still be steered out of loops.
+    /// `top_k`, `top_p` and `min_p` ignored (they cannot change an argmax) but the repetition
+    /// penalty still applied when it is not 1.0, so greedy decoding can still be steered out
+    /// of loops.
     pub temperature: f32,
     /// Keep only the `top_k` most likely tokens; `0` turns this off.
     pub top_k: usize,
-    /// Nucleus sampling: keep the smallest set of most likely tokens whose probabilities sum to
-    /// at least `top_p` (never fewer than one). In (0, 1]; `1.0` turns this off.
+    /// Nucleus sampling: keep the smallest set of most likely tokens whose probabilities (at
+    /// temperature 1, after top-k) sum to at least `top_p` (never fewer than one). In (0, 1];
+    /// `1.0` turns this off.
     pub top_p: f32,
+    /// Drop tokens whose probability (at temperature 1) is below `min_p` times the most likely
+    /// token's. In [0, 1]; `0.0` turns this off.
+    pub min_p: f32,
     /// Repetition penalty as in llama.cpp / transformers: positive logits of recent tokens are
     /// divided by it, negative ones multiplied. > 0; `1.0` turns this off.
     pub repetition_penalty: f32,
@@ -78,16 +87,19 @@ pub struct SamplerConfig {
 }
 
 impl Default for SamplerConfig {
-    /// Chat-style defaults: temperature 0.8, top-k 40, top-p 0.95, penalty 1.1 over the last
-    /// 64 tokens, seed 0 (set `seed` yourself for varied output, e.g. from the clock).
+    /// llama.cpp's defaults (`common_params_sampling`): temperature 0.8, top-k 40, top-p 0.95,
+    /// min-p 0.05, no repetition penalty (1.0) over a window of 64. The seed is qgpu's fixed
+    /// 42, not llama.cpp's random one, so equal inputs give equal output (set `seed` yourself
+    /// for varied output, e.g. from the clock).
     fn default() -> Self {
         Self {
             temperature: 0.8,
             top_k: 40,
             top_p: 0.95,
-            repetition_penalty: 1.1,
+            min_p: 0.05,
+            repetition_penalty: 1.0,
             repetition_window: 64,
-            seed: 0,
+            seed: 42,
         }
     }
 }
@@ -99,6 +111,7 @@ impl SamplerConfig {
             temperature: 0.0,
             top_k: 0,
             top_p: 1.0,
+            min_p: 0.0,
             repetition_penalty: 1.0,
             ..Self::default()
         }
@@ -127,6 +140,9 @@ impl SamplerConfig {
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return bad("top_p", self.top_p, "a value in (0, 1]");
+        }
+        if !(self.min_p >= 0.0 && self.min_p <= 1.0) {
+            return bad("min_p", self.min_p, "a value in [0, 1]");
         }
         if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
             return bad(
@@ -316,19 +332,27 @@ impl Sampler {
             .iter()
             .map(|c| c.1)
             .fold(f32::NEG_INFINITY, f32::max) as f64;
-        let inv_t = 1.0 / cfg.temperature as f64;
-        let weight = |l: f32| ((l as f64 - max) * inv_t).exp();
 
-        self.probs.clear();
-        let (kept, kept_mass) = if cfg.top_p < 1.0 {
+        // top-p and min-p see temperature-1 probabilities (see the module doc). Both keep the
+        // most likely token, so `max` stays the survivors' maximum.
+        if cfg.top_p < 1.0 {
+            let weight = |l: f32| (l as f64 - max).exp();
             let total: f64 = self.cands.iter().map(|c| weight(c.1)).sum();
-            let target = cfg.top_p as f64 * total;
-            self.nucleus(target, weight)
-        } else {
-            // No cut: any order will do, so no sorting at all.
-            self.probs.extend(self.cands.iter().map(|c| weight(c.1)));
-            (self.probs.len(), self.probs.iter().sum())
-        };
+            let kept = self.nucleus(cfg.top_p as f64 * total, weight);
+            self.cands.truncate(kept);
+        }
+        if cfg.min_p > 0.0 {
+            // p_i >= min_p * p_max  <=>  l_i - max >= ln(min_p): no softmax needed.
+            let floor = max + (cfg.min_p as f64).ln();
+            self.cands.retain(|c| c.1 as f64 >= floor);
+        }
+
+        let inv_t = 1.0 / cfg.temperature as f64;
+        self.probs.clear();
+        self.probs
+            .extend(self.cands.iter().map(|c| ((c.1 as f64 - max) * inv_t).exp()));
+        let kept = self.cands.len();
+        let kept_mass: f64 = self.probs.iter().sum();
 
         let mut u = self.rng.next_f64() * kept_mass;
         for (c, p) in self.cands[..kept].iter().zip(&self.probs[..kept]) {
@@ -348,10 +372,10 @@ impl Sampler {
 
 impl Sampler {
     /// Orders the most likely candidates first, only as far as needed for their weights to
-    /// reach `target`, and fills `probs` with those weights. Returns how many are kept and
-    /// their total weight. Sorting grows in doubling batches from 64, because a nucleus is
-    /// usually tiny next to a 49k vocab and a full sort costs milliseconds.
-    fn nucleus(&mut self, target: f64, weight: impl Fn(f32) -> f64) -> (usize, f64) {
+    /// reach `target`, and returns how many that takes. Sorting grows in doubling batches from
+    /// 64, because a nucleus is usually tiny next to a 49k vocab and a full sort costs
+    /// milliseconds.
+    fn nucleus(&mut self, target: f64, weight: impl Fn(f32) -> f64) -> usize {
         let len = self.cands.len();
         let mut sorted = 0;
         let mut batch = 64;
@@ -363,18 +387,16 @@ impl Sampler {
                 rest.select_nth_unstable_by(end - sorted - 1, by_logit_desc);
             }
             self.cands[sorted..end].sort_unstable_by(by_logit_desc);
-            for c in &self.cands[sorted..end] {
-                let p = weight(c.1);
-                self.probs.push(p);
-                acc += p;
+            for (i, c) in self.cands[sorted..end].iter().enumerate() {
+                acc += weight(c.1);
                 if acc >= target {
-                    return (self.probs.len(), acc);
+                    return sorted + i + 1;
                 }
             }
             sorted = end;
             batch *= 2;
         }
-        (len, acc)
+        len
     }
 }
 

@@ -229,9 +229,7 @@ impl GpuMatrix {
     pub fn upload(ctx: &Context, w: QuantMatrixRef<'_>) -> Result<Self, Error> {
         let (format, n, k) = (w.format(), w.rows(), w.cols());
         let limit = ctx.max_binding_size();
-        let quant_row = (quant_words_per_row(format, k) * 4) as u64;
-        let scale_row = (scale_words(format, 2, k) * 2) as u64; // per row, rounded up
-        let row_bytes = quant_row.max(scale_row);
+        let row_bytes = Self::row_binding_bytes(format, k);
         let rows_per_chunk = (limit / row_bytes) as usize;
         if rows_per_chunk == 0 {
             return Err(GpuError::BindingTooLarge { what: "one weight row", bytes: row_bytes, limit }.into());
@@ -250,6 +248,15 @@ impl GpuMatrix {
             });
         }
         Ok(Self { format, rows: n, cols: k, bytes, chunks })
+    }
+
+    /// The larger of one row's quant and scale bytes: the smallest binding a matrix of rows of
+    /// `k` values can be split into. A row larger than the adapter's binding limit cannot be
+    /// uploaded at all.
+    pub fn row_binding_bytes(format: Format, k: usize) -> u64 {
+        let quant_row = (quant_words_per_row(format, k) * 4) as u64;
+        let scale_row = (scale_words(format, 2, k) * 2) as u64; // per row, rounded up
+        quant_row.max(scale_row)
     }
 
     pub fn format(&self) -> Format {

@@ -134,7 +134,8 @@ try {
 
   // (d) Native and browser agree: the same prompt, seed and sampling settings give the same
   // text as `qgpu run` (scripts/test-browser.sh runs it and passes its output).
-  const sampledOptions = { maxTokens: 8, temperature: 0.8, topK: 40, topP: 0.95, repetitionPenalty: 1.1, seed: 7, chat: false };
+  // Every sampling option explicit (a penalty too, to cover it), the same as the native run's.
+  const sampledOptions = { maxTokens: 8, temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repetitionPenalty: 1.1, repeatLastN: 64, seed: 7, chat: false };
   const sampled = await page.evaluate(async (opts) => window.qgpuDemo.q.generate('Once upon a time', opts, () => {}), sampledOptions);
   const native = process.env.QGPU_NATIVE_SAMPLED;
   check(native !== undefined && sampled.trimEnd() === native.trimEnd(), 'seeded sampling agrees with native qgpu run',

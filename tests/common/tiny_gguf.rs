@@ -163,3 +163,31 @@ pub fn tiny_llama_gguf(spec: &TinySpec, seed: u64) -> Vec<u8> {
     }
     w.to_bytes()
 }
+
+/// `gguf` rewritten with the metadata in `set` replaced (or added) and the tensors in `retype`
+/// stored as another type (zero bytes of the right size); everything else copied as is.
+pub fn rewrite_gguf(gguf: &[u8], set: &[(&str, qgpu::loader::MetadataValue)], retype: &[(&str, GgmlType)]) -> Vec<u8> {
+    let file = qgpu::loader::GgufFile::from_bytes(gguf.to_vec()).unwrap();
+    let mut w = GgufWriter::new();
+    for (key, value) in file.metadata().iter() {
+        let value = set.iter().find(|(k, _)| *k == key).map_or(value, |(_, v)| v);
+        w.add_metadata(key, value.clone()).unwrap();
+    }
+    for (key, value) in set {
+        if !file.metadata().contains_key(key) {
+            w.add_metadata(*key, value.clone()).unwrap();
+        }
+    }
+    for t in file.tensors() {
+        match retype.iter().find(|(n, _)| *n == t.name) {
+            Some(&(_, ty)) => {
+                let len = ty.size_of(t.n_elements).unwrap() as usize;
+                w.add_tensor(t.name.clone(), &t.dims, ty, vec![0u8; len]).unwrap();
+            }
+            None => {
+                w.add_tensor(t.name.clone(), &t.dims, t.ggml_type, file.tensor_data(t).unwrap().to_vec()).unwrap();
+            }
+        };
+    }
+    w.to_bytes()
+}

@@ -29,6 +29,13 @@ pub struct BertOptions {
     pub batch_tokens: usize,
 }
 
+impl BertOptions {
+    /// Tokens the activations are allocated for: `batch_tokens`, at least one longest sentence.
+    pub fn capacity(&self, config: &BertConfig) -> usize {
+        self.batch_tokens.max(config.max_sequence)
+    }
+}
+
 impl Default for BertOptions {
     fn default() -> Self {
         Self { batch_tokens: 512 }
@@ -79,10 +86,6 @@ impl Activations {
         })
     }
 
-    fn bytes(&self) -> u64 {
-        [&self.x, &self.tmp, &self.tmp2, &self.q, &self.k, &self.v, &self.attn, &self.up, &self.pooled].iter().map(|t| t.bytes()).sum::<u64>()
-            + self.capacity as u64 * (3 * 4 + 2 * 8)
-    }
 }
 
 /// Where an observed forward pass reads a linear layer's input: before dispatch `at`, tensor
@@ -105,6 +108,15 @@ pub struct BertMemory {
     pub activations: u64,
 }
 
+impl BertMemory {
+    /// Activation bytes for `capacity` tokens, as [`Bert::load`] allocates them: nine f32
+    /// matrices (eight `dim` wide, `up` `ffn` wide), three u32 id buffers and two spans of
+    /// two u32. A pure function, so `qgpu inspect` can tell without a GPU.
+    pub fn activations_for(config: &BertConfig, capacity: usize) -> u64 {
+        capacity as u64 * ((8 * config.dim + config.ffn) as u64 * 4 + 3 * 4 + 2 * 8)
+    }
+}
+
 pub struct Bert {
     config: BertConfig,
     weights: Weights,
@@ -117,7 +129,7 @@ impl Bert {
     pub async fn load(ctx: &Context, source: &dyn TensorSource, options: BertOptions) -> Result<Self, Error> {
         let config = BertConfig::from_source(source)?;
         let weights = weights::load(ctx, source, &config)?;
-        let capacity = options.batch_tokens.max(config.max_sequence);
+        let capacity = options.capacity(&config);
         let acts = Activations::new(ctx, &config, capacity)?;
         let mut model = Self { config, weights, acts, plans: HashMap::new() };
         // Build every pipeline now (matvec for short batches, in passes on CPU adapters, matmul
@@ -134,7 +146,7 @@ impl Bert {
     }
 
     pub fn memory(&self) -> BertMemory {
-        BertMemory { weights: self.weights.bytes, activations: self.acts.bytes() }
+        BertMemory { weights: self.weights.bytes, activations: BertMemory::activations_for(&self.config, self.acts.capacity) }
     }
 
     /// The L2-normalised mean-pooled embedding of each sentence (`dim` values each).

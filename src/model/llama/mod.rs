@@ -37,6 +37,14 @@ impl Default for LlamaOptions {
     }
 }
 
+impl LlamaOptions {
+    /// The options [`Llama::load`] runs `config` with: the context capped at the trained one,
+    /// and context and chunk at least 1.
+    pub fn resolve(&self, config: &LlamaConfig) -> LlamaOptions {
+        LlamaOptions { context: self.context.min(config.trained_context).max(1), chunk: self.chunk.max(1), tune: self.tune.clone() }
+    }
+}
+
 /// Which logits a forward pass returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Logits {
@@ -73,6 +81,54 @@ pub struct MemoryUse {
     pub activations: u64,
 }
 
+/// The f32 buffers besides weights and KV cache that [`Llama::load`] allocates, as (name,
+/// rows, cols): first the `Activations` matrices in field order, then the RoPE tables.
+/// Resolve `options` first ([`LlamaOptions::resolve`]).
+pub fn activation_shapes(c: &LlamaConfig, options: &LlamaOptions) -> Vec<(&'static str, usize, usize)> {
+    let (t, n) = (options.chunk, options.context);
+    let mut shapes = vec![
+        ("x", t, c.dim),
+        ("xn", t, c.dim),
+        ("q", t, c.q_dim()),
+        ("k", t, c.kv_dim()),
+        ("k_raw", t, c.kv_dim()),
+        ("v", t, c.kv_dim()),
+        ("attn", t, c.q_dim()),
+        ("proj", t, c.dim),
+        ("gate", t, c.ffn),
+        ("up", t, c.ffn),
+        ("scores", c.heads * t, n),
+        ("logits", 1, c.vocab),
+        ("rope", n, c.rope_dims),
+    ];
+    if c.window.is_some() && c.window_rope_base.is_some() {
+        shapes.push(("window_rope", n, c.rope_dims));
+    }
+    if !(0..c.layers).all(|i| c.arch.uses_rope(i)) {
+        shapes.push(("no_rope", n, c.rope_dims));
+    }
+    shapes
+}
+
+/// Bytes of an f32 K and an f32 V cache of `context × kv_dim` for each of `layers` layers.
+pub fn kv_cache_bytes(layers: usize, context: usize, kv_dim: usize) -> u64 {
+    2 * layers as u64 * context as u64 * kv_dim as u64 * 4
+}
+
+impl MemoryUse {
+    /// What [`Llama::load`] allocates besides `weights` for resolved `options`, computed
+    /// without a GPU: an f32 K and V cache of `context × kv_dim` per layer, and the
+    /// activations of [`activation_shapes`].
+    pub fn estimate(c: &LlamaConfig, options: &LlamaOptions, weights: u64) -> MemoryUse {
+        let f32s = |rows: usize, cols: usize| rows as u64 * cols as u64 * 4;
+        MemoryUse {
+            weights,
+            kv_cache: kv_cache_bytes(c.layers, options.context, c.kv_dim()),
+            activations: activation_shapes(c, options).iter().map(|&(_, r, k)| f32s(r, k)).sum(),
+        }
+    }
+}
+
 pub struct Llama {
     config: LlamaConfig,
     options: LlamaOptions,
@@ -100,23 +156,25 @@ impl Llama {
     /// total)` is called after each tensor.
     pub async fn load(ctx: &Context, source: &dyn TensorSource, options: LlamaOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Self, Error> {
         let config = LlamaConfig::from_source(source)?;
-        let options = LlamaOptions { context: options.context.min(config.trained_context).max(1), chunk: options.chunk.max(1), tune: options.tune };
+        let options = options.resolve(&config);
         let weights = weights::load(ctx, source, &config, progress)?;
-        let (t, c) = (options.chunk, &config);
+        let c = &config;
+        let shapes = activation_shapes(c, &options);
+        let t = |i: usize| GpuTensor::zeros(ctx, shapes[i].1, shapes[i].2);
         let acts = Activations {
-            x: GpuTensor::zeros(ctx, t, c.dim)?,
-            xn: GpuTensor::zeros(ctx, t, c.dim)?,
-            q: GpuTensor::zeros(ctx, t, c.q_dim())?,
-            k: GpuTensor::zeros(ctx, t, c.kv_dim())?,
-            k_raw: GpuTensor::zeros(ctx, t, c.kv_dim())?,
-            v: GpuTensor::zeros(ctx, t, c.kv_dim())?,
-            attn: GpuTensor::zeros(ctx, t, c.q_dim())?,
-            proj: GpuTensor::zeros(ctx, t, c.dim)?,
-            gate: GpuTensor::zeros(ctx, t, c.ffn)?,
-            up: GpuTensor::zeros(ctx, t, c.ffn)?,
-            scores: GpuTensor::zeros(ctx, c.heads * t, options.context)?,
-            logits: GpuTensor::zeros(ctx, 1, c.vocab)?,
-            ids: GpuIds::new(ctx, t)?,
+            x: t(0)?,
+            xn: t(1)?,
+            q: t(2)?,
+            k: t(3)?,
+            k_raw: t(4)?,
+            v: t(5)?,
+            attn: t(6)?,
+            proj: t(7)?,
+            gate: t(8)?,
+            up: t(9)?,
+            scores: t(10)?,
+            logits: t(11)?,
+            ids: GpuIds::new(ctx, options.chunk)?,
         };
         let mut k_cache = Vec::with_capacity(c.layers);
         let mut v_cache = Vec::with_capacity(c.layers);
@@ -124,11 +182,6 @@ impl Llama {
             k_cache.push(GpuTensor::zeros(ctx, options.context, c.kv_dim())?);
             v_cache.push(GpuTensor::zeros(ctx, options.context, c.kv_dim())?);
         }
-        let activations = [&acts.x, &acts.xn, &acts.q, &acts.k, &acts.k_raw, &acts.v, &acts.attn, &acts.proj, &acts.gate, &acts.up, &acts.scores, &acts.logits]
-            .iter()
-            .map(|t| t.bytes())
-            .sum::<u64>();
-        let memory = MemoryUse { weights: weights.bytes, kv_cache: k_cache.iter().chain(&v_cache).map(|t| t.bytes()).sum(), activations };
         // As llama.cpp: `rope_freqs` if present, else LongRoPE's short or long factors by
         // whether the cache outgrows the original context.
         let long = options.context > c.rope_original_context;
@@ -141,8 +194,14 @@ impl Llama {
             _ => None,
         };
         let no_rope = if (0..c.layers).all(|i| c.arch.uses_rope(i)) { None } else { Some(RopeTable::identity(ctx, c.rope_dims, options.context)?) };
-        let tables = rope.bytes() + [&window_rope, &no_rope].iter().filter_map(|t| t.as_ref()).map(|t| t.bytes()).sum::<u64>();
-        let memory = MemoryUse { activations: memory.activations + tables, ..memory };
+        // The estimate (which `qgpu inspect` shows) must be what was allocated.
+        let memory = MemoryUse::estimate(c, &options, weights.bytes);
+        debug_assert_eq!(
+            memory.activations,
+            [&acts.x, &acts.xn, &acts.q, &acts.k, &acts.k_raw, &acts.v, &acts.attn, &acts.proj, &acts.gate, &acts.up, &acts.scores, &acts.logits].iter().map(|t| t.bytes()).sum::<u64>()
+                + rope.bytes()
+                + [&window_rope, &no_rope].iter().filter_map(|t| t.as_ref()).map(|t| t.bytes()).sum::<u64>()
+        );
         let mut model = Self {
             rope,
             window_rope,
