@@ -31,7 +31,8 @@ pub struct InspectArgs {
 
 /// Which of qgpu's models would run the file, by the library's own checks.
 enum Kind {
-    Llama(LlamaConfig, LlamaOptions),
+    // Boxed: a decoder's config is several times an encoder's.
+    Llama(Box<LlamaConfig>, LlamaOptions),
     Bert(BertConfig),
 }
 
@@ -237,7 +238,7 @@ fn classify(source: &dyn TensorSource, context: usize) -> Result<Kind, ModelErro
     match LlamaConfig::from_source(source) {
         Ok(c) => {
             let options = LlamaOptions { context, ..Default::default() }.resolve(&c);
-            Ok(Kind::Llama(c, options))
+            Ok(Kind::Llama(Box::new(c), options))
         }
         Err(llama @ ModelError::UnsupportedArchitecture { .. }) => match BertConfig::from_source(source) {
             Ok(c) => Ok(Kind::Bert(c)),
