@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 use common::tiny_gguf::{tiny_llama_gguf, TinySpec};
 use half::{bf16, f16};
-use qgpu::convert::{fallback, no_progress, quantize_model, ConvertError, ConvertOptions, NamePattern, PlanError, QuantPlan};
+use qgpu::convert::{
+    fallback, no_progress, quantize_model, ConvertError, ConvertOptions, DecisionKind, NamePattern, PlanError, Preset, QuantPlan,
+};
 use qgpu::loader::{GgmlType, GgufFile, LoadError, Metadata, MetadataValue, SourceTensor, TensorSource};
 use qgpu::ops::{linear, GpuMatrix, GpuTensor};
 use qgpu::quant::reference::{self, TestRng};
@@ -96,9 +98,10 @@ fn convert(source: &dyn TensorSource, plan: &QuantPlan, out: &std::path::Path) -
 /// source's values, and quantized matrices multiply on the GPU as the oracle does.
 fn check_written(source: &dyn TensorSource, plan: &QuantPlan, out: &std::path::Path) {
     let report = convert(source, plan, out);
+    let decisions = plan.decide(source).unwrap();
     let file = GgufFile::open(out).unwrap();
     assert_eq!(file.metadata().get_str("general.architecture").unwrap(), "llama");
-    assert!(file.metadata().get_str("qgpu.quantization").unwrap().contains(plan.format.name()));
+    assert!(file.metadata().get_str("qgpu.quantization").unwrap().contains(plan.name()));
     assert_eq!(report.file_bytes, std::fs::metadata(out).unwrap().len());
     let ctx = common::context();
     let mut rng = TestRng::new(77);
@@ -117,9 +120,13 @@ fn check_written(source: &dyn TensorSource, plan: &QuantPlan, out: &std::path::P
             assert_eq!(back, values, "{}", t.name);
             continue;
         }
-        let requested = plan.requested(&t.name);
+        let decision = decisions.iter().find(|d| d.tensor.name == t.name).unwrap();
+        let DecisionKind::Quantize { requested, written, .. } = decision.kind else { panic!("{}: {:?}", t.name, decision.kind) };
         assert_eq!(t.requested, Some(requested));
-        assert_eq!(t.written, fallback(requested, cols), "{}", t.name);
+        assert_eq!(t.written, written, "{}", t.name);
+        if plan.preset.is_none() {
+            assert_eq!(written, fallback(requested, cols), "{}", t.name);
+        }
         let want = reference::quantize(t.written, rows, cols, &values).unwrap();
         assert!(data == want.data(), "{}: bytes differ from reference::quantize({})", t.name, t.written);
         let Some(ctx) = &ctx else { continue };
@@ -175,7 +182,7 @@ fn gguf_source_round_trips_and_keeps_metadata() {
         for (key, value) in source.metadata().iter().filter(|(k, _)| !k.starts_with("general.file_type")) {
             assert_eq!(file.metadata().get(key), Some(value), "{key}");
         }
-        assert_eq!(file.metadata().get_u32("general.file_type").unwrap(), qgpu::convert::llama_file_type(plan.format));
+        assert_eq!(file.metadata().get_u32("general.file_type").unwrap(), plan.file_type());
     }
 }
 
@@ -232,7 +239,10 @@ fn killed_process_leaves_nothing_under_the_final_name() {
 
 #[test]
 fn bad_plans_give_typed_errors() {
-    assert_eq!(QuantPlan::parse("Q3_X", "").unwrap_err(), PlanError::UnknownFormat { name: "Q3_X".into() });
+    assert_eq!(QuantPlan::parse("Q3_X", "").unwrap_err(), PlanError::UnknownTarget { name: "Q3_X".into() });
+    assert_eq!(QuantPlan::parse("Q4_K_X", "").unwrap_err(), PlanError::UnknownTarget { name: "Q4_K_X".into() });
+    assert_eq!(QuantPlan::parse(" Q4_K_M ", "").unwrap().preset, Some(Preset::Q4_K_M));
+    assert_eq!(QuantPlan::parse("q4_k", "").unwrap(), QuantPlan::new(Format::Q4_K));
     assert_eq!(QuantPlan::parse("Q4_K", "token_embd").unwrap_err(), PlanError::MixSyntax { item: "token_embd".into() });
     assert_eq!(QuantPlan::parse("Q4_K", "=Q8_0").unwrap_err(), PlanError::MixSyntax { item: "=Q8_0".into() });
     assert_eq!(QuantPlan::parse("Q4_K", "output=Q9").unwrap_err(), PlanError::UnknownFormat { name: "Q9".into() });
