@@ -288,14 +288,17 @@ fn fallbacks_follow_the_row_length() {
     assert_eq!(fallback(Format::Q4_0, 100), Format::F32);
 }
 
+/// (role, llama.cpp's type, qgpu's type, tensors).
+type TypeRow = (String, String, String, usize);
+
 /// The preset's types for every tensor of a llama.cpp-made `path`, against the types llama.cpp
 /// wrote there: (name, llama.cpp's, qgpu's) for each mismatch, and (role, llama.cpp's, qgpu's,
 /// count) rows for the table in the README.
-fn compare_with_llama_cpp(path: &std::path::Path, preset: &str) -> (Vec<String>, Vec<(String, String, String, usize)>) {
+fn compare_with_llama_cpp(path: &std::path::Path, preset: &str) -> (Vec<String>, Vec<TypeRow>) {
     let file = GgufFile::open(path).unwrap();
     let plan = QuantPlan::parse(preset, "").unwrap();
     let mut mismatches = Vec::new();
-    let mut table: Vec<(String, String, String, usize)> = Vec::new();
+    let mut table: Vec<TypeRow> = Vec::new();
     for d in plan.decide(&file).unwrap() {
         let theirs = d.tensor.ggml_type.name().to_owned();
         let ours = d.written().name().to_owned();

@@ -13,7 +13,7 @@ use crate::quant::Format;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
     /// A `--format` that is neither a llama.cpp preset nor a format qgpu knows.
-    #[error("unknown --format `{name}` (llama.cpp presets: {}; or one format for all weights: {})", Preset::known(), crate::quant::known_formats())]
+    #[error("unknown --format `{name}` (llama.cpp presets: {}; or one format for all weights: {})", Preset::known(), plain_formats())]
     UnknownTarget { name: String },
     /// A format name qgpu does not know.
     #[error("unknown weight format `{name}` (known: {})", crate::quant::known_formats())]
@@ -101,6 +101,12 @@ pub struct QuantPlan {
     pub preset: Option<Preset>,
     pub rules: Vec<MixRule>,
     pub calibrated: bool,
+}
+
+/// The formats whose names are not also presets' (those mean the preset).
+fn plain_formats() -> String {
+    let plain = Format::ALL.into_iter().filter(|f| f.name().parse::<Preset>().is_err());
+    plain.map(Format::name).collect::<Vec<_>>().join(", ")
 }
 
 fn parse_format(name: &str) -> Result<Format, PlanError> {

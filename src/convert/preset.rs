@@ -100,7 +100,7 @@ impl Preset {
             // The output head (and a tied embedding, which is the same matrix) gets Q6_K, or
             // Q8_0 when its rows do not fit the base type's blocks.
             TensorRole::Output | TensorRole::TokenEmbd if t.role == TensorRole::Output || t.tied_embeddings => {
-                if t.row_len % base.block_size() != 0 || base == F::Q8_0 {
+                if !t.row_len.is_multiple_of(base.block_size()) || base == F::Q8_0 {
                     F::Q8_0
                 } else {
                     F::Q6_K
