@@ -11,7 +11,10 @@ use std::path::PathBuf;
 
 use common::tiny_gguf::{tiny_llama_gguf, TinySpec};
 use half::{bf16, f16};
-use qgpu::convert::{fallback, no_progress, quantize_model, ConvertError, ConvertOptions, NamePattern, PlanError, QuantPlan};
+use qgpu::convert::{
+    fallback, no_progress, quantize_model, ConvertError, ConvertOptions, DecisionKind, NamePattern, PlanError, Preset, QuantPlan,
+    TensorRole,
+};
 use qgpu::loader::{GgmlType, GgufFile, LoadError, Metadata, MetadataValue, SourceTensor, TensorSource};
 use qgpu::ops::{linear, GpuMatrix, GpuTensor};
 use qgpu::quant::reference::{self, TestRng};
@@ -96,9 +99,10 @@ fn convert(source: &dyn TensorSource, plan: &QuantPlan, out: &std::path::Path) -
 /// source's values, and quantized matrices multiply on the GPU as the oracle does.
 fn check_written(source: &dyn TensorSource, plan: &QuantPlan, out: &std::path::Path) {
     let report = convert(source, plan, out);
+    let decisions = plan.decide(source).unwrap();
     let file = GgufFile::open(out).unwrap();
     assert_eq!(file.metadata().get_str("general.architecture").unwrap(), "llama");
-    assert!(file.metadata().get_str("qgpu.quantization").unwrap().contains(plan.format.name()));
+    assert!(file.metadata().get_str("qgpu.quantization").unwrap().contains(plan.name()));
     assert_eq!(report.file_bytes, std::fs::metadata(out).unwrap().len());
     let ctx = common::context();
     let mut rng = TestRng::new(77);
@@ -117,9 +121,13 @@ fn check_written(source: &dyn TensorSource, plan: &QuantPlan, out: &std::path::P
             assert_eq!(back, values, "{}", t.name);
             continue;
         }
-        let requested = plan.requested(&t.name);
+        let decision = decisions.iter().find(|d| d.tensor.name == t.name).unwrap();
+        let DecisionKind::Quantize { requested, written, .. } = decision.kind else { panic!("{}: {:?}", t.name, decision.kind) };
         assert_eq!(t.requested, Some(requested));
-        assert_eq!(t.written, fallback(requested, cols), "{}", t.name);
+        assert_eq!(t.written, written, "{}", t.name);
+        if plan.preset.is_none() {
+            assert_eq!(written, fallback(requested, cols), "{}", t.name);
+        }
         let want = reference::quantize(t.written, rows, cols, &values).unwrap();
         assert!(data == want.data(), "{}: bytes differ from reference::quantize({})", t.name, t.written);
         let Some(ctx) = &ctx else { continue };
@@ -175,7 +183,7 @@ fn gguf_source_round_trips_and_keeps_metadata() {
         for (key, value) in source.metadata().iter().filter(|(k, _)| !k.starts_with("general.file_type")) {
             assert_eq!(file.metadata().get(key), Some(value), "{key}");
         }
-        assert_eq!(file.metadata().get_u32("general.file_type").unwrap(), qgpu::convert::llama_file_type(plan.format));
+        assert_eq!(file.metadata().get_u32("general.file_type").unwrap(), plan.file_type());
     }
 }
 
@@ -232,7 +240,10 @@ fn killed_process_leaves_nothing_under_the_final_name() {
 
 #[test]
 fn bad_plans_give_typed_errors() {
-    assert_eq!(QuantPlan::parse("Q3_X", "").unwrap_err(), PlanError::UnknownFormat { name: "Q3_X".into() });
+    assert_eq!(QuantPlan::parse("Q3_X", "").unwrap_err(), PlanError::UnknownTarget { name: "Q3_X".into() });
+    assert_eq!(QuantPlan::parse("Q4_K_X", "").unwrap_err(), PlanError::UnknownTarget { name: "Q4_K_X".into() });
+    assert_eq!(QuantPlan::parse(" Q4_K_M ", "").unwrap().preset, Some(Preset::Q4_K_M));
+    assert_eq!(QuantPlan::parse("q4_k", "").unwrap(), QuantPlan::new(Format::Q4_K));
     assert_eq!(QuantPlan::parse("Q4_K", "token_embd").unwrap_err(), PlanError::MixSyntax { item: "token_embd".into() });
     assert_eq!(QuantPlan::parse("Q4_K", "=Q8_0").unwrap_err(), PlanError::MixSyntax { item: "=Q8_0".into() });
     assert_eq!(QuantPlan::parse("Q4_K", "output=Q9").unwrap_err(), PlanError::UnknownFormat { name: "Q9".into() });
@@ -280,4 +291,142 @@ fn fallbacks_follow_the_row_length() {
         assert_eq!(fallback(format, 384), Format::IQ4_NL);
     }
     assert_eq!((fallback(Format::MXFP4, 200), fallback(Format::BF16, 100)), (Format::F16, Format::F32));
+}
+
+/// (role, llama.cpp's type, qgpu's type, tensors).
+type TypeRow = (String, String, String, usize);
+
+/// The preset's types for every tensor of a llama.cpp-made `path`, against the types llama.cpp
+/// wrote there: (name, llama.cpp's, qgpu's) for each mismatch, and (role, llama.cpp's, qgpu's,
+/// count) rows for the table in the README.
+fn compare_with_llama_cpp(path: &std::path::Path, preset: &str) -> (Vec<String>, Vec<TypeRow>) {
+    let file = GgufFile::open(path).unwrap();
+    let plan = QuantPlan::parse(preset, "").unwrap();
+    let mut mismatches = Vec::new();
+    let mut table: Vec<TypeRow> = Vec::new();
+    for d in plan.decide(&file).unwrap() {
+        let theirs = d.tensor.ggml_type.name().to_owned();
+        let ours = d.written().name().to_owned();
+        if theirs != ours {
+            mismatches.push(format!("{} {:?}: llama.cpp {theirs}, qgpu {ours}", d.tensor.name, d.tensor.dims));
+        }
+        let role = match TensorRole::parse(&d.tensor.name) {
+            TensorRole::Other if d.tensor.dims.len() == 1 => "1-D (norms)".to_owned(),
+            r => r.name().to_owned(),
+        };
+        match table.iter_mut().find(|r| r.0 == role && r.1 == theirs && r.2 == ours) {
+            Some(r) => r.3 += 1,
+            None => table.push((role, theirs, ours, 1)),
+        }
+    }
+    (mismatches, table)
+}
+
+#[test]
+fn q4_k_m_plan_matches_llama_cpp_on_gemma3() {
+    let Some(path) = common::require_gemma3() else { return };
+    let file = GgufFile::open(&path).unwrap();
+    assert_eq!(file.metadata().get_u32("general.file_type").unwrap(), Preset::Q4_K_M.file_type());
+    let (mismatches, table) = compare_with_llama_cpp(&path, "Q4_K_M");
+    for (role, theirs, ours, n) in &table {
+        eprintln!("{role:<12} llama.cpp {theirs:<5} qgpu {ours:<5} {n}");
+    }
+    assert!(mismatches.is_empty(), "{} tensors differ:\n{}", mismatches.len(), mismatches.join("\n"));
+    // The rules were exercised: promotions (Q6_K, Q8_0 from Q6_K) and fallbacks (Q5_0) occur.
+    for ty in ["Q4_K", "Q6_K", "Q5_0", "Q8_0"] {
+        assert!(table.iter().any(|r| r.2 == ty), "no {ty} tensor");
+    }
+}
+
+#[test]
+fn q4_1_plan_matches_llama_cpp_on_smollm2() {
+    let path = common::model_path();
+    if !path.is_file() {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true and no model at {}", path.display());
+        eprintln!("skipping: no model at {}", path.display());
+        return;
+    }
+    let (mismatches, table) = compare_with_llama_cpp(&path, "Q4_1");
+    assert!(mismatches.is_empty(), "{} tensors differ:\n{}", mismatches.len(), mismatches.join("\n"));
+    // The tied embedding: Q6_K by the output rule, Q8_0 by the fallback (576 is not 256k).
+    assert!(table.iter().any(|r| r.0 == "token_embd" && r.2 == "Q8_0"));
+}
+
+/// A dense model's tensor list: `n_layers` blocks of width `width`, FFN `ffn`, untied output.
+fn synthetic_model(n_layers: usize, width: u64, kv: u64, ffn: u64) -> Vec<SourceTensor> {
+    let t = |name: String, dims: &[u64]| SourceTensor { name, dims: dims.to_vec(), ggml_type: GgmlType::F16 };
+    let mut tensors = vec![t("token_embd.weight".into(), &[width, 1000])];
+    for i in 0..n_layers {
+        tensors.push(t(format!("blk.{i}.attn_norm.weight"), &[width]));
+        tensors.push(t(format!("blk.{i}.attn_q.weight"), &[width, width]));
+        tensors.push(t(format!("blk.{i}.attn_k.weight"), &[width, kv]));
+        tensors.push(t(format!("blk.{i}.attn_v.weight"), &[width, kv]));
+        tensors.push(t(format!("blk.{i}.attn_output.weight"), &[width, width]));
+        tensors.push(t(format!("blk.{i}.ffn_gate.weight"), &[width, ffn]));
+        tensors.push(t(format!("blk.{i}.ffn_up.weight"), &[width, ffn]));
+        tensors.push(t(format!("blk.{i}.ffn_down.weight"), &[ffn, width]));
+    }
+    tensors.push(t("output_norm.weight".into(), &[width]));
+    tensors.push(t("output.weight".into(), &[width, 1000]));
+    tensors
+}
+
+fn written_types(plan: &QuantPlan, tensors: &[SourceTensor]) -> std::collections::HashMap<String, Format> {
+    plan.resolve(tensors).unwrap().into_iter().map(|d| (d.tensor.name.clone(), d.written())).collect()
+}
+
+#[test]
+fn presets_promote_by_layer_and_fall_back_by_row_length() {
+    let tensors = synthetic_model(16, 512, 128, 1024);
+    let q4km = written_types(&QuantPlan::parse("Q4_K_M", "").unwrap(), &tensors);
+    let more = [0, 1, 4, 7, 10, 13, 14, 15]; // use_more_bits for 16 layers
+    for i in 0..16 {
+        let want = if more.contains(&i) { Format::Q6_K } else { Format::Q4_K };
+        assert_eq!(q4km[&format!("blk.{i}.attn_v.weight")], want, "layer {i}");
+        assert_eq!(q4km[&format!("blk.{i}.ffn_down.weight")], want, "layer {i}");
+        for other in ["attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up"] {
+            assert_eq!(q4km[&format!("blk.{i}.{other}.weight")], Format::Q4_K);
+        }
+        assert_eq!(q4km[&format!("blk.{i}.attn_norm.weight")], Format::F32);
+    }
+    assert_eq!((q4km["output.weight"], q4km["token_embd.weight"]), (Format::Q6_K, Format::Q4_K));
+    let q3km = written_types(&QuantPlan::parse("Q3_K_M", "").unwrap(), &tensors);
+    assert_eq!((q3km["blk.0.attn_v.weight"], q3km["blk.1.attn_v.weight"], q3km["blk.2.attn_v.weight"]), (Format::Q5_K, Format::Q5_K, Format::Q4_K));
+    assert_eq!((q3km["blk.0.ffn_down.weight"], q3km["blk.1.ffn_down.weight"]), (Format::Q5_K, Format::Q4_K));
+    assert_eq!((q3km["blk.5.attn_output.weight"], q3km["blk.5.attn_q.weight"]), (Format::Q4_K, Format::Q3_K));
+    // Widths that are not a multiple of 256 (SmolLM2's 576) take llama.cpp's fallbacks.
+    let odd = synthetic_model(16, 576, 192, 1536);
+    let cases = [
+        ("Q4_K_M", "blk.2.attn_q.weight", Format::Q5_0),
+        ("Q4_K_M", "blk.0.attn_v.weight", Format::Q8_0),
+        ("Q4_K_M", "blk.2.ffn_down.weight", Format::Q4_K),
+        ("Q4_K_M", "output.weight", Format::Q8_0),
+        ("Q5_K_S", "blk.2.attn_q.weight", Format::Q5_1),
+        ("Q3_K_S", "blk.2.attn_q.weight", Format::Q4_0),
+        ("Q2_K", "blk.2.attn_q.weight", Format::Q4_0),
+        ("IQ4_XS", "blk.2.attn_q.weight", Format::IQ4_NL),
+        ("Q6_K", "blk.2.attn_q.weight", Format::Q8_0),
+        ("Q4_0", "output.weight", Format::Q8_0),
+    ];
+    for (preset, name, want) in cases {
+        assert_eq!(written_types(&QuantPlan::parse(preset, "").unwrap(), &odd)[name], want, "{preset} {name}");
+    }
+    // A plain type keeps qgpu's own fallback (Q4_K → IQ4_NL at the same 4.5 bits).
+    assert_eq!(written_types(&QuantPlan::parse("Q4_K", "").unwrap(), &odd)["blk.2.attn_q.weight"], Format::IQ4_NL);
+}
+
+#[test]
+fn mix_rules_override_the_preset() {
+    let tensors = synthetic_model(8, 512, 128, 1024);
+    let plan = QuantPlan::parse("Q4_K_M", "output=Q8_0,blk.*.attn_v=Q4_K, blk.3.*=Q5_K").unwrap();
+    let types = written_types(&plan, &tensors);
+    assert_eq!(types["output.weight"], Format::Q8_0);
+    assert_eq!(types["blk.0.attn_v.weight"], Format::Q4_K); // Q6_K by the preset
+    assert_eq!(types["blk.0.ffn_down.weight"], Format::Q6_K); // untouched by the rules
+    assert_eq!(types["blk.3.ffn_up.weight"], Format::Q5_K);
+    // `*` makes a preset name mean one type everywhere.
+    let types = written_types(&QuantPlan::parse("Q4_0", "*=Q4_0").unwrap(), &tensors);
+    assert_eq!(types["output.weight"], Format::Q4_0);
+    assert_eq!(QuantPlan::parse("Q4_K_M", "").unwrap().file_type(), 15);
+    assert_eq!(QuantPlan::parse("Q4_0", "").unwrap().file_type(), 2);
 }

@@ -18,8 +18,10 @@ pub struct QuantizeArgs {
     /// The GGUF file to write (via a temporary file renamed at the end).
     #[arg(long)]
     out: PathBuf,
-    /// Format of the weight matrices: Q8_0, Q6_K, Q5_K, Q5_1, Q5_0, Q4_K, Q4_1, Q4_0, IQ4_NL,
-    /// IQ4_XS, MXFP4, Q3_K, Q2_K (or F16, BF16, F32).
+    /// A llama.cpp file-type preset, with its per-tensor rules (Q2_K, Q3_K_S, Q3_K_M, Q3_K_L,
+    /// Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_XS, IQ4_NL), or a
+    /// format for every weight matrix that is not a preset name (Q4_K, Q5_K, Q3_K, MXFP4, F16, BF16, F32).
+    /// For one type everywhere even where a preset has that name: --mix '*=Q4_0'.
     #[arg(long, default_value = "Q4_K")]
     format: String,
     /// Per-tensor exceptions, PATTERN=FORMAT comma separated; the first match wins. PATTERN is a
@@ -54,7 +56,7 @@ pub fn quantize(args: QuantizeArgs, gpu: ContextOptions) -> Result<()> {
         Some(text) => {
             plan.calibrated = true;
             // Check the plan before spending minutes on calibration.
-            plan.resolve(&source.tensors())?;
+            plan.decide(source)?;
             Some(super::calibrate::collect(&model, text, args.calibrate_tokens, gpu)?)
         }
         None => None,

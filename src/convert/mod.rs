@@ -6,6 +6,7 @@
 //! (an older file there stays intact until the rename).
 
 mod plan;
+mod preset;
 mod write;
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 pub use plan::{fallback, is_quantizable, Decision, DecisionKind, MixRule, NamePattern, PlanError, QuantPlan};
+pub use preset::{layer_index, llama_fallback, use_more_bits, ModelFacts, Preset, TensorFacts, TensorRole};
 pub use write::quantize_model;
 
 use crate::loader::{GgmlType, GgufError, LoadError};
@@ -154,7 +156,8 @@ impl Report {
     }
 }
 
-/// llama.cpp's `general.file_type` (`enum llama_ftype`) for a model mostly in `format`.
+/// llama.cpp's `general.file_type` (`enum llama_ftype`) for a model mostly in `format`
+/// (a plan with a [`Preset`] writes the preset's own value).
 pub fn llama_file_type(format: Format) -> u32 {
     match format {
         Format::F32 => 0,

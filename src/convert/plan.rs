@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use crate::loader::{GgmlType, SourceTensor};
+use super::preset::{llama_fallback, ModelFacts, Preset, TensorFacts, TensorRole};
+use crate::loader::{GgmlType, Metadata, SourceTensor, TensorSource};
 use crate::quant::weighted::has_weighted_search;
 use crate::quant::Format;
 
@@ -11,6 +12,9 @@ use crate::quant::Format;
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
+    /// A `--format` that is neither a llama.cpp preset nor a format qgpu knows.
+    #[error("unknown --format `{name}` (llama.cpp presets: {}; or one format for all weights: {})", Preset::known(), plain_formats())]
+    UnknownTarget { name: String },
     /// A format name qgpu does not know.
     #[error("unknown weight format `{name}` (known: {})", crate::quant::known_formats())]
     UnknownFormat { name: String },
@@ -88,13 +92,21 @@ pub struct MixRule {
     pub format: Format,
 }
 
-/// What to write: `format` for every quantizable tensor unless a mix rule (the first that
-/// matches) says otherwise; `calibrated` asks for the importance-weighted search.
+/// What to write: `format` for every quantizable tensor, or with a `preset` the type
+/// llama.cpp's rules give each (`format` is then the preset's base type), unless a mix rule (the
+/// first that matches) says otherwise; `calibrated` asks for the importance-weighted search.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuantPlan {
     pub format: Format,
+    pub preset: Option<Preset>,
     pub rules: Vec<MixRule>,
     pub calibrated: bool,
+}
+
+/// The formats whose names are not also presets' (those mean the preset).
+fn plain_formats() -> String {
+    let plain = Format::ALL.into_iter().filter(|f| f.name().parse::<Preset>().is_err());
+    plain.map(Format::name).collect::<Vec<_>>().join(", ")
 }
 
 fn parse_format(name: &str) -> Result<Format, PlanError> {
@@ -103,13 +115,24 @@ fn parse_format(name: &str) -> Result<Format, PlanError> {
 
 impl QuantPlan {
     pub fn new(format: Format) -> Self {
-        QuantPlan { format, rules: Vec::new(), calibrated: false }
+        QuantPlan { format, preset: None, rules: Vec::new(), calibrated: false }
     }
 
-    /// The plan of `--format FORMAT --mix RULES`: `mix` is a comma-separated list of
-    /// `PATTERN=FORMAT` (empty for none).
-    pub fn parse(format: &str, mix: &str) -> Result<Self, PlanError> {
-        let mut plan = QuantPlan::new(parse_format(format)?);
+    pub fn preset(preset: Preset) -> Self {
+        QuantPlan { preset: Some(preset), ..QuantPlan::new(preset.base()) }
+    }
+
+    /// The plan of `--format TARGET --mix RULES`. TARGET is a llama.cpp preset (Q4_K_M, and
+    /// also Q4_0, Q8_0, Q6_K, ... which llama.cpp treats as presets too), else a format for all
+    /// weights (Q4_K, F16, ...). `mix` is a comma-separated list of `PATTERN=FORMAT` (empty for
+    /// none).
+    pub fn parse(target: &str, mix: &str) -> Result<Self, PlanError> {
+        let target = target.trim();
+        let mut plan = match (target.parse::<Preset>(), target.parse::<Format>()) {
+            (Ok(preset), _) => QuantPlan::preset(preset),
+            (_, Ok(format)) => QuantPlan::new(format),
+            _ => return Err(PlanError::UnknownTarget { name: target.to_owned() }),
+        };
         for item in mix.split(',').map(str::trim).filter(|i| !i.is_empty()) {
             let (pattern, format) = item.split_once('=').ok_or_else(|| PlanError::MixSyntax { item: item.to_owned() })?;
             let pattern = NamePattern::parse(pattern.trim()).ok_or_else(|| PlanError::MixSyntax { item: item.to_owned() })?;
@@ -118,23 +141,54 @@ impl QuantPlan {
         Ok(plan)
     }
 
-    /// The format asked for tensor `name`.
-    pub fn requested(&self, name: &str) -> Format {
-        self.rules.iter().find(|r| r.pattern.matches(name)).map_or(self.format, |r| r.format)
+    /// The preset's or the format's name.
+    pub fn name(&self) -> &'static str {
+        self.preset.map_or(self.format.name(), Preset::name)
+    }
+
+    /// llama.cpp's `general.file_type` for the file this plan writes.
+    pub fn file_type(&self) -> u32 {
+        self.preset.map_or(super::llama_file_type(self.format), Preset::file_type)
+    }
+
+    /// Decides every tensor of `source`, with the model facts (layers, GQA) of its metadata.
+    pub fn decide(&self, source: &dyn TensorSource) -> Result<Vec<Decision>, PlanError> {
+        self.resolve_with(&source.tensors(), source.metadata())
+    }
+
+    /// [`QuantPlan::resolve_with`] without metadata: layers counted from the names, no GQA.
+    pub fn resolve(&self, tensors: &[SourceTensor]) -> Result<Vec<Decision>, PlanError> {
+        self.resolve_with(tensors, &Metadata::new())
     }
 
     /// Decides every tensor of `tensors`, checking that each mix rule matches something.
-    pub fn resolve(&self, tensors: &[SourceTensor]) -> Result<Vec<Decision>, PlanError> {
-        let mut used: HashMap<usize, bool> = HashMap::new();
+    pub fn resolve_with(&self, tensors: &[SourceTensor], metadata: &Metadata) -> Result<Vec<Decision>, PlanError> {
+        let model = ModelFacts::new(metadata, tensors);
+        let mut used = vec![false; self.rules.len()];
+        let mut ordinals: HashMap<TensorRole, usize> = HashMap::new();
         let decisions: Vec<Decision> = tensors
             .iter()
             .map(|t| {
                 let kind = if is_quantizable(t) {
-                    if let Some(i) = self.rules.iter().position(|r| r.pattern.matches(&t.name)) {
-                        used.insert(i, true);
-                    }
-                    let requested = self.requested(&t.name);
-                    let written = fallback(requested, t.dims[0] as usize);
+                    let k = t.dims[0] as usize;
+                    let ordinal = ordinals.entry(TensorRole::parse(&t.name)).or_default();
+                    let facts = TensorFacts::new(&t.name, k, *ordinal, &model);
+                    *ordinal += 1;
+                    let rule = self.rules.iter().position(|r| r.pattern.matches(&t.name));
+                    let requested = match (rule, self.preset) {
+                        (Some(i), _) => {
+                            used[i] = true;
+                            self.rules[i].format
+                        }
+                        (None, Some(preset)) => preset.choose(&facts, self.calibrated),
+                        (None, None) => self.format,
+                    };
+                    // Presets fall back as llama.cpp does; qgpu's own table still guards the
+                    // kernels' row multiple (an F16 row not a multiple of 8 → F32).
+                    let written = match self.preset {
+                        Some(_) => fallback(llama_fallback(requested, k), k),
+                        None => fallback(requested, k),
+                    };
                     let calibrated = self.calibrated && has_weighted_search(written);
                     DecisionKind::Quantize { requested, written, calibrated }
                 } else {
@@ -143,8 +197,8 @@ impl QuantPlan {
                 Decision { tensor: t.clone(), kind }
             })
             .collect();
-        if let Some(rule) = self.rules.iter().enumerate().find(|(i, _)| !used.contains_key(i)) {
-            return Err(PlanError::RuleMatchesNothing { pattern: rule.1.pattern.to_string() });
+        if let Some(i) = used.iter().position(|u| !u) {
+            return Err(PlanError::RuleMatchesNothing { pattern: self.rules[i].pattern.to_string() });
         }
         let any_calibrated = decisions.iter().any(|d| matches!(d.kind, DecisionKind::Quantize { calibrated: true, .. }));
         if self.calibrated && !any_calibrated {

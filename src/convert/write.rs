@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use half::f16;
 
 use super::{
-    llama_file_type, ConvertError, ConvertOptions, Decision, DecisionKind, Progress, QuantPlan, Report, TensorReport,
+    ConvertError, ConvertOptions, Decision, DecisionKind, Progress, QuantPlan, Report, TensorReport,
 };
 use crate::loader::{GgmlType, GgufWriter, MetadataValue, TensorSource};
 use crate::quant::weighted::quantize_weighted;
@@ -28,14 +28,14 @@ pub fn quantize_model(
     out: &Path,
     progress: &mut dyn FnMut(&Progress<'_>) -> ControlFlow<()>,
 ) -> Result<Report, ConvertError> {
-    let decisions = plan.resolve(&source.tensors())?;
+    let decisions = plan.decide(source)?;
     let mut writer = GgufWriter::new();
     for (key, value) in source.metadata().iter() {
         if !REPLACED_KEYS.contains(&key) {
             writer.add_metadata(key, value.clone())?;
         }
     }
-    writer.add_metadata("general.file_type", MetadataValue::U32(llama_file_type(plan.format)))?;
+    writer.add_metadata("general.file_type", MetadataValue::U32(plan.file_type()))?;
     writer.add_metadata("general.quantization_version", MetadataValue::U32(2))?;
     writer.add_metadata("qgpu.quantization", MetadataValue::String(describe(plan, options)))?;
     for d in &decisions {
@@ -72,7 +72,7 @@ fn io(path: &Path, source: std::io::Error) -> ConvertError {
 
 /// The `qgpu.quantization` note: the plan in words.
 fn describe(plan: &QuantPlan, options: &ConvertOptions<'_>) -> String {
-    let mut s = format!("qgpu quantize: {}", plan.format);
+    let mut s = format!("qgpu quantize: {}", plan.name());
     for r in &plan.rules {
         s.push_str(&format!(", {}={}", r.pattern, r.format));
     }
