@@ -6,7 +6,8 @@
 //! (`blk.N.attn_q.bias`, Qwen2), per-head Q/K norms (`attn_q_norm`, Qwen3 and Gemma 3),
 //! post-attention and post-FFN norms (Gemma 2/3), RoPE frequency factors (`rope_freqs`, Llama
 //! 3.x), soft-capping (`{arch}.attn_logit_softcapping`) and sliding windows
-//! (`{arch}.attention.sliding_window`) are used when present.
+//! (`{arch}.attention.sliding_window`, for the architectures whose window layers are not
+//! [`WindowLayers::Never`]) are used when present.
 
 /// How RoPE pairs the dimensions of a head: adjacent pairs for llama (GGUF llama files hold Q
 /// and K permuted for it), halves for the Hugging Face layouts of Qwen, Gemma and Phi-3, whose
@@ -25,7 +26,11 @@ pub enum Activation {
 /// Which layers attend only within the sliding window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WindowLayers {
-    /// Every layer, when the file names a window (Mistral-style).
+    /// None, even when the file names a window: llama.cpp ignores `attention.sliding_window`
+    /// for these architectures (Phi-3's is disabled there, Qwen's unused), and qgpu gives
+    /// llama.cpp's answer.
+    Never,
+    /// Every layer, when the file names a window.
     All,
     /// Layer `i` is a window layer unless `i % n == n - 1` (llama.cpp's `set_swa_pattern`):
     /// Gemma 2 alternates (n = 2), Gemma 3 has five window layers per global one (n = 6).
@@ -68,7 +73,7 @@ const LLAMA: ArchSpec = ArchSpec {
     rope: RopeStyle::AdjacentPairs,
     activation: Activation::Silu,
     embed_scale: false,
-    window_layers: WindowLayers::All,
+    window_layers: WindowLayers::Never,
     window_rope_base: None,
     query_scale: QueryScale::HeadDim,
     fused: false,
@@ -116,6 +121,7 @@ impl WindowLayers {
     /// Whether layer `layer` attends only within a window (when the model has one).
     pub fn is_window_layer(self, layer: usize) -> bool {
         match self {
+            WindowLayers::Never => false,
             WindowLayers::All => true,
             WindowLayers::AllButEvery(n) => n == 0 || layer % n < n - 1,
         }
