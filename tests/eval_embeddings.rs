@@ -16,6 +16,9 @@ fn qgpu() -> Command {
 fn quantize(model: &Path, out: &Path, format: &str, calibrate: Option<&Path>) {
     let mut cmd = qgpu();
     cmd.args(["quantize", "--model"]).arg(model).arg("--out").arg(out).args(["--format", format]);
+    // One type for every matrix: `--format Q4_0` alone is llama.cpp's Q4_0 preset, whose
+    // untied-embedding rule puts token_embd in Q6_K.
+    cmd.arg("--mix").arg(format!("*={format}"));
     if let Some(text) = calibrate {
         cmd.arg("--calibrate").arg(text);
     }
