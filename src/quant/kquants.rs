@@ -33,6 +33,23 @@ pub fn get_scale_min_k4(j: usize, q: &[u8; K_SCALE_SIZE]) -> (u8, u8) {
     }
 }
 
+/// Every value's level under a block's packed 6-bit scales and mins, clamped to 0..=max:
+/// ggml's final pass of Q4_K (max 15) and Q5_K (max 31). A sub-block whose scale decodes to 0
+/// keeps the levels it had.
+pub(super) fn levels_under(d: f16, dmin: f16, scales: &[u8; 12], x: &[f32], max: i32, levels: &mut [u8; QK_K]) {
+    for j in 0..8 {
+        let (sc, m) = get_scale_min_k4(j, scales);
+        let d = d.to_f32() * sc as f32;
+        if d == 0.0 {
+            continue;
+        }
+        let dm = dmin.to_f32() * m as f32;
+        for i in 32 * j..32 * j + 32 {
+            levels[i] = nearest_int((x[i] + dm) / d).clamp(0, max) as u8;
+        }
+    }
+}
+
 /// Packs eight 6-bit scales and mins the way [`get_scale_min_k4`] unpacks them.
 pub fn pack_scale_min_k4(scales: &[u8; 8], mins: &[u8; 8]) -> [u8; K_SCALE_SIZE] {
     let mut q = [0u8; K_SCALE_SIZE];
@@ -266,17 +283,7 @@ fn q4_k_block(x: &[f32], importance: Option<&[f32]>) -> BlockQ4_K {
         }
     }
     let mut b = BlockQ4_K { d, dmin, scales: pack_scale_min_k4(&ls, &lm), qs: [0; QK_K / 2] };
-    for j in 0..8 {
-        let (sc, m) = get_scale_min_k4(j, &b.scales);
-        let d = b.d.to_f32() * sc as f32;
-        if d == 0.0 {
-            continue;
-        }
-        let dm = b.dmin.to_f32() * m as f32;
-        for i in 32 * j..32 * j + 32 {
-            levels[i] = nearest_int((x[i] + dm) / d).clamp(0, 15) as u8;
-        }
-    }
+    levels_under(b.d, b.dmin, &b.scales, x, 15, &mut levels);
     for c in 0..QK_K / 64 {
         for l in 0..32 {
             b.qs[32 * c + l] = levels[64 * c + l] | (levels[64 * c + 32 + l] << 4);

@@ -8,7 +8,7 @@
 //! minimises the squared rather than the absolute error) and not bit-identical with ggml.
 
 use super::block::{BlockQ2_K, BlockQ3_K, BlockQ5_K, QK_K};
-use super::kquants::{get_scale_min_k4, make_qkx2_quants, make_qx_quants, nearest_int, pack_scale_min_k4, GROUP_MAX_EPS};
+use super::kquants::{get_scale_min_k4, levels_under, make_qkx2_quants, make_qx_quants, nearest_int, pack_scale_min_k4, GROUP_MAX_EPS};
 use half::f16;
 
 /// `dequantize_row_q5_K` for one block: value = (d·sc)·(q + 16·h) − (dmin·m).
@@ -95,17 +95,7 @@ pub fn quantize_q5_k(x: &[f32]) -> BlockQ5_K {
         qh: [0; QK_K / 8],
         qs: [0; QK_K / 2],
     };
-    for j in 0..8 {
-        let (sc, m) = get_scale_min_k4(j, &b.scales);
-        let d = b.d.to_f32() * sc as f32;
-        if d == 0.0 {
-            continue;
-        }
-        let dm = b.dmin.to_f32() * m as f32;
-        for i in 32 * j..32 * j + 32 {
-            levels[i] = nearest_int((x[i] + dm) / d).clamp(0, 31) as u8;
-        }
-    }
+    levels_under(b.d, b.dmin, &b.scales, x, 31, &mut levels);
     for c in 0..QK_K / 64 {
         for l in 0..32 {
             let (l1, l2) = (levels[64 * c + l], levels[64 * c + 32 + l]);
