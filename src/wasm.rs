@@ -12,6 +12,7 @@
 use crate::gpu::{Context, ContextOptions};
 use crate::loader::GgufFile;
 use crate::model::generate::{GenerateOptions, GenerationStats, Generator, StopReason};
+use crate::model::tokenizer::SpecialText;
 use crate::model::llama::{Llama, LlamaOptions};
 use crate::model::sampler::SamplerConfig;
 use crate::model::tokenizer::Tokenizer;
@@ -339,6 +340,10 @@ fn generate_options(obj: &JsValue) -> Result<GenerateOptions, JsValue> {
     }
     if let Some(v) = get(obj, "chat") {
         o.chat = v.is_truthy();
+    }
+    // Control-token text in the prompt stays plain text unless the page asks.
+    if let Some(v) = get(obj, "parseSpecial") {
+        o.special = if v.is_truthy() { SpecialText::Parse } else { SpecialText::Plain };
     }
     if let Some(v) = get(obj, "stop") {
         let arr: js_sys::Array = v.dyn_into().map_err(|_| js_err("option `stop` must be an array of strings"))?;

@@ -92,7 +92,7 @@ export class Qgpu {
 
   /**
    * Generates a continuation of `prompt`. options: {maxTokens, temperature, topK, topP, minP,
-   * repetitionPenalty, repeatLastN, seed, chat, stop}; sampling defaults as llama.cpp's
+   * repetitionPenalty, repeatLastN, seed, chat, stop, parseSpecial}; sampling defaults as llama.cpp's
    * (temperature 0.8, topK 40, topP 0.95, minP 0.05, repetitionPenalty 1.0, repeatLastN 64)
    * with qgpu's fixed seed 42; temperature 0 is greedy. `onToken(piece)` gets each piece of text; return
    * false to stop. Resolves to the whole generated text.

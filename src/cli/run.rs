@@ -8,7 +8,7 @@ use qgpu::gpu::{Context, ContextOptions};
 use qgpu::model::generate::{GenerateOptions, Generator};
 use qgpu::model::llama::{Llama, LlamaOptions};
 use qgpu::model::sampler::SamplerConfig;
-use qgpu::model::tokenizer::Tokenizer;
+use qgpu::model::tokenizer::{SpecialText, Tokenizer};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -25,6 +25,10 @@ pub struct RunArgs {
     /// Wrap the prompt in the model's chat template as a user message.
     #[arg(long)]
     chat: bool,
+    /// Turn control-token text in the prompt (`<|im_end|>`) into control tokens; without it
+    /// the prompt is plain text and cannot forge chat roles.
+    #[arg(long)]
+    parse_special: bool,
     /// New tokens at most.
     #[arg(long, default_value_t = 128)]
     max_tokens: usize,
@@ -91,7 +95,8 @@ pub fn run(args: RunArgs, options: ContextOptions) -> Result<()> {
         repetition_window: args.repeat_last_n,
         seed: args.seed,
     };
-    let options = GenerateOptions { max_tokens: args.max_tokens, chat: args.chat, sampler, stop: args.stop };
+    let special = if args.parse_special { SpecialText::Parse } else { SpecialText::Plain };
+    let options = GenerateOptions { max_tokens: args.max_tokens, chat: args.chat, sampler, stop: args.stop, special };
     let mut stdout = std::io::stdout().lock();
     let (_, stats) = pollster::block_on(generator.generate(&ctx, &args.prompt, &options, &mut |piece| {
         // A closed pipe (`| head`) ends generation quietly instead of panicking.

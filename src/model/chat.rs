@@ -5,12 +5,20 @@
 //! variables, `raise_exception`, Python string and dict methods such as
 //! `.strip()`, `.startswith()`, `.items()`).
 //!
-//! Templates come from model files and are treated as untrusted: rendering
-//! runs on a fuel budget, so a template cannot loop for ever.
+//! Templates come from model files and are treated as untrusted (budgets in
+//! [`limits`](super::limits)): the source size and the operators in each tag
+//! are checked before it compiles (the compiler recurses once per nesting
+//! level), it compiles only when first rendered, rendering runs on a fuel
+//! budget (instructions and allocated bytes) and its output is capped as it
+//! is written.
 
+use std::sync::{Arc, OnceLock};
+
+use minijinja::machinery::{tokenize, Token};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, Error as JinjaError, ErrorKind, Value};
 
+use super::limits::{self, MAX_RENDER_BYTES, MAX_TAG_OPERATORS, MAX_TEMPLATE_BYTES, TEMPLATE_FUEL};
 use super::tokenizer::TokenizerError;
 
 /// Used when a model has no `tokenizer.chat_template`.
@@ -27,8 +35,6 @@ pub const GEMMA_TEMPLATE: &str = "{{ bos_token }}{% set system = namespace(text=
 {{ '<start_of_turn>' + role + '\n' + system.text + message['content'] | trim + '<end_of_turn>\n' }}{% set system.text = '' %}\
 {% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}";
 
-/// Instructions one render may execute (about 30 per message for typical templates).
-const FUEL: u64 = 20_000_000;
 const NAME: &str = "chat_template";
 
 /// One turn of a conversation.
@@ -62,14 +68,14 @@ impl ChatMessage {
     }
 }
 
-/// A compiled chat template with the model's BOS/EOS texts.
+/// A chat template with the model's BOS/EOS texts, compiled on first use.
 #[derive(Clone)]
 pub struct ChatTemplate {
-    env: Environment<'static>,
     source: String,
     is_fallback: bool,
-    /// Set when the template does not compile; reported by every render.
-    compile_error: Option<String>,
+    /// The environment holding the compiled template, or why it cannot compile (reported by
+    /// every render, so loading a model never fails over its template).
+    compiled: Arc<OnceLock<Result<Environment<'static>, CompileError>>>,
     bos_token: String,
     eos_token: String,
 }
@@ -79,8 +85,112 @@ impl std::fmt::Debug for ChatTemplate {
         f.debug_struct("ChatTemplate")
             .field("source", &self.source)
             .field("is_fallback", &self.is_fallback)
-            .field("compile_error", &self.compile_error)
+            .field("compiled", &self.compiled.get().map(|r| r.as_ref().map(|_| "ok")))
             .finish_non_exhaustive()
+    }
+}
+
+/// Why a template cannot be rendered, kept to be reported by every render.
+#[derive(Clone, Debug)]
+enum CompileError {
+    Limit(limits::LimitError),
+    TooDeep { line: usize, limit: usize },
+    Template(String),
+}
+
+impl From<CompileError> for TokenizerError {
+    fn from(e: CompileError) -> Self {
+        match e {
+            CompileError::Limit(e) => TokenizerError::Limit(e),
+            CompileError::TooDeep { line, limit } => TokenizerError::TemplateTooDeep { line, limit },
+            CompileError::Template(message) => TokenizerError::Template { message },
+        }
+    }
+}
+
+fn syntax() -> SyntaxConfig {
+    SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build().unwrap_or_default()
+}
+
+/// Refuses a source over [`MAX_TEMPLATE_BYTES`] or with a tag of more than
+/// [`MAX_TAG_OPERATORS`] operators, before the compiler sees it. Lexing is
+/// iterative, so this cannot overflow the stack itself; lexer errors are left
+/// for the compiler to report.
+fn check_shape(source: &str) -> Result<(), CompileError> {
+    limits::check("chat template bytes", source.len(), MAX_TEMPLATE_BYTES).map_err(CompileError::Limit)?;
+    let mut operators = 0usize;
+    for token in tokenize(source, false, syntax()) {
+        let Ok((token, span)) = token else { return Ok(()) };
+        let operator = match token {
+            Token::VariableStart | Token::BlockStart => {
+                operators = 0;
+                false
+            }
+            Token::Ident(word) => matches!(word, "and" | "or" | "not" | "in" | "is" | "if"),
+            Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::FloorDiv
+            | Token::Pow
+            | Token::Mod
+            | Token::Dot
+            | Token::Tilde
+            | Token::Pipe
+            | Token::Eq
+            | Token::Ne
+            | Token::Gt
+            | Token::Gte
+            | Token::Lt
+            | Token::Lte
+            | Token::BracketOpen
+            | Token::ParenOpen
+            | Token::BraceOpen => true,
+            _ => false,
+        };
+        if operator {
+            operators += 1;
+            if operators > MAX_TAG_OPERATORS {
+                return Err(CompileError::TooDeep { line: span.start_line as usize, limit: MAX_TAG_OPERATORS });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn compile(source: &str) -> Result<Environment<'static>, CompileError> {
+    check_shape(source)?;
+    let mut env = Environment::new();
+    env.set_syntax(syntax());
+    env.set_fuel(Some(TEMPLATE_FUEL));
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function("raise_exception", raise_exception);
+    env.add_template_owned(NAME, source.to_owned()).map_err(|e| {
+        let message = jinja_message(&e);
+        log::warn!("tokenizer: chat template does not compile: {message}");
+        CompileError::Template(message)
+    })?;
+    Ok(env)
+}
+
+/// A writer that refuses to grow past [`MAX_RENDER_BYTES`].
+struct CappedOutput {
+    text: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.text.len() + buf.len() > MAX_RENDER_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("chat template output too large"));
+        }
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -104,9 +214,9 @@ fn template_error(e: JinjaError) -> TokenizerError {
 }
 
 impl ChatTemplate {
-    /// Compiles `source` (or [`CHATML_TEMPLATE`], with a warning, when `None`).
-    /// A template that does not compile is kept: every render then returns
-    /// [`TokenizerError::Template`], so loading a model never fails over it.
+    /// Keeps `source` (or [`CHATML_TEMPLATE`], with a warning, when `None`) to compile at the
+    /// first render. A template that does not compile (or breaks a budget) is kept: every render
+    /// then returns the error, so loading a model never fails over it.
     pub fn new(source: Option<&str>, bos_token: &str, eos_token: &str) -> Self {
         Self::with_fallback(source, CHATML_TEMPLATE, bos_token, eos_token)
     }
@@ -120,23 +230,10 @@ impl ChatTemplate {
             log::warn!("tokenizer: no tokenizer.chat_template in the model, using {name}");
         }
         let source = source.unwrap_or(fallback).to_owned();
-        let mut env = Environment::new();
-        if let Ok(syntax) = SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build() {
-            env.set_syntax(syntax);
-        }
-        env.set_fuel(Some(FUEL));
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", raise_exception);
-        let compile_error = env.add_template_owned(NAME, source.clone()).err().map(|e| {
-            let message = jinja_message(&e);
-            log::warn!("tokenizer: chat template does not compile: {message}");
-            message
-        });
         Self {
-            env,
             source,
             is_fallback,
-            compile_error,
+            compiled: Arc::default(),
             bos_token: bos_token.to_owned(),
             eos_token: eos_token.to_owned(),
         }
@@ -145,9 +242,7 @@ impl ChatTemplate {
     /// Renders the conversation; `add_generation_prompt` appends the opening
     /// of the assistant's turn.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, TokenizerError> {
-        if let Some(message) = &self.compile_error {
-            return Err(TokenizerError::Template { message: message.clone() });
-        }
+        let env = self.compiled.get_or_init(|| compile(&self.source)).as_ref().map_err(|e| TokenizerError::from(e.clone()))?;
         let messages: Vec<Value> = messages
             .iter()
             .map(|m| Value::from_pairs([("role", m.role.as_str()), ("content", m.content.as_str())]))
@@ -158,8 +253,13 @@ impl ChatTemplate {
             ("bos_token", Value::from(self.bos_token.as_str())),
             ("eos_token", Value::from(self.eos_token.as_str())),
         ]);
-        let template = self.env.get_template(NAME).map_err(template_error)?;
-        template.render(ctx).map_err(template_error)
+        let template = env.get_template(NAME).map_err(template_error)?;
+        let mut out = CappedOutput { text: Vec::new(), overflowed: false };
+        match template.render_captured_to(ctx, &mut out) {
+            Ok(_) => String::from_utf8(out.text).map_err(|_| TokenizerError::Template { message: "the output is not UTF-8".into() }),
+            Err(_) if out.overflowed => Err(limits::LimitError { what: "chat template output bytes", value: MAX_RENDER_BYTES as u64 + 1, limit: MAX_RENDER_BYTES as u64 }.into()),
+            Err(e) => Err(template_error(e)),
+        }
     }
 
     /// The Jinja source.

@@ -4,7 +4,7 @@
 use super::chat::ChatMessage;
 use super::llama::{Llama, Logits, MemoryUse};
 use super::sampler::{Sampler, SamplerConfig, StopChecker, StopStatus};
-use super::tokenizer::{TokenStream, Tokenizer};
+use super::tokenizer::{SpecialText, TokenStream, Tokenizer};
 use crate::gpu::Context;
 use crate::Error;
 use web_time::Instant;
@@ -19,11 +19,14 @@ pub struct GenerateOptions {
     pub sampler: SamplerConfig,
     /// Generation ends before any of these strings; they are never emitted.
     pub stop: Vec<String>,
+    /// Whether control-token text in the prompt (`<|im_end|>`) becomes control tokens; by
+    /// default it is plain text, so a prompt cannot forge chat roles.
+    pub special: SpecialText,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { max_tokens: 128, chat: false, sampler: SamplerConfig::default(), stop: Vec::new() }
+        Self { max_tokens: 128, chat: false, sampler: SamplerConfig::default(), stop: Vec::new(), special: SpecialText::Plain }
     }
 }
 
@@ -67,8 +70,12 @@ pub struct Generator {
 
 impl Generator {
     /// Token ids of `prompt`, through the chat template when `chat` is set.
-    pub fn prompt_ids(&self, prompt: &str, chat: bool) -> Result<Vec<u32>, Error> {
-        Ok(if chat { self.tokenizer.encode_chat(&[ChatMessage::user(prompt)], true)? } else { self.tokenizer.encode(prompt)? })
+    pub fn prompt_ids(&self, prompt: &str, chat: bool, special: SpecialText) -> Result<Vec<u32>, Error> {
+        Ok(if chat {
+            self.tokenizer.encode_chat_with(&[ChatMessage::user(prompt)], true, special)?
+        } else {
+            self.tokenizer.encode_with(prompt, special)?
+        })
     }
 
     /// Generates a continuation of `prompt` (a fresh sequence). `on_text` receives each piece
@@ -81,7 +88,7 @@ impl Generator {
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<(String, GenerationStats), Error> {
         options.sampler.validate()?;
-        let ids = self.prompt_ids(prompt, options.chat)?;
+        let ids = self.prompt_ids(prompt, options.chat, options.special)?;
         self.model.reset();
         let mut sampler = Sampler::new(options.sampler);
         let mut stream = TokenStream::new();

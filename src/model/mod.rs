@@ -3,6 +3,7 @@
 pub mod bert;
 pub mod chat;
 pub mod generate;
+pub mod limits;
 pub mod llama;
 pub mod observe;
 pub mod sampler;
@@ -50,4 +51,7 @@ pub enum ModelError {
     /// The sequence would outgrow the KV cache.
     #[error("the sequence needs {needed} positions but the KV cache holds {context}")]
     ContextFull { needed: usize, context: usize },
+    /// A count in the file is above qgpu's budget for it (docs/security.md).
+    #[error(transparent)]
+    Limit(#[from] limits::LimitError),
 }

@@ -11,9 +11,12 @@
 //!   that concatenates to a normal piece, ranked by that piece's score), byte
 //!   fallback to `<0xAB>` tokens, `▁` for spaces and an optional `▁` prefix.
 //!
-//! Control and user-defined tokens (`token_type` 3 and 4, e.g. `<|im_start|>`)
-//! are matched whole in the input text. Decoding is done here from a table
-//! of each token's bytes, which also drives [`TokenStream`].
+//! Control tokens (`token_type` 3, e.g. `<|im_start|>`) are matched whole only
+//! in the chat template's own markup, or when asked ([`SpecialText::Parse`]):
+//! text from a user that spells one is plain text. User-defined tokens
+//! (`token_type` 4) are matched whole in any text, as in llama.cpp. Decoding is
+//! done here from a table of each token's bytes, which also drives
+//! [`TokenStream`].
 
 use std::borrow::Cow;
 
@@ -22,9 +25,11 @@ use tokenizers::normalizers::{Prepend, Replace, Sequence as NormSequence};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::{AddedToken, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
+use aho_corasick::{AhoCorasick, MatchKind};
+use tokenizers::{NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
 
 use super::chat::{ChatMessage, ChatTemplate, CHATML_TEMPLATE, GEMMA_TEMPLATE};
+use super::limits::{self, MAX_MERGES, MAX_MERGE_PIECE_BYTES, MAX_VOCAB};
 use crate::loader::gguf::{GgufError, Metadata, OptionalKey};
 
 /// Everything that can go wrong building or using a [`Tokenizer`].
@@ -64,6 +69,12 @@ pub enum TokenizerError {
     /// The chat template failed to compile or render.
     #[error("tokenizer: chat template: {message}")]
     Template { message: String },
+    /// A tag of the chat template (starting at `line`) has more than `limit` operators.
+    #[error("tokenizer: chat template: the tag at line {line} has more than {limit} operators")]
+    TemplateTooDeep { line: usize, limit: usize },
+    /// A template, its output or the vocabulary is above qgpu's budget for it.
+    #[error("tokenizer: {0}")]
+    Limit(#[from] crate::model::limits::LimitError),
 }
 
 /// Which algorithm a [`Tokenizer`] runs.
@@ -176,6 +187,50 @@ pub struct Tokenizer {
     strip_leading_space: bool,
     end_of_generation: Vec<u32>,
     chat: ChatTemplate,
+    /// User-defined tokens (`token_type` 4): matched whole in any text, as llama.cpp does.
+    user_defined: Option<SpecialMatcher>,
+    /// Control and user-defined tokens: matched whole only in text that may hold markup (the
+    /// chat template's output, or input under [`SpecialText::Parse`]).
+    specials: Option<SpecialMatcher>,
+}
+
+/// Whether control-token text (`<|im_end|>`) in an input becomes control tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SpecialText {
+    /// Plain text: `<|im_end|>` typed by a user is tokenized as the characters it is made of, so
+    /// a user cannot forge a chat role or end a turn.
+    #[default]
+    Plain,
+    /// Control-token text becomes the control token (`--parse-special`).
+    Parse,
+}
+
+/// A leftmost-longest matcher over token texts (the way `tokenizers` splits its added tokens).
+#[derive(Clone, Debug)]
+struct SpecialMatcher {
+    automaton: AhoCorasick,
+    /// Pattern index → token id.
+    ids: Vec<u32>,
+}
+
+impl SpecialMatcher {
+    fn new(tokens: &[String], types: &[i32], keep: impl Fn(i32) -> bool) -> Result<Option<Self>, TokenizerError> {
+        let (ids, texts): (Vec<u32>, Vec<&str>) = tokens
+            .iter()
+            .zip(types)
+            .enumerate()
+            .filter(|(_, (t, &ty))| !t.is_empty() && keep(ty))
+            .map(|(i, (t, _))| (i as u32, t.as_str()))
+            .unzip();
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&texts)
+            .map_err(|e| TokenizerError::Build { what: "special-token matcher", message: e.to_string() })?;
+        Ok(Some(Self { automaton, ids }))
+    }
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -206,6 +261,7 @@ impl Tokenizer {
         if n == 0 {
             return Err(TokenizerError::EmptyVocab);
         }
+        limits::check("tokenizer.ggml.tokens entries", n, MAX_VOCAB)?;
         let per_token = |key: &'static str, len: usize| {
             if len == n {
                 Ok(())
@@ -251,18 +307,14 @@ impl Tokenizer {
             }
         }
 
-        let specials: Vec<AddedToken> = tokens
-            .iter()
-            .zip(types.iter())
-            .filter(|(t, &ty)| !t.is_empty() && (ty == TYPE_CONTROL || ty == TYPE_USER_DEFINED))
-            .map(|(t, _)| AddedToken::from(t.clone(), true))
-            .collect();
+        let user_defined = SpecialMatcher::new(tokens, &types, |ty| ty == TYPE_USER_DEFINED)?;
+        let specials = SpecialMatcher::new(tokens, &types, |ty| ty == TYPE_CONTROL || ty == TYPE_USER_DEFINED)?;
 
         let add_space_prefix = spm && meta.get_bool("tokenizer.ggml.add_space_prefix").optional()?.unwrap_or(true);
-        let (mut hf, default_add_bos) = if spm {
+        let (hf, default_add_bos) = if spm {
             let scores = required(meta.get_f32_array("tokenizer.ggml.scores"))?;
             per_token("tokenizer.ggml.scores", scores.len())?;
-            let merges = sentencepiece_merges(tokens, &types, &scores, &vocab);
+            let merges = sentencepiece_merges(tokens, &types, &scores, &vocab)?;
             let mut builder = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true).fuse_unk(true);
             if let Some(unk) = optional_id("tokenizer.ggml.unknown_token_id")? {
                 builder = builder.unk_token(tokens[unk as usize].clone());
@@ -295,7 +347,6 @@ impl Tokenizer {
             hf.with_pre_tokenizer(Some(PreSequence::new(stages)));
             (hf, default_add_bos)
         };
-        hf.add_special_tokens(specials).map_err(build_err("special tokens"))?;
 
         let (bytes, offsets) = token_bytes(kind, tokens, &types);
         let add_bos = meta.get_bool("tokenizer.ggml.add_bos_token").optional()?.unwrap_or(default_add_bos);
@@ -334,37 +385,124 @@ impl Tokenizer {
             strip_leading_space: add_space_prefix,
             end_of_generation,
             chat,
+            user_defined,
+            specials,
         })
     }
 
-    /// Encodes `text`, adding BOS (and EOS) where the model's metadata asks
-    /// for it. Special tokens written in the text (`<|im_start|>`) become
-    /// their single ids.
+    /// Encodes `text` as plain text ([`SpecialText::Plain`]), adding BOS (and
+    /// EOS) where the model's metadata asks for it.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        let body = self.encode_raw(text)?;
-        let mut ids = Vec::with_capacity(body.len() + 2);
+        self.encode_with(text, SpecialText::Plain)
+    }
+
+    /// [`encode`](Self::encode), with control-token text in `text`
+    /// (`<|im_start|>`) becoming its single id: for input that is markup, not
+    /// someone else's words.
+    pub fn encode_special(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        self.encode_with(text, SpecialText::Parse)
+    }
+
+    /// Encodes `text`, adding BOS (and EOS) where the model's metadata asks for it.
+    pub fn encode_with(&self, text: &str, special: SpecialText) -> Result<Vec<u32>, TokenizerError> {
+        let mut ids = Vec::new();
         ids.extend(self.bos.filter(|_| self.add_bos));
-        ids.extend(body);
+        self.encode_into(text, special, &mut ids)?;
         ids.extend(self.eos.filter(|_| self.add_eos));
         Ok(ids)
     }
 
-    /// Encodes `text` without adding BOS/EOS (special tokens in the text are
-    /// still matched whole).
+    /// Encodes `text` as plain text without adding BOS/EOS.
     pub fn encode_raw(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        let enc = self.hf.encode_fast(text, false).map_err(|e| TokenizerError::Encode { message: e.to_string() })?;
-        Ok(enc.get_ids().to_vec())
+        let mut ids = Vec::new();
+        self.encode_into(text, SpecialText::Plain, &mut ids)?;
+        Ok(ids)
+    }
+
+    /// Splits `text` at the special tokens `special` allows and encodes the pieces between
+    /// them on their own, as `tokenizers` does with its added tokens.
+    fn encode_into(&self, text: &str, special: SpecialText, ids: &mut Vec<u32>) -> Result<(), TokenizerError> {
+        let matcher = match special {
+            SpecialText::Plain => self.user_defined.as_ref(),
+            SpecialText::Parse => self.specials.as_ref(),
+        };
+        let mut at = 0;
+        if let Some(m) = matcher {
+            for found in m.automaton.find_iter(text) {
+                self.encode_piece(&text[at..found.start()], ids)?;
+                ids.push(m.ids[found.pattern().as_usize()]);
+                at = found.end();
+            }
+        }
+        self.encode_piece(&text[at..], ids)
+    }
+
+    fn encode_piece(&self, piece: &str, ids: &mut Vec<u32>) -> Result<(), TokenizerError> {
+        if !piece.is_empty() {
+            let enc = self.hf.encode_fast(piece, false).map_err(|e| TokenizerError::Encode { message: e.to_string() })?;
+            ids.extend_from_slice(enc.get_ids());
+        }
+        Ok(())
     }
 
     /// Renders `messages` with the chat template and encodes the result
     /// without adding BOS/EOS (templates write `bos_token` themselves), like
-    /// `transformers`' `apply_chat_template(tokenize=True)`.
+    /// `transformers`' `apply_chat_template(tokenize=True)`, except that only
+    /// the template's own markup becomes control tokens: control-token text
+    /// inside a message's role or content stays plain text
+    /// ([`SpecialText::Plain`]).
     pub fn encode_chat(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>, TokenizerError> {
-        self.encode_raw(&self.apply_chat_template(messages, add_generation_prompt)?)
+        self.encode_chat_with(messages, add_generation_prompt, SpecialText::Plain)
+    }
+
+    /// [`encode_chat`](Self::encode_chat); under [`SpecialText::Parse`], control-token text in
+    /// the messages becomes control tokens too (`transformers`' behaviour).
+    pub fn encode_chat_with(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        special: SpecialText,
+    ) -> Result<Vec<u32>, TokenizerError> {
+        if special == SpecialText::Parse {
+            let mut ids = Vec::new();
+            self.encode_into(&self.apply_chat_template(messages, add_generation_prompt)?, SpecialText::Parse, &mut ids)?;
+            return Ok(ids);
+        }
+        let Some(specials) = &self.specials else {
+            return self.encode_raw(&self.apply_chat_template(messages, add_generation_prompt)?);
+        };
+        // Special-token text in the messages is replaced by `marker index marker` before
+        // rendering, so the rendered markup's special tokens are the template's own; each
+        // piece between them is restored and encoded as plain text.
+        let marker = escape_marker(messages, self.chat.source());
+        let escape = |text: &str| {
+            let mut out = String::with_capacity(text.len());
+            let mut at = 0;
+            for found in specials.automaton.find_iter(text) {
+                out.push_str(&text[at..found.start()]);
+                out.push(marker);
+                out.push_str(&found.pattern().as_usize().to_string());
+                out.push(marker);
+                at = found.end();
+            }
+            out.push_str(&text[at..]);
+            out
+        };
+        let escaped: Vec<ChatMessage> = messages.iter().map(|m| ChatMessage::new(escape(&m.role), escape(&m.content))).collect();
+        let rendered = self.chat.render(&escaped, add_generation_prompt)?;
+        let mut ids = Vec::new();
+        let mut at = 0;
+        for found in specials.automaton.find_iter(&rendered) {
+            self.encode_into(&unescape(&rendered[at..found.start()], marker, specials, &self.tokens), SpecialText::Plain, &mut ids)?;
+            ids.push(specials.ids[found.pattern().as_usize()]);
+            at = found.end();
+        }
+        self.encode_into(&unescape(&rendered[at..], marker, specials, &self.tokens), SpecialText::Plain, &mut ids)?;
+        Ok(ids)
     }
 
     /// Renders `tokenizer.chat_template` (or a ChatML fallback when the file
@@ -456,6 +594,41 @@ impl Tokenizer {
     }
 }
 
+/// A private-use character that appears in no message and not in the template.
+fn escape_marker(messages: &[ChatMessage], template: &str) -> char {
+    let used = |c: char| template.contains(c) || messages.iter().any(|m| m.role.contains(c) || m.content.contains(c));
+    // Plane 15's private-use area: 65,534 candidates, far more than any text can use up.
+    (0xF0000..=0xFFFFD).filter_map(char::from_u32).find(|&c| !used(c)).unwrap_or('\u{FFFD}')
+}
+
+/// Restores the `marker index marker` escapes of [`Tokenizer::encode_chat`]; a malformed one
+/// (a template that cut a message) stays as it is.
+fn unescape<'a>(piece: &'a str, marker: char, specials: &SpecialMatcher, tokens: &[String]) -> Cow<'a, str> {
+    if !piece.contains(marker) {
+        return Cow::Borrowed(piece);
+    }
+    let mut out = String::with_capacity(piece.len());
+    let mut rest = piece;
+    while let Some(start) = rest.find(marker) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + marker.len_utf8()..];
+        let digits = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+        let token = after[..digits].parse::<usize>().ok().and_then(|i| specials.ids.get(i));
+        match token {
+            Some(&id) if after[digits..].starts_with(marker) => {
+                out.push_str(&tokens[id as usize]);
+                rest = &after[digits + marker.len_utf8()..];
+            }
+            _ => {
+                out.push(marker);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
 /// Parses `tokenizer.ggml.merges` ("left right", split at the first space
 /// after the first character, as llama.cpp does) and checks that both parts
 /// and their concatenation are in the vocabulary.
@@ -487,21 +660,34 @@ fn bpe_merges(lines: &[String], vocab: &Vocab) -> Result<Merges, TokenizerError>
 /// SentencePiece BPE as ranked merges: every split of a normal piece into two
 /// vocabulary pieces, by descending score of the piece, then piece id, then
 /// the ids of the parts (`transformers`' `SentencePieceExtractor`).
-fn sentencepiece_merges(tokens: &[String], types: &[i32], scores: &[f32], vocab: &Vocab) -> Merges {
+///
+/// Trying every split costs the square of a piece's length, so pieces over
+/// [`MAX_MERGE_PIECE_BYTES`] get no merges (they still decode), and more than
+/// [`MAX_MERGES`] merges is an error rather than gigabytes.
+fn sentencepiece_merges(tokens: &[String], types: &[i32], scores: &[f32], vocab: &Vocab) -> Result<Merges, TokenizerError> {
     let mut ranked: Vec<(f32, u32, u32, u32, &str, &str)> = Vec::new();
+    let mut skipped = 0usize;
     for (i, piece) in tokens.iter().enumerate() {
         if types[i] != TYPE_NORMAL || byte_token(piece).is_some() {
+            continue;
+        }
+        if piece.len() > MAX_MERGE_PIECE_BYTES {
+            skipped += 1;
             continue;
         }
         for (pos, _) in piece.char_indices().skip(1) {
             let (l, r) = piece.split_at(pos);
             if let (Some(&li), Some(&ri)) = (vocab.get(l), vocab.get(r)) {
+                limits::check("SentencePiece merges", ranked.len() + 1, MAX_MERGES)?;
                 ranked.push((scores[i], i as u32, li, ri, l, r));
             }
         }
     }
+    if skipped > 0 {
+        log::warn!("tokenizer: {skipped} vocabulary entries over {MAX_MERGE_PIECE_BYTES} bytes get no merges");
+    }
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)));
-    ranked.into_iter().map(|(.., l, r)| (l.to_owned(), r.to_owned())).collect()
+    Ok(ranked.into_iter().map(|(.., l, r)| (l.to_owned(), r.to_owned())).collect())
 }
 
 /// Each token's bytes, flattened, with offsets (`n + 1` entries).

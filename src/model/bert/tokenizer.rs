@@ -3,6 +3,7 @@
 
 use crate::loader::hf::TOKENIZER_JSON_KEY;
 use crate::loader::{GgufError, Metadata};
+use crate::model::limits::MAX_WORDPIECE_CHARS;
 use crate::model::tokenizer::TokenizerError;
 use tokenizers::TruncationParams;
 
@@ -21,6 +22,20 @@ impl Sentence {
     }
 }
 
+/// `tokenizer.json` with WordPiece's `max_input_chars_per_word` lowered to
+/// [`MAX_WORDPIECE_CHARS`]: its greedy longest match is quadratic in a word's length, and a
+/// file could set it to millions.
+fn clamp_word_length(json: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_slice(json)?;
+    if let Some(chars) = value.pointer_mut("/model/max_input_chars_per_word") {
+        if chars.as_u64().is_none_or(|n| n > MAX_WORDPIECE_CHARS as u64) {
+            log::warn!("tokenizer: max_input_chars_per_word {chars} lowered to {MAX_WORDPIECE_CHARS}");
+            *chars = MAX_WORDPIECE_CHARS.into();
+        }
+    }
+    serde_json::to_vec(&value)
+}
+
 /// Text → [`Sentence`], truncated to the model's maximum sequence length.
 pub struct BertTokenizer {
     hf: tokenizers::Tokenizer,
@@ -31,7 +46,8 @@ impl BertTokenizer {
     /// padding) and truncating to `max_len` tokens, as sentence-transformers does.
     pub fn from_json(json: &[u8], max_len: usize) -> Result<Self, TokenizerError> {
         let build = |message: String| TokenizerError::Build { what: "tokenizer.json", message };
-        let mut hf = tokenizers::Tokenizer::from_bytes(json).map_err(|e| build(e.to_string()))?;
+        let json = clamp_word_length(json).map_err(|e| build(e.to_string()))?;
+        let mut hf = tokenizers::Tokenizer::from_bytes(&json).map_err(|e| build(e.to_string()))?;
         hf.with_padding(None);
         hf.with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() })).map_err(|e| build(e.to_string()))?;
         Ok(Self { hf })

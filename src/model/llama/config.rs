@@ -4,6 +4,7 @@
 
 use super::arch::{ArchSpec, QueryScale, WindowLayers};
 use crate::loader::{OptionalKey, TensorSource};
+use crate::model::limits::{self, MAX_CONTEXT, MAX_HEADS, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH};
 use crate::model::ModelError;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -53,8 +54,9 @@ impl LlamaConfig {
         let arch = *ArchSpec::find(&architecture)
             .ok_or_else(|| ModelError::UnsupportedArchitecture { architecture: architecture.clone(), expected: "a decoder" })?;
         let key = |k: &str| format!("{architecture}.{k}");
-        let dim = file.get_usize(&key("embedding_length"))?;
-        let heads = file.get_usize(&key("attention.head_count"))?;
+        // Every count is bounded before anything is sized by it (docs/security.md).
+        let dim = limits::check("embedding_length", file.get_usize(&key("embedding_length"))?, MAX_WIDTH)?;
+        let heads = limits::check("attention.head_count", file.get_usize(&key("attention.head_count"))?, MAX_HEADS)?;
         let kv_heads = file.get_usize(&key("attention.head_count_kv")).optional()?.unwrap_or(heads);
         if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
             return Err(ModelError::BadHyperParameters { reason: format!("{heads} heads, {kv_heads} KV heads, width {dim}") });
@@ -64,6 +66,7 @@ impl LlamaConfig {
             None if dim.is_multiple_of(heads) => dim / heads,
             None => return Err(ModelError::BadHyperParameters { reason: format!("width {dim} is not a multiple of {heads} heads and no key_length is given") }),
         };
+        let head_dim = limits::check("attention.key_length", head_dim, MAX_WIDTH)?;
         let value_dim = file.get_usize(&key("attention.value_length")).optional()?.unwrap_or(head_dim);
         if head_dim == 0 || value_dim != head_dim || !head_dim.is_multiple_of(2) {
             return Err(ModelError::BadHyperParameters { reason: format!("key length {head_dim}, value length {value_dim}: qgpu needs them equal and even") });
@@ -84,10 +87,21 @@ impl LlamaConfig {
         if !(rope_attn_factor.is_finite() && rope_attn_factor > 0.0) {
             return Err(ModelError::BadHyperParameters { reason: format!("RoPE attention factor {rope_attn_factor}") });
         }
-        let trained_context = file.get_usize(&key("context_length")).optional()?.unwrap_or(2048);
-        let embed = source.tensor("token_embd.weight").ok_or(ModelError::MissingTensor { name: "token_embd.weight".into() })?;
-        let vocab = embed.dims.get(1).copied().unwrap_or(0) as usize;
-        let layers = file.get_usize(&key("block_count"))?;
+        let trained_context = limits::check("context_length", file.get_usize(&key("context_length")).optional()?.unwrap_or(2048), MAX_CONTEXT)?;
+        let tensors = source.tensors();
+        let embed = tensors.iter().find(|t| t.name == "token_embd.weight").ok_or(ModelError::MissingTensor { name: "token_embd.weight".into() })?;
+        let vocab = limits::check("token_embd.weight rows", embed.dims.get(1).copied().unwrap_or(0) as usize, MAX_VOCAB)?;
+        let layers = limits::check("block_count", file.get_usize(&key("block_count"))?, MAX_LAYERS)?;
+        // The last block must exist: a count from the header is checked against the tensors.
+        let last = format!("blk.{}.", layers.saturating_sub(1));
+        if layers == 0 || !tensors.iter().any(|t| t.name.starts_with(&last)) {
+            return Err(ModelError::BadHyperParameters { reason: format!("block_count {layers}, but the file has no tensor `{last}*`") });
+        }
+        let ffn = limits::check("feed_forward_length", file.get_usize(&key("feed_forward_length"))?, MAX_WIDTH)?;
+        let window = match file.get_usize(&key("attention.sliding_window")).optional()? {
+            Some(w) => Some(limits::check("attention.sliding_window", w, MAX_CONTEXT)?).filter(|&w| w > 0),
+            None => None,
+        };
         let positive = |k: &str| -> Result<Option<f32>, ModelError> { Ok(file.get_f32(&key(k)).optional()?.filter(|v| *v > 0.0 && v.is_finite())) };
         let query_dim = match arch.query_scale {
             QueryScale::HeadDimUnlessLayers(n) if n == layers && dim.is_multiple_of(heads) => dim / heads,
@@ -97,7 +111,7 @@ impl LlamaConfig {
             vocab,
             dim,
             layers,
-            ffn: file.get_usize(&key("feed_forward_length"))?,
+            ffn,
             heads,
             kv_heads,
             head_dim,
@@ -105,10 +119,14 @@ impl LlamaConfig {
             rope_base: file.get_f32(&key("rope.freq_base")).optional()?.unwrap_or(10_000.0),
             rope_linear_scale,
             rope_attn_factor,
-            rope_original_context: file.get_usize(&key("rope.scaling.original_context_length")).optional()?.unwrap_or(trained_context),
+            rope_original_context: limits::check(
+                "rope.scaling.original_context_length",
+                file.get_usize(&key("rope.scaling.original_context_length")).optional()?.unwrap_or(trained_context),
+                MAX_CONTEXT,
+            )?,
             eps: file.get_f32(&key("attention.layer_norm_rms_epsilon")).optional()?.unwrap_or(1e-5),
             trained_context,
-            window: file.get_usize(&key("attention.sliding_window")).optional()?.filter(|&w| w > 0),
+            window,
             window_layers: match file.get_usize(&key("attention.sliding_window_pattern")).optional()? {
                 Some(n) => WindowLayers::AllButEvery(n),
                 None => arch.window_layers,
