@@ -246,3 +246,29 @@ fn bert_header_counts_are_checked() {
     let err = config(&[("bert.block_count", 100u64.into())]).unwrap_err();
     assert!(matches!(err, ModelError::BadHyperParameters { .. }), "{err:?}");
 }
+
+#[test]
+fn budgets_table_matches_the_code() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/security.md")).unwrap();
+    let documented = |name: &str| -> u64 {
+        let row = doc.lines().find(|l| l.contains(&format!("`{name}`"))).unwrap_or_else(|| panic!("{name} is not in docs/security.md"));
+        let cell = row.split('|').nth(3).unwrap().trim();
+        cell.split_whitespace().next().unwrap().parse().unwrap_or_else(|_| panic!("{name}: {cell:?}"))
+    };
+    for (name, value) in [
+        ("MAX_TEMPLATE_BYTES", limits::MAX_TEMPLATE_BYTES as u64),
+        ("MAX_TAG_OPERATORS", limits::MAX_TAG_OPERATORS as u64),
+        ("MAX_RENDER_BYTES", limits::MAX_RENDER_BYTES as u64),
+        ("TEMPLATE_FUEL", limits::TEMPLATE_FUEL),
+        ("MAX_MERGE_PIECE_BYTES", limits::MAX_MERGE_PIECE_BYTES as u64),
+        ("MAX_MERGES", limits::MAX_MERGES as u64),
+        ("MAX_VOCAB", limits::MAX_VOCAB as u64),
+        ("MAX_WORDPIECE_CHARS", limits::MAX_WORDPIECE_CHARS as u64),
+        ("MAX_LAYERS", limits::MAX_LAYERS as u64),
+        ("MAX_WIDTH", limits::MAX_WIDTH as u64),
+        ("MAX_HEADS", limits::MAX_HEADS as u64),
+        ("MAX_CONTEXT", limits::MAX_CONTEXT as u64),
+    ] {
+        assert_eq!(documented(name), value, "{name}");
+    }
+}

@@ -176,13 +176,14 @@ fn compile(source: &str) -> Result<Environment<'static>, CompileError> {
 /// A writer that refuses to grow past [`MAX_RENDER_BYTES`].
 struct CappedOutput {
     text: Vec<u8>,
-    overflowed: bool,
+    /// The length the refused write would have reached.
+    overflowed: Option<usize>,
 }
 
 impl std::io::Write for CappedOutput {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.text.len() + buf.len() > MAX_RENDER_BYTES {
-            self.overflowed = true;
+            self.overflowed = Some(self.text.len() + buf.len());
             return Err(std::io::Error::other("chat template output too large"));
         }
         self.text.extend_from_slice(buf);
@@ -254,11 +255,13 @@ impl ChatTemplate {
             ("eos_token", Value::from(self.eos_token.as_str())),
         ]);
         let template = env.get_template(NAME).map_err(template_error)?;
-        let mut out = CappedOutput { text: Vec::new(), overflowed: false };
+        let mut out = CappedOutput { text: Vec::new(), overflowed: None };
         match template.render_captured_to(ctx, &mut out) {
             Ok(_) => String::from_utf8(out.text).map_err(|_| TokenizerError::Template { message: "the output is not UTF-8".into() }),
-            Err(_) if out.overflowed => Err(limits::LimitError { what: "chat template output bytes", value: MAX_RENDER_BYTES as u64 + 1, limit: MAX_RENDER_BYTES as u64 }.into()),
-            Err(e) => Err(template_error(e)),
+            Err(e) => match out.overflowed {
+                Some(value) => Err(limits::LimitError { what: "chat template output bytes", value: value as u64, limit: MAX_RENDER_BYTES as u64 }.into()),
+                None => Err(template_error(e)),
+            },
         }
     }
 
