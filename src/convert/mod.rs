@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 pub use plan::{fallback, is_quantizable, Decision, DecisionKind, MixRule, NamePattern, PlanError, QuantPlan};
 pub use preset::{layer_index, llama_fallback, use_more_bits, ModelFacts, Preset, TensorFacts, TensorRole};
-pub use write::quantize_model;
+pub use write::{check_out, quantize_model};
 
 use crate::loader::{GgmlType, GgufError, LoadError};
 use crate::quant::{Format, QuantError};
@@ -47,6 +47,13 @@ pub enum ConvertError {
         #[source]
         source: std::io::Error,
     },
+    /// `--out` exists and is not a regular file (`kind`: directory, FIFO, character device,
+    /// block device, socket, symbolic link); it is never replaced.
+    #[error("`{}` is a {kind}, not a regular file; refusing to replace it", path.display())]
+    OutNotAFile { path: PathBuf, kind: &'static str },
+    /// The directory `dir` that would hold `path` does not exist.
+    #[error("`{}`: its directory `{}` does not exist", path.display(), dir.display())]
+    OutDirMissing { path: PathBuf, dir: PathBuf },
     /// The progress callback asked to stop after `done` of `total` tensors; nothing was kept.
     #[error("cancelled after {done} of {total} tensors; no output written")]
     Cancelled { done: usize, total: usize },

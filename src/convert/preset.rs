@@ -261,7 +261,7 @@ impl ModelFacts {
     pub fn new(metadata: &Metadata, tensors: &[SourceTensor]) -> ModelFacts {
         let arch = metadata.get_str("general.architecture").unwrap_or_default();
         let key = |k: &str| metadata.get_u32(&format!("{arch}.{k}")).ok().map(|v| v as usize);
-        let from_names = tensors.iter().filter_map(|t| layer_index(&t.name)).max().map_or(0, |m| m + 1);
+        let from_names = tensors.iter().filter_map(|t| layer_index(&t.name)).max().map_or(0, |m| m.saturating_add(1)); // `blk.N` is from the file
         let n_attn_v = tensors.iter().filter(|t| matches!(TensorRole::parse(&t.name), TensorRole::AttnV | TensorRole::AttnQkv)).count();
         let gqa = match (key("attention.head_count"), key("attention.head_count_kv")) {
             (Some(h), Some(kv)) if kv > 0 => (h / kv).max(1),
