@@ -204,14 +204,18 @@ fn an_empty_weight_matrix_from_safetensors_is_a_typed_error() {
 #[test]
 fn a_huge_layer_number_in_a_name_does_not_overflow() {
     let dir = TempDir::new("hugelayer");
-    let mut w = GgufWriter::new();
-    w.add_metadata("general.architecture", "llama").unwrap();
-    w.add_tensor(format!("blk.{}.ffn_down.weight", usize::MAX), &[32, 2], GgmlType::F32, f32_bytes(&[0.25; 64])).unwrap();
-    let source = GgufFile::from_bytes(w.to_bytes()).unwrap();
-    let options = ConvertOptions { threads: 1, ..Default::default() };
-    let plan = QuantPlan::parse("Q4_K_M", "").unwrap();
-    let report = quantize_model(&source, &plan, &options, &dir.0.join("out.gguf"), &mut qgpu::convert::no_progress).unwrap();
-    assert_eq!(report.tensors.len(), 1);
+    // usize::MAX overflowed `N + 1` (the layer count from names); 2^62 overflowed `7 * n` in
+    // the Q4_K_M layer pattern.
+    for n in [usize::MAX, 1 << 62] {
+        let mut w = GgufWriter::new();
+        w.add_metadata("general.architecture", "llama").unwrap();
+        w.add_tensor(format!("blk.{n}.ffn_down.weight"), &[32, 2], GgmlType::F32, f32_bytes(&[0.25; 64])).unwrap();
+        let source = GgufFile::from_bytes(w.to_bytes()).unwrap();
+        let options = ConvertOptions { threads: 1, ..Default::default() };
+        let plan = QuantPlan::parse("Q4_K_M", "").unwrap();
+        let report = quantize_model(&source, &plan, &options, &dir.0.join("out.gguf"), &mut qgpu::convert::no_progress).unwrap();
+        assert_eq!(report.tensors.len(), 1, "blk.{n}");
+    }
 }
 
 /// Quantize handles 20,000 tensors from GGUF and from safetensors, each as the reference

@@ -129,8 +129,9 @@ impl TensorReport {
     pub fn fell_back(&self) -> bool {
         self.requested.is_some_and(|r| r != self.written)
     }
+    /// Saturating (the dims are a header's, though the bytes were checked against them).
     pub fn n_elements(&self) -> u64 {
-        self.dims.iter().product()
+        self.dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).unwrap_or(u64::MAX)
     }
 }
 
@@ -145,8 +146,8 @@ pub struct Report {
 impl Report {
     /// Bytes the same tensors take in f32 and in f16.
     pub fn float_bytes(&self) -> (u64, u64) {
-        let n: u64 = self.tensors.iter().map(TensorReport::n_elements).sum();
-        (4 * n, 2 * n)
+        let n = self.tensors.iter().fold(0u64, |a, t| a.saturating_add(t.n_elements()));
+        (n.saturating_mul(4), n.saturating_mul(2))
     }
 
     /// (format, tensors, values, bytes) per written format, in `Format::ALL` order.

@@ -158,7 +158,8 @@ impl std::str::FromStr for Preset {
 /// llama.cpp's layer pattern for the *_M presets: the first and last eighth of the layers, and
 /// every third layer in between.
 pub fn use_more_bits(layer: usize, n_layers: usize) -> bool {
-    let (i, n) = (layer as i64, n_layers as i64);
+    // i128: `n` may be one more than a `blk.N` from the file, and `7 * n` must not overflow.
+    let (i, n) = (layer as i128, n_layers as i128);
     i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
 }
 

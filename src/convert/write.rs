@@ -46,14 +46,15 @@ pub fn quantize_model(
 
     let (temp, file) = beside(out)?;
     let mut stream = writer.stream(BufWriter::with_capacity(1 << 20, file))?;
-    let values_total: u64 = decisions.iter().map(|d| d.tensor.n_elements().unwrap_or(0)).sum();
+    // Saturating: dims come from the header and are checked against the bytes only when read.
+    let values_total = decisions.iter().fold(0u64, |a, d| a.saturating_add(d.tensor.n_elements().unwrap_or(0)));
     let (mut values_done, total) = (0u64, decisions.len());
     let mut reports = Vec::with_capacity(total);
     for (i, d) in decisions.iter().enumerate() {
         let (bytes, report) = convert_tensor(source, d, options)?;
         stream.write_tensor(&d.tensor.name, &bytes)?;
         reports.push(report);
-        values_done += d.tensor.n_elements().unwrap_or(0);
+        values_done = values_done.saturating_add(d.tensor.n_elements().unwrap_or(0));
         let p = Progress { done: i + 1, total, tensor: &d.tensor.name, values_done, values_total };
         if progress(&p).is_break() {
             return Err(ConvertError::Cancelled { done: i + 1, total });
