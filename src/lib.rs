@@ -21,6 +21,8 @@ pub mod gpu;
 pub mod loader;
 pub mod model;
 pub mod ops;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod partial;
 pub mod quant;
 pub mod tensor;
 #[cfg(target_arch = "wasm32")]

@@ -168,7 +168,7 @@ fn float_source_round_trips_in_every_format_and_a_mix() {
     let up = report.tensors.iter().find(|t| t.name == "blk.0.ffn_up.weight").unwrap();
     assert!(up.fell_back() && up.written == Format::IQ4_NL && up.requested == Some(Format::Q4_K));
     assert_eq!(report.tensors.iter().filter(|t| t.fell_back()).count(), 1);
-    assert_eq!(dir.entries().iter().filter(|n| n.contains("partial")).count(), 0);
+    assert_eq!(dir.entries().iter().filter(|n| n.ends_with(".part")).count(), 0);
 }
 
 #[test]

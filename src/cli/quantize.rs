@@ -46,6 +46,8 @@ pub struct QuantizeArgs {
 const ABORT_AFTER_ENV: &str = "QGPU_QUANTIZE_ABORT_AFTER";
 
 pub fn quantize(args: QuantizeArgs, gpu: ContextOptions) -> Result<()> {
+    // Before any work (calibration included): a directory or device as --out is a mistake.
+    qgpu::convert::check_out(&args.out)?;
     let model = super::ModelSource::open(&args.model)?;
     let source = model.source();
     if same_file(&args.model, &args.out) {

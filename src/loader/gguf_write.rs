@@ -253,16 +253,24 @@ impl<'a> GgufWriter<'a> {
         out
     }
 
-    /// Writes the file to `path` (buffered).
+    /// Writes the file to `path` (buffered), through a fresh partial file renamed into place
+    /// (see [`crate::partial`]): a symlink at `path` is replaced, never followed.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn write_file(&self, path: impl AsRef<std::path::Path>) -> Result<u64, GgufError> {
         let path = path.as_ref();
         let io = |source| GgufError::Io { path: path.to_owned(), source };
-        let file = std::fs::File::create(path).map_err(io)?;
-        self.write_to(std::io::BufWriter::new(file)).map_err(|e| match e {
-            GgufError::Write { source } => io(source),
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let stem = path.file_name().ok_or_else(|| io(std::io::Error::other("the path names no file")))?;
+        let (temp, file) = crate::partial::PartialFile::create(dir, &stem.to_string_lossy())
+            .map_err(|(path, source)| GgufError::Io { path, source })?;
+        let mut w = std::io::BufWriter::new(file);
+        let written = self.write_to(&mut w).map_err(|e| match e {
+            GgufError::Write { source } => GgufError::Io { path: temp.path().to_owned(), source },
             other => other,
-        })
+        })?;
+        drop(w);
+        temp.persist(path).map_err(io)?;
+        Ok(written)
     }
 }
 

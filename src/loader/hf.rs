@@ -15,6 +15,7 @@
 //!   truncation length goes to `bert.max_sequence_length` (a qgpu key; llama.cpp has none).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use super::hf_llama::{self, LlamaHeads};
 use super::source::{LoadError, SourceTensor, TensorSource};
@@ -70,6 +71,9 @@ pub struct HfModel {
     metadata: Metadata,
     /// Every mapped tensor, in storage order.
     tensors: Vec<Mapped>,
+    /// GGUF name → index into `tensors` (the first, for a name mapped twice): lookups are
+    /// per tensor, so a scan would make conversion quadratic in the tensor count.
+    by_name: HashMap<String, usize>,
 }
 
 impl HfModel {
@@ -138,7 +142,15 @@ impl HfModel {
             }
             tensors.push(Mapped { info, hf: t.name.clone(), permute_heads });
         }
-        Ok(Self { path: path.to_owned(), weights, metadata, tensors })
+        let mut by_name = HashMap::with_capacity(tensors.len());
+        for (i, t) in tensors.iter().enumerate() {
+            by_name.entry(t.info.name.clone()).or_insert(i);
+        }
+        Ok(Self { path: path.to_owned(), weights, metadata, tensors, by_name })
+    }
+
+    fn mapped(&self, name: &str) -> Option<&Mapped> {
+        self.by_name.get(name).and_then(|&i| self.tensors.get(i))
     }
 }
 
@@ -165,12 +177,12 @@ impl TensorSource for HfModel {
     }
 
     fn tensor(&self, name: &str) -> Option<SourceTensor> {
-        self.tensors.iter().find(|t| t.info.name == name).map(|t| t.info.clone())
+        self.mapped(name).map(|t| t.info.clone())
     }
 
     fn tensor_bytes(&self, name: &str) -> Result<Cow<'_, [u8]>, LoadError> {
         let missing = || LoadError::MissingTensor { name: name.to_owned() };
-        let mapped = self.tensors.iter().find(|t| t.info.name == name).ok_or_else(missing)?;
+        let mapped = self.mapped(name).ok_or_else(missing)?;
         let (_, bytes) = self.weights.get(&mapped.hf).ok_or_else(missing)?;
         match mapped.permute_heads {
             None => Ok(Cow::Borrowed(bytes)),

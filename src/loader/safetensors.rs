@@ -214,8 +214,9 @@ fn parse_entry(name: String, entry: &serde_json::Value, data_start: u64, data_le
 #[derive(Debug)]
 pub struct SafetensorsSet {
     files: Vec<SafetensorsFile>,
-    /// Tensor name → index into `files`.
-    index: BTreeMap<String, usize>,
+    /// Tensor name → (index into `files`, index into that file's tensors): one lookup per
+    /// tensor, not a scan (a file may hold tens of thousands).
+    index: BTreeMap<String, (usize, usize)>,
 }
 
 impl SafetensorsSet {
@@ -223,8 +224,8 @@ impl SafetensorsSet {
     pub fn from_files(files: Vec<SafetensorsFile>) -> Result<Self, SafetensorsError> {
         let mut index = BTreeMap::new();
         for (i, file) in files.iter().enumerate() {
-            for t in file.tensors() {
-                if index.insert(t.name.clone(), i).is_some() {
+            for (j, t) in file.tensors().iter().enumerate() {
+                if index.insert(t.name.clone(), (i, j)).is_some() {
                     return Err(SafetensorsError::DuplicateTensor { tensor: t.name.clone() });
                 }
             }
@@ -279,8 +280,9 @@ impl SafetensorsSet {
 
     /// Tensor `name` and its bytes.
     pub fn get(&self, name: &str) -> Option<(&SafetensorsTensor, &[u8])> {
-        let file = &self.files[*self.index.get(name)?];
-        let t = file.tensor(name)?;
+        let &(i, j) = self.index.get(name)?;
+        let file = self.files.get(i)?;
+        let t = file.tensors().get(j)?;
         Some((t, file.data(t)))
     }
 
