@@ -136,6 +136,8 @@ fn an_unsupported_tensor_type_names_the_tensor_and_type() {
     w.add_metadata("general.architecture", "llama").unwrap();
     // IQ2_XXS: 66 bytes per 256 values, a real GGUF type qgpu has no kernel for.
     w.add_tensor("token_embd.weight", &[256, 4], GgmlType::IQ2_XXS, vec![0u8; 4 * 66]).unwrap();
+    // The one block the header counts exists (it is checked before any tensor is read).
+    w.add_tensor("blk.0.attn_norm.weight", &[256], GgmlType::F32, vec![0u8; 4 * 256]).unwrap();
     let file = GgufFile::from_bytes(w.to_bytes()).unwrap();
     let e = pollster::block_on(Llama::load(&ctx, &file, LlamaOptions::default(), &mut |_, _| {})).err().unwrap();
     assert!(
