@@ -428,6 +428,28 @@ fn overlapping_tensors() {
     assert!(matches!(e, GgufError::OverlappingTensors { ref first, ref second, .. } if first == "a" && second == "b"));
 }
 
+/// The `gguf` fuzz target's one finding: 60 bytes whose `general.alignment` of 2^29 made
+/// writing the file back allocate 512 MiB of padding.
+#[test]
+fn huge_alignment_is_refused() {
+    let mut oom = b"GGUF\x03\0\0\0\0\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x11\0\0\0\0\0\0\0general.alignment".to_vec();
+    oom.extend_from_slice(&[4, 0, 0, 0, 0, 0, 0, 0x20, 0, 0, 0]);
+    assert_eq!(oom.len(), 60);
+    let max = qgpu::loader::gguf::MAX_ALIGNMENT;
+    assert!(matches!(err(&oom), GgufError::AlignmentTooLarge { alignment: 0x2000_0000, max: m } if m == max));
+    for a in [max << 1, 1 << 31] {
+        let mut b = B::header(3, 0, 1);
+        b.key("general.alignment", U32).u32(a);
+        assert!(matches!(err(&b.done()), GgufError::AlignmentTooLarge { alignment, .. } if alignment == a));
+    }
+    // The largest accepted alignment parses; the writer refuses what the parser refuses.
+    let mut b = B::header(3, 0, 1);
+    b.key("general.alignment", U32).u32(max);
+    assert_eq!(GgufHeader::parse(&b.done()).unwrap().alignment(), max as u64);
+    let mut w = GgufWriter::new();
+    assert!(matches!(w.add_metadata("general.alignment", max << 1).unwrap_err(), GgufError::AlignmentTooLarge { .. }));
+}
+
 #[test]
 fn bad_alignment() {
     for a in [0u32, 3, 48] {

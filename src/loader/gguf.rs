@@ -32,6 +32,10 @@ pub const GGUF_VERSION: u32 = 3;
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 /// Metadata key that overrides [`DEFAULT_ALIGNMENT`]; must hold a `u32`.
 pub const ALIGNMENT_KEY: &str = "general.alignment";
+/// Largest `general.alignment` accepted: writing a file pads its header to the alignment, so
+/// a 60-byte file asking for 512 MiB cost a 512 MiB allocation (found by the `gguf` fuzz
+/// target). Real files use 32; page alignment would be 4096 or 65536.
+pub const MAX_ALIGNMENT: u32 = 1 << 20;
 /// `GGML_MAX_DIMS`.
 pub const MAX_DIMS: usize = 4;
 /// Deepest array-of-array nesting accepted; bounds parser recursion.
@@ -110,6 +114,9 @@ pub enum GgufError {
     /// `general.alignment` is zero or not a power of two.
     #[error("GGUF: general.alignment {alignment} is not a nonzero power of two")]
     InvalidAlignment { alignment: u32 },
+    /// `general.alignment` is above [`MAX_ALIGNMENT`].
+    #[error("GGUF: general.alignment {alignment} is above qgpu's limit of {max}")]
+    AlignmentTooLarge { alignment: u32, max: u32 },
     /// A metadata key holds a type the caller (or the format) cannot use.
     #[error("GGUF: metadata key `{key}` is {found}, expected {expected}")]
     WrongType {

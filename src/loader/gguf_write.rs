@@ -8,7 +8,7 @@ use std::io::Write;
 
 use super::gguf::{
     tensor_layout, GgmlType, GgufError, Metadata, MetadataArray, MetadataValue, ALIGNMENT_KEY,
-    DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, MAX_ARRAY_DEPTH,
+    DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, MAX_ALIGNMENT, MAX_ARRAY_DEPTH,
 };
 
 struct PendingTensor<'a> {
@@ -121,6 +121,9 @@ impl<'a> GgufWriter<'a> {
         }
         if key == ALIGNMENT_KEY {
             match value {
+                MetadataValue::U32(alignment) if alignment > MAX_ALIGNMENT => {
+                    return Err(GgufError::AlignmentTooLarge { alignment, max: MAX_ALIGNMENT })
+                }
                 MetadataValue::U32(a) if a.is_power_of_two() => {}
                 MetadataValue::U32(alignment) => return Err(GgufError::InvalidAlignment { alignment }),
                 ref other => {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::{
     tensor_layout, GgmlType, GgufError, GgufHeader, Metadata, MetadataArray, MetadataValue,
-    MetadataValueType, TensorInfo, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_ARRAY_DEPTH,
+    MetadataValueType, TensorInfo, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_ALIGNMENT, MAX_ARRAY_DEPTH,
     MAX_DIMS,
 };
 
@@ -208,6 +208,7 @@ impl<'a> Reader<'a> {
 fn alignment(metadata: &Metadata) -> Result<u64> {
     match metadata.get(ALIGNMENT_KEY) {
         None => Ok(DEFAULT_ALIGNMENT),
+        Some(&MetadataValue::U32(alignment)) if alignment > MAX_ALIGNMENT => Err(GgufError::AlignmentTooLarge { alignment, max: MAX_ALIGNMENT }),
         Some(&MetadataValue::U32(a)) if a.is_power_of_two() => Ok(u64::from(a)),
         Some(&MetadataValue::U32(alignment)) => Err(GgufError::InvalidAlignment { alignment }),
         Some(other) => Err(GgufError::WrongType {
