@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use common::hf_dir::{hf_name, unpermute, write_safetensors, Dtype, HfTensor};
@@ -23,21 +23,7 @@ use qgpu::model::tokenizer::Tokenizer;
 use qgpu::quant::Format;
 use serde_json::{json, Value};
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("qgpu-hf-llama-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::TempDir;
 
 fn spec(tied: bool) -> TinySpec {
     // 4 heads of 24 sharing 2 KV heads: the q and k permutations differ.

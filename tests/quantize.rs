@@ -7,7 +7,6 @@ mod common;
 
 use std::borrow::Cow;
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 
 use common::tiny_gguf::{tiny_llama_gguf, TinySpec};
 use half::{bf16, f16};
@@ -20,27 +19,7 @@ use qgpu::ops::{linear, GpuMatrix, GpuTensor};
 use qgpu::quant::reference::{self, TestRng};
 use qgpu::quant::{Format, QuantMatrixRef};
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("qgpu-quantize-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn entries(&self) -> Vec<String> {
-        let mut names: Vec<String> =
-            std::fs::read_dir(&self.0).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        names.sort();
-        names
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::TempDir;
 
 /// An in-memory source holding what a safetensors checkpoint holds: F32, F16 and BF16 tensors
 /// under GGUF names, with odd shapes (rows of 384 values: not a whole Q4_K super-block).

@@ -4,28 +4,16 @@
 //! thousands of tensors convert (in linear time: lookups are indexed).
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use qgpu::convert::{quantize_model, ConvertError, ConvertOptions, PlanError, Progress, QuantPlan};
 use qgpu::loader::{GgmlType, GgufFile, GgufWriter, HfFiles, HfModel, SafetensorsFile, SafetensorsSet, TensorSource};
 use qgpu::quant::{reference, Format};
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("qgpu-qhostile-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::TempDir;
 
 fn f32_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()

@@ -3,6 +3,34 @@
 
 use qgpu::gpu::{Context, ContextOptions};
 
+/// A fresh directory under the system temp dir (named for the test binary, the process and
+/// `name`), removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let binary = std::env::current_exe().ok().and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned())).unwrap_or_default();
+        let dir = std::env::temp_dir().join(format!("qgpu-{binary}-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// The names in the directory, sorted.
+    pub fn entries(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(&self.0).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A context on the default adapter. Without one, the test is skipped locally but fails when
 /// `CI=true`, so a broken driver install cannot pass.
 pub fn context_with(options: ContextOptions) -> Option<Context> {
