@@ -172,6 +172,31 @@ fn an_unsupported_architecture_is_reported_with_the_rest() {
     assert_eq!(doc["parameters"].as_u64(), Some(params));
 }
 
+/// Header counts past qgpu's budgets are reported, not multiplied: a `block_count` of 2^62
+/// overflowed the KV-cache estimate.
+#[test]
+fn huge_header_counts_are_reported_not_computed() {
+    let dir = temp_dir("huge");
+    for (arch, key) in [("llama", "llama.block_count"), ("not-a-llama", "not-a-llama.block_count")] {
+        let path = dir.join(format!("{arch}.gguf"));
+        let keys = [
+            ("general.architecture", arch.into()),
+            (key, (1u64 << 62).into()),
+            ("not-a-llama.attention.head_count", 3u32.into()),
+            ("not-a-llama.embedding_length", 96u32.into()),
+        ];
+        std::fs::write(&path, rewrite_gguf(&tiny_llama_gguf(&TinySpec::odd(), 3), &keys, &[])).unwrap();
+        let doc = inspect_json(&path, &[]);
+        assert_eq!(doc["runnable"], Value::Bool(false), "{doc}");
+        assert_eq!(doc["gpu_memory"]["kv_cache"].as_u64(), Some(0), "{doc}");
+        if arch == "llama" {
+            let problems = doc["problems"].as_array().unwrap();
+            assert!(problems.iter().any(|p| p["kind"] == "config" && p["message"].as_str().unwrap().contains("block_count")), "{doc}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn bad_files_are_clear_errors() {
     let dir = temp_dir("bad");

@@ -8,6 +8,7 @@ use qgpu::gpu::{Context, ContextOptions};
 use qgpu::loader::hf::TOKENIZER_JSON_KEY;
 use qgpu::loader::{GgmlType, Metadata, OptionalKey, SourceTensor, TensorSource};
 use qgpu::model::bert::{BertConfig, BertMemory, BertOptions};
+use qgpu::model::limits;
 use qgpu::model::llama::{activation_shapes, kv_cache_bytes, LlamaConfig, LlamaOptions, MemoryUse};
 use qgpu::model::ModelError;
 use qgpu::ops::GpuMatrix;
@@ -136,7 +137,12 @@ pub fn inspect(args: InspectArgs, options: ContextOptions) -> Result<()> {
         // trained context as LlamaOptions::resolve does, and no activation estimate.
         Err(_) => {
             let context = requested_context.min(hyper.trained_context.unwrap_or(usize::MAX)).max(1);
-            let kv = hyper.layers.zip(hyper.kv_heads.zip(hyper.head_dim)).map(|(l, (kv, hd))| kv_cache_bytes(l, context, kv * hd));
+            // The counts are the file's own, unchecked: no estimate past qgpu's budgets.
+            let kv = hyper
+                .layers
+                .zip(hyper.kv_heads.zip(hyper.head_dim))
+                .filter(|&(l, (kv, hd))| l <= limits::MAX_LAYERS && kv <= limits::MAX_HEADS && hd <= limits::MAX_WIDTH && context <= limits::MAX_CONTEXT)
+                .map(|(l, (kv, hd))| kv_cache_bytes(l, context, kv * hd));
             Memory { context: kv.map(|_| context), weights, kv_cache: kv.unwrap_or(0), activations: None, largest_buffer: 0 }
         }
     };
