@@ -7,6 +7,7 @@ use common::llama_ref::RefLlama;
 use common::tiny_gguf::{tiny_llama_gguf, TinySpec};
 use qgpu::loader::GgufFile;
 use qgpu::model::llama::{Llama, LlamaOptions, Logits};
+use qgpu::ops::KvType;
 use qgpu::model::ModelError;
 use qgpu::quant::Format;
 use qgpu::Error;
@@ -24,7 +25,9 @@ fn check(spec: &TinySpec, seed: u64, chunk: usize) {
     let Some(ctx) = common::context() else { return };
     let file = GgufFile::from_bytes(tiny_llama_gguf(spec, seed)).unwrap();
     let reference = RefLlama::from_gguf(&file).unwrap();
-    let options = LlamaOptions { context: spec.context, chunk, ..Default::default() };
+    // The f32 KV cache: the CPU forward pass keeps K and V in f32 (the rounded caches are
+    // checked by tests/attention.rs and tests/arch_reference.rs).
+    let options = LlamaOptions { context: spec.context, chunk, kv_type: KvType::F32, ..Default::default() };
     let mut model = pollster::block_on(Llama::load(&ctx, &file, options, &mut |_, _| {})).unwrap();
     let vocab = spec.vocab;
     let tokens: Vec<u32> = (0..13u32).map(|i| (i * 37 + 5) % vocab as u32).collect();
