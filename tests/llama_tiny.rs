@@ -146,3 +146,21 @@ fn an_unsupported_tensor_type_names_the_tensor_and_type() {
         "{e}"
     );
 }
+
+#[test]
+fn a_context_past_the_binding_limit_says_what_fits() {
+    let Some(ctx) = common::context() else { return };
+    // Trained for 2^24 positions: there the RoPE table (32 dimensions × 4 bytes a position)
+    // passes any adapter's binding; the error names the limit and the longest context under it.
+    let spec = TinySpec { context: 1 << 24, ..TinySpec::odd() };
+    let file = GgufFile::from_bytes(tiny_llama_gguf(&spec, 5)).unwrap();
+    let options = LlamaOptions { context: 1 << 24, kv_type: KvType::Q8_0, ..Default::default() };
+    let e = pollster::block_on(Llama::load(&ctx, &file, options.clone(), &mut |_, _| {})).err().unwrap();
+    let limit = ctx.max_binding_size();
+    let Error::Model(ModelError::ContextTooLarge { context, needed, fits, limit: said, .. }) = e else { panic!("{e}") };
+    assert_eq!((context, said), (1 << 24, limit));
+    assert!(needed > limit && fits as u64 == (limit / 128).min(1 << 24), "needed {needed}, fits {fits}");
+    let config = qgpu::model::llama::LlamaConfig::from_source(&file).unwrap();
+    let at = |context| qgpu::model::llama::check_context_fits(&config, &LlamaOptions { context, ..options.clone() }.resolve(&config), limit);
+    assert!(at(fits).is_ok() && at(fits + 1).is_err());
+}

@@ -146,6 +146,26 @@ impl MemoryUse {
     }
 }
 
+/// Fails with [`ModelError::ContextTooLarge`] where a buffer that grows with the context would
+/// not fit one binding of `limit` bytes: a full layer's K (or V) cache, or a RoPE table.
+pub fn check_context_fits(c: &LlamaConfig, options: &LlamaOptions, limit: u64) -> Result<(), ModelError> {
+    let kv_per_position = KvCache::buffer_bytes(options.kv_type, 1, c.kv_heads, c.head_dim);
+    let rope_per_position = c.rope_dims as u64 * 4;
+    let full_layers = (0..c.layers).any(|i| c.layer_window(i).is_none());
+    let mut buffers = vec![("RoPE table", rope_per_position)];
+    if full_layers {
+        buffers.push(("K cache per layer", kv_per_position));
+    }
+    let fits = buffers.iter().map(|&(_, per)| limit / per.max(1)).min().unwrap_or(u64::MAX).min(c.trained_context as u64) as usize;
+    for (what, per) in buffers {
+        let needed = per * options.context as u64;
+        if needed > limit {
+            return Err(ModelError::ContextTooLarge { context: options.context, what, needed, limit, fits });
+        }
+    }
+    Ok(())
+}
+
 pub struct Llama {
     config: LlamaConfig,
     options: LlamaOptions,
@@ -174,6 +194,7 @@ impl Llama {
     pub async fn load(ctx: &Context, source: &dyn TensorSource, options: LlamaOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Self, Error> {
         let config = LlamaConfig::from_source(source)?;
         let options = options.resolve(&config);
+        check_context_fits(&config, &options, ctx.max_binding_size())?;
         let weights = weights::load(ctx, source, &config, progress)?;
         let c = &config;
         let shapes = activation_shapes(c, &options);
@@ -193,7 +214,13 @@ impl Llama {
             ids: GpuIds::new(ctx, options.chunk)?,
         };
         let attn_work = AttnWorkspace::new(ctx, dims_of(c), options.context, options.chunk)?;
-        let caches = (0..c.layers).map(|i| KvCache::new(ctx, options.kv_type, cache_rows(c, &options, i), c.kv_heads, c.head_dim)).collect::<Result<Vec<_>, _>>()?;
+        let caches = (0..c.layers).map(|i| KvCache::new(ctx, options.kv_type, cache_rows(c, &options, i), c.kv_heads, c.head_dim)).collect::<Result<Vec<_>, _>>().map_err(|e| match e {
+            Error::Gpu(crate::gpu::GpuError::OutOfMemory { .. }) => {
+                let m = MemoryUse::estimate(c, &options, weights.bytes);
+                ModelError::OutOfMemory { context: options.context, needed: m.weights + m.kv_cache + m.activations, weights: m.weights, kv_cache: m.kv_cache }.into()
+            }
+            e => e,
+        })?;
         // As llama.cpp: `rope_freqs` if present, else LongRoPE's short or long factors by
         // whether the cache outgrows the original context.
         let long = options.context > c.rope_original_context;
