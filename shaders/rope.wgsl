@@ -1,4 +1,5 @@
-// Rotary position embedding of Q and K, and the store of K and V into the KV cache.
+// Rotary position embedding of Q and K, both in place; kv_store.wgsl then stores K and V
+// into the KV cache in its element type.
 // GGUF llama files hold Q and K permuted for rotation of adjacent pairs (x[2i], x[2i+1]);
 // Qwen, Gemma and Phi-3 files rotate halves (x[i], x[i + rope_dims/2]), NeoX style.
 // cos and sin come from a table computed on the host in f64: GPU sin/cos of large angles are
@@ -21,13 +22,10 @@ struct Step {
 }
 
 @group(0) @binding(0) var<storage, read_write> q: array<f32>;       // [tokens][heads][head_dim]
-@group(0) @binding(1) var<storage, read> k: array<f32>;             // [tokens][kv_heads][head_dim]
-@group(0) @binding(2) var<storage, read> v: array<f32>;             // [tokens][kv_heads][head_dim]
-@group(0) @binding(3) var<storage, read_write> k_cache: array<f32>; // [position][kv_heads][head_dim]
-@group(0) @binding(4) var<storage, read_write> v_cache: array<f32>; // [position][kv_heads][head_dim]
-@group(0) @binding(5) var<storage, read> rope_table: array<vec2<f32>>; // [position][rope_dims / 2] (cos, sin)
-@group(0) @binding(6) var<uniform> params: RopeParams;
-@group(0) @binding(7) var<uniform> step: Step;
+@group(0) @binding(1) var<storage, read_write> k: array<f32>;       // [tokens][kv_heads][head_dim]
+@group(0) @binding(2) var<storage, read> rope_table: array<vec2<f32>>; // [position][rope_dims / 2] (cos, sin)
+@group(0) @binding(3) var<uniform> params: RopeParams;
+@group(0) @binding(4) var<uniform> step: Step;
 
 fn rotate(pair: vec2<f32>, pos: u32, i: u32) -> vec2<f32> {
     if 2u * i >= params.rope_dims {
@@ -54,7 +52,7 @@ fn pair_offsets(i: u32) -> vec2<u32> {
 
 // One invocation per (token, head of Q or K, pair).
 @compute @workgroup_size(64)
-fn rope_store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let index = gid.x + gid.y * groups.x * 64u;
     let half = params.head_dim / 2u;
     let per_token = (params.heads + params.kv_heads) * half;
@@ -73,12 +71,9 @@ fn rope_store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
         q[at + o.y] = r.y;
     } else {
         let kv = head - params.heads;
-        let src = (t * params.kv_heads + kv) * params.head_dim;
-        let dst = (pos * params.kv_heads + kv) * params.head_dim;
-        let r = rotate(vec2<f32>(k[src + o.x], k[src + o.y]), pos, i);
-        k_cache[dst + o.x] = r.x;
-        k_cache[dst + o.y] = r.y;
-        v_cache[dst + o.x] = v[src + o.x];
-        v_cache[dst + o.y] = v[src + o.y];
+        let at = (t * params.kv_heads + kv) * params.head_dim;
+        let r = rotate(vec2<f32>(k[at + o.x], k[at + o.y]), pos, i);
+        k[at + o.x] = r.x;
+        k[at + o.y] = r.y;
     }
 }

@@ -143,21 +143,23 @@ impl Qgpu {
     }
 
     /// Parses and uploads a GGUF model held in `bytes` (consumed), replacing any loaded model.
-    /// `on_progress(done, total)` is called after each tensor. Resolves to model information.
+    /// `on_progress(done, total)` is called after each tensor; `kv_type` (`f32`, `f16`, `q8_0`,
+    /// `q4_0`; default `f16`) is how the KV cache stores values. Resolves to model information.
     #[wasm_bindgen(js_name = loadModel)]
-    pub fn load_model(&self, bytes: ModelBytes, on_progress: Option<js_sys::Function>) -> js_sys::Promise {
-        self.load(bytes.data, on_progress)
+    pub fn load_model(&self, bytes: ModelBytes, on_progress: Option<js_sys::Function>, kv_type: Option<String>) -> js_sys::Promise {
+        self.load(bytes.data, on_progress, kv_type)
     }
 
     /// Like `loadModel`, from a `Uint8Array` (copied into WebAssembly memory).
     #[wasm_bindgen(js_name = loadModelFromArray)]
-    pub fn load_model_from_array(&self, bytes: &js_sys::Uint8Array, on_progress: Option<js_sys::Function>) -> js_sys::Promise {
-        self.load(bytes.to_vec(), on_progress)
+    pub fn load_model_from_array(&self, bytes: &js_sys::Uint8Array, on_progress: Option<js_sys::Function>, kv_type: Option<String>) -> js_sys::Promise {
+        self.load(bytes.to_vec(), on_progress, kv_type)
     }
 
-    fn load(&self, bytes: Vec<u8>, on_progress: Option<js_sys::Function>) -> js_sys::Promise {
+    fn load(&self, bytes: Vec<u8>, on_progress: Option<js_sys::Function>, kv_type: Option<String>) -> js_sys::Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
+            let kv_type: crate::quant::kv::KvType = kv_type.as_deref().map(str::parse).transpose().map_err(js_err)?.unwrap_or_default();
             let _busy = BusyGuard::take(&inner, "loading a model")?;
             inner.ctx.check_lost().map_err(js_err)?;
             // Free the old model's GPU memory before allocating the new one.
@@ -171,7 +173,7 @@ impl Qgpu {
                     let _ = f.call2(&JsValue::NULL, &JsValue::from(done as f64), &JsValue::from(total as f64));
                 }
             };
-            let options = LlamaOptions { tune: bench::stored_tune_table().map(std::sync::Arc::new), ..Default::default() };
+            let options = LlamaOptions { tune: bench::stored_tune_table().map(std::sync::Arc::new), kv_type, ..Default::default() };
             let model = Llama::load(&inner.ctx, &file, options, &mut progress).await.map_err(js_err)?;
             drop(file);
             inner.ctx.check_lost().map_err(js_err)?;
@@ -189,6 +191,7 @@ impl Qgpu {
                 "context": model.context(),
                 "trainedContext": c.trained_context,
                 "memory": { "weights": m.weights, "kvCache": m.kv_cache, "activations": m.activations },
+                "kvType": kv_type.name(),
             });
             *inner.generator.borrow_mut() = Some(Generator { model, tokenizer });
             *inner.model_info.borrow_mut() = Some(info.clone());

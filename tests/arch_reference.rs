@@ -9,6 +9,7 @@ mod common;
 
 use qgpu::loader::{GgmlType, GgufFile, GgufWriter};
 use qgpu::model::llama::{Llama, LlamaConfig, LlamaOptions, Logits};
+use qgpu::ops::KvType;
 use qgpu::quant::{reference, Format};
 use serde_json::Value;
 
@@ -88,8 +89,9 @@ fn check(name: &str) {
     let config = LlamaConfig::from_source(&f.file).unwrap();
     assert_eq!(config.architecture, name);
     let n = f.tokens.len();
-    // Chunks of 16 make the prefill cross chunk borders and the windows of 8.
-    let options = LlamaOptions { context: 64, chunk: 16, ..Default::default() };
+    // Chunks of 16 make the prefill cross chunk borders and the windows of 8. The f32 KV cache
+    // checks the arithmetic; the rounded caches are priced after.
+    let options = LlamaOptions { context: 64, chunk: 16, kv_type: KvType::F32, ..Default::default() };
     let mut model = pollster::block_on(Llama::load(&ctx, &f.file, options.clone(), &mut |_, _| {})).unwrap();
     let vocab = config.vocab;
     let all = pollster::block_on(model.forward(&ctx, &f.tokens, Logits::All)).unwrap();
@@ -100,6 +102,21 @@ fn check(name: &str) {
     for pos in 0..n {
         let last = pollster::block_on(model.forward(&ctx, &f.tokens[pos..pos + 1], Logits::Last)).unwrap();
         assert_matches(&format!("{name} F32 decode position {pos}"), &last, &f.logits[pos], 1e-3);
+    }
+
+    // The KV cache types on the f32 weights: f16 moves the log-probabilities by its rounding
+    // only; the 8- and 4-bit caches are priced by KL, as the weight formats below.
+    let mut f16 = pollster::block_on(Llama::load(&ctx, &f.file, LlamaOptions { kv_type: KvType::F16, ..options.clone() }, &mut |_, _| {})).unwrap();
+    let all = pollster::block_on(f16.forward(&ctx, &f.tokens, Logits::All)).unwrap();
+    for pos in 0..n {
+        assert_matches(&format!("{name} f16 KV prefill position {pos}"), &all[pos * vocab..(pos + 1) * vocab], &f.logits[pos], 1e-2);
+    }
+    for (kv_type, max_kl) in [(KvType::Q8_0, 1e-3), (KvType::Q4_0, 0.2)] {
+        let mut model = pollster::block_on(Llama::load(&ctx, &f.file, LlamaOptions { kv_type, ..options.clone() }, &mut |_, _| {})).unwrap();
+        let all = pollster::block_on(model.forward(&ctx, &f.tokens, Logits::All)).unwrap();
+        let mean = (0..n).map(|p| kl(&f.logits[p], &all[p * vocab..(p + 1) * vocab])).sum::<f64>() / n as f64;
+        println!("{name} {kv_type} KV cache: mean KL {mean:.2e}");
+        assert!(mean <= max_kl, "{name} {kv_type} KV cache: mean KL {mean} above {max_kl}");
     }
 
     for (format, max_kl) in [(Format::Q8_0, 5e-3), (Format::Q4_0, 0.6)] {

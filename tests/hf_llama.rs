@@ -19,6 +19,7 @@ use qgpu::convert::{no_progress, quantize_model, ConvertOptions, QuantPlan};
 use qgpu::loader::{GgufFile, HfModel, LoadError, SafetensorsSet, TensorSource};
 use qgpu::quant::reference::TestRng;
 use qgpu::model::llama::{Llama, LlamaOptions, Logits};
+use qgpu::ops::KvType;
 use qgpu::model::tokenizer::Tokenizer;
 use qgpu::quant::Format;
 use serde_json::{json, Value};
@@ -217,7 +218,7 @@ fn f32_directory_converts_to_the_same_model() {
 
     // The GPU model runs the converted file like the CPU reference does.
     let Some(ctx) = common::context() else { return };
-    let options = LlamaOptions { context: s.context, chunk: 16, ..Default::default() };
+    let options = LlamaOptions { context: s.context, chunk: 16, kv_type: KvType::F32, ..Default::default() };
     let mut model = pollster::block_on(Llama::load(&ctx, &from_hf, options, &mut |_, _| {})).unwrap();
     let all = pollster::block_on(model.forward(&ctx, &TOKENS, Logits::All)).unwrap();
     let want = RefLlama::from_gguf(&from_hf).unwrap().forward(&TOKENS);
@@ -232,7 +233,7 @@ fn f32_directory_converts_to_the_same_model() {
 
 /// The GPU model loaded straight from `source` gives `reference`'s CPU logits (within 2e-3).
 fn gpu_matches_reference(ctx: &qgpu::gpu::Context, source: &dyn TensorSource, reference: &GgufFile, s: &TinySpec) {
-    let options = LlamaOptions { context: s.context, chunk: 16, ..Default::default() };
+    let options = LlamaOptions { context: s.context, chunk: 16, kv_type: KvType::F32, ..Default::default() };
     let mut model = pollster::block_on(Llama::load(ctx, source, options, &mut |_, _| {})).unwrap();
     let all = pollster::block_on(model.forward(ctx, &TOKENS, Logits::All)).unwrap();
     let want = RefLlama::from_gguf(reference).unwrap().forward(&TOKENS);

@@ -5,6 +5,7 @@ mod common;
 
 use qgpu::loader::GgufFile;
 use qgpu::model::llama::{Llama, LlamaOptions, Logits};
+use qgpu::ops::KvType;
 use std::path::PathBuf;
 
 /// Largest allowed |logit − reference| over the reference's top 10 at every position.
@@ -66,24 +67,31 @@ fn logits_and_greedy_continuations_match_transformers() {
     let Some(path) = model_path() else { return };
     let Some(ctx) = common::context() else { return };
     let file = GgufFile::open(&path).unwrap();
-    let mut model = pollster::block_on(Llama::load(&ctx, &file, LlamaOptions { context: 256, ..Default::default() }, &mut |_, _| {})).unwrap();
+    // The f32 KV cache within the tolerance; the default f16 cache within its rounding.
+    for (kv_type, tolerance) in [(KvType::F32, LOGIT_TOLERANCE), (KvType::F16, 3.0 * LOGIT_TOLERANCE)] {
+        check_with(&ctx, &file, kv_type, tolerance);
+    }
+}
+
+fn check_with(ctx: &qgpu::gpu::Context, file: &GgufFile, kv_type: KvType, tolerance: f32) {
+    let mut model = pollster::block_on(Llama::load(ctx, file, LlamaOptions { context: 256, kv_type, ..Default::default() }, &mut |_, _| {})).unwrap();
     let vocab = model.config().vocab;
     for case in cases() {
         model.reset();
-        let logits = pollster::block_on(model.forward(&ctx, &case.input_ids, Logits::All)).unwrap();
+        let logits = pollster::block_on(model.forward(ctx, &case.input_ids, Logits::All)).unwrap();
         let mut worst = 0.0f32;
         for (pos, (ids, want)) in case.top_ids.iter().zip(&case.top_logits).enumerate() {
             let row = &logits[pos * vocab..(pos + 1) * vocab];
             for (&id, &w) in ids.iter().zip(want) {
                 let diff = (row[id as usize] - w).abs();
                 worst = worst.max(diff);
-                assert!(diff <= LOGIT_TOLERANCE, "{:?} position {pos} token {id}: {} vs {w}", case.prompt, row[id as usize]);
+                assert!(diff <= tolerance, "{kv_type} KV: {:?} position {pos} token {id}: {} vs {w}", case.prompt, row[id as usize]);
             }
             if want[0] - want[1] > NEAR_TIE {
                 assert_eq!(argmax(row), ids[0], "{:?} position {pos}: top-1 differs", case.prompt);
             }
         }
-        eprintln!("{:?} (chat {}): worst top-10 logit difference {worst:.4}", case.prompt, case.chat);
+        eprintln!("{kv_type} KV: {:?} (chat {}): worst top-10 logit difference {worst:.4}", case.prompt, case.chat);
 
         // Greedy continuation, token for token, through the decode path (matvec, KV cache).
         let mut last = &logits[(case.input_ids.len() - 1) * vocab..];
@@ -100,7 +108,7 @@ fn logits_and_greedy_continuations_match_transformers() {
                 break;
             }
             got.push(next);
-            owned = pollster::block_on(model.forward(&ctx, &[next], Logits::Last)).unwrap();
+            owned = pollster::block_on(model.forward(ctx, &[next], Logits::Last)).unwrap();
             last = &owned;
         }
         eprintln!("{:?}: {} of {} greedy tokens identical", case.prompt, got.len(), case.greedy_ids.len());

@@ -7,6 +7,7 @@ use common::llama_ref::RefLlama;
 use common::tiny_gguf::{tiny_llama_gguf, TinySpec};
 use qgpu::loader::GgufFile;
 use qgpu::model::llama::{Llama, LlamaOptions, Logits};
+use qgpu::ops::KvType;
 use qgpu::model::ModelError;
 use qgpu::quant::Format;
 use qgpu::Error;
@@ -24,7 +25,9 @@ fn check(spec: &TinySpec, seed: u64, chunk: usize) {
     let Some(ctx) = common::context() else { return };
     let file = GgufFile::from_bytes(tiny_llama_gguf(spec, seed)).unwrap();
     let reference = RefLlama::from_gguf(&file).unwrap();
-    let options = LlamaOptions { context: spec.context, chunk, ..Default::default() };
+    // The f32 KV cache: the CPU forward pass keeps K and V in f32 (the rounded caches are
+    // checked by tests/attention.rs and tests/arch_reference.rs).
+    let options = LlamaOptions { context: spec.context, chunk, kv_type: KvType::F32, ..Default::default() };
     let mut model = pollster::block_on(Llama::load(&ctx, &file, options, &mut |_, _| {})).unwrap();
     let vocab = spec.vocab;
     let tokens: Vec<u32> = (0..13u32).map(|i| (i * 37 + 5) % vocab as u32).collect();
@@ -144,4 +147,22 @@ fn an_unsupported_tensor_type_names_the_tensor_and_type() {
         matches!(e, Error::Model(ModelError::UnsupportedTensorType { ref tensor, ref ggml_type }) if tensor == "token_embd.weight" && ggml_type == "IQ2_XXS"),
         "{e}"
     );
+}
+
+#[test]
+fn a_context_past_the_binding_limit_says_what_fits() {
+    let Some(ctx) = common::context() else { return };
+    // Trained for 2^24 positions: there the RoPE table (32 dimensions × 4 bytes a position)
+    // passes any adapter's binding; the error names the limit and the longest context under it.
+    let spec = TinySpec { context: 1 << 24, ..TinySpec::odd() };
+    let file = GgufFile::from_bytes(tiny_llama_gguf(&spec, 5)).unwrap();
+    let options = LlamaOptions { context: 1 << 24, kv_type: KvType::Q8_0, ..Default::default() };
+    let e = pollster::block_on(Llama::load(&ctx, &file, options.clone(), &mut |_, _| {})).err().unwrap();
+    let limit = ctx.max_binding_size();
+    let Error::Model(ModelError::ContextTooLarge { context, needed, fits, limit: said, .. }) = e else { panic!("{e}") };
+    assert_eq!((context, said), (1 << 24, limit));
+    assert!(needed > limit && fits as u64 == (limit / 128).min(1 << 24), "needed {needed}, fits {fits}");
+    let config = qgpu::model::llama::LlamaConfig::from_source(&file).unwrap();
+    let at = |context| qgpu::model::llama::check_context_fits(&config, &LlamaOptions { context, ..options.clone() }.resolve(&config), limit);
+    assert!(at(fits).is_ok() && at(fits + 1).is_err());
 }

@@ -4,6 +4,7 @@
 use naga::back::PipelineConstants;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use qgpu::gpu::{Kernel, ShaderModuleId};
+use qgpu::quant::kv::KvType;
 use qgpu::quant::Format;
 
 fn parse(name: &str, source: &str) -> naga::Module {
@@ -82,6 +83,14 @@ fn constant_sets(kernel: Kernel) -> Vec<PipelineConstants> {
                 c.insert("FORMAT".into(), Format::Q8_0.shader_code() as f64);
                 c.insert("ROWS".into(), rows);
                 c.insert("WORKGROUP".into(), 256.0);
+                sets.push(c);
+            }
+        }
+        // Every KV cache element type.
+        Kernel::KvStore | Kernel::FlashSplit => {
+            for ty in KvType::ALL {
+                let mut c = PipelineConstants::default();
+                c.insert("KV_TYPE".into(), ty.shader_code() as f64);
                 sets.push(c);
             }
         }

@@ -46,10 +46,11 @@ export class Qgpu {
   /**
    * Loads a GGUF model from a URL (string or URL), a File/Blob, a Response, or bytes
    * (Uint8Array/ArrayBuffer). `onProgress({phase, loaded, total})` reports the download
-   * ('download', bytes) and the upload to the GPU ('upload', tensors).
+   * ('download', bytes) and the upload to the GPU ('upload', tensors). `kvType` ('f32', 'f16',
+   * 'q8_0', 'q4_0'; default 'f16') is how the KV cache stores values.
    * The download streams straight into WebAssembly memory: no second copy is kept in JS.
    */
-  async loadModel(source, onProgress = () => {}) {
+  async loadModel(source, onProgress = () => {}, { kvType } = {}) {
     let bytes;
     if (source instanceof Uint8Array || source instanceof ArrayBuffer) {
       const array = source instanceof Uint8Array ? source : new Uint8Array(source);
@@ -85,7 +86,7 @@ export class Qgpu {
       }
     }
     // `bytes` is consumed (moved into Rust) by this call.
-    const info = await this.inner.loadModel(bytes, (done, total) => onProgress({ phase: 'upload', loaded: done, total }));
+    const info = await this.inner.loadModel(bytes, (done, total) => onProgress({ phase: 'upload', loaded: done, total }), kvType);
     this.model = info;
     return info;
   }

@@ -9,6 +9,7 @@ use qgpu::eval::{compare_language_models, EmbeddingScore, LmScore, ModelSize};
 use qgpu::model::bert::{BertOptions, Embedder};
 use qgpu::gpu::{Context, ContextOptions};
 use qgpu::model::llama::{ArchSpec, Llama, LlamaConfig, LlamaOptions};
+use qgpu::ops::KvType;
 use qgpu::model::tokenizer::Tokenizer;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,11 @@ pub struct EvalArgs {
     /// window starts from an empty KV cache.
     #[arg(long, default_value_t = 256)]
     window: usize,
+    /// KV cache type of the scored models (language models): f32, f16, q8_0 or q4_0. The
+    /// reference always keeps an f32 cache, so `--reference M --model M --kv-type q8_0` prices
+    /// the cache type alone.
+    #[arg(long, default_value_t = KvType::F32)]
+    kv_type: KvType,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -138,11 +144,11 @@ fn eval_language_models(ctx: &Context, reference_path: &Path, reference_model: &
     }
     let window = args.window.min(trained).clamp(1, tokens.len());
     let options = LlamaOptions { context: window, chunk: window.min(128), ..Default::default() };
-    let load = |model: &ModelSource| pollster::block_on(Llama::load(ctx, model.source(), options.clone(), &mut |_, _| {}));
-    let mut reference = load(reference_model)?;
+    let load = |model: &ModelSource, kv_type: KvType| pollster::block_on(Llama::load(ctx, model.source(), LlamaOptions { kv_type, ..options.clone() }, &mut |_, _| {}));
+    let mut reference = load(reference_model, KvType::F32)?;
     let mut models = Vec::with_capacity(files.len());
     for (file, path) in files.iter().zip(&args.models) {
-        let model = load(file).with_context(|| format!("cannot load `{}`", path.display()))?;
+        let model = load(file, args.kv_type).with_context(|| format!("cannot load `{}`", path.display()))?;
         if model.config().vocab != reference.config().vocab {
             bail!("`{}` has a vocabulary of {}, the reference {}", path.display(), model.config().vocab, reference.config().vocab);
         }

@@ -9,6 +9,7 @@ use qgpu::loader::hf::TOKENIZER_JSON_KEY;
 use qgpu::loader::{GgmlType, Metadata, OptionalKey, SourceTensor, TensorSource};
 use qgpu::model::bert::{BertConfig, BertMemory, BertOptions};
 use qgpu::model::limits;
+use qgpu::ops::{KvCache, KvType};
 use qgpu::model::llama::{activation_shapes, kv_cache_bytes, LlamaConfig, LlamaOptions, MemoryUse};
 use qgpu::model::ModelError;
 use qgpu::ops::GpuMatrix;
@@ -25,6 +26,9 @@ pub struct InspectArgs {
     /// at the trained context).
     #[arg(long)]
     context: Option<usize>,
+    /// KV cache type to size GPU memory for: f32, f16, q8_0 or q4_0.
+    #[arg(long, default_value_t = KvType::default())]
+    kv_type: KvType,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -65,7 +69,7 @@ struct Memory {
     kv_cache: u64,
     /// `None` where qgpu has no model for the architecture to estimate them from.
     activations: Option<u64>,
-    /// The largest single f32 buffer besides the weights (activation or one layer's K cache).
+    /// The largest single buffer besides the weights (activation or one layer's K cache).
     largest_buffer: u64,
 }
 
@@ -77,7 +81,7 @@ pub fn inspect(args: InspectArgs, options: ContextOptions) -> Result<()> {
     let architecture = meta.get_str("general.architecture").optional()?.map(str::to_owned);
 
     let requested_context = args.context.unwrap_or(LlamaOptions::default().context);
-    let kind = classify(source, requested_context);
+    let kind = classify(source, requested_context, args.kv_type);
     let hyper = match &kind {
         Ok(Kind::Llama(c, _)) => Hyper {
             trained_context: Some(c.trained_context),
@@ -124,7 +128,8 @@ pub fn inspect(args: InspectArgs, options: ContextOptions) -> Result<()> {
         Ok(Kind::Llama(c, o)) => {
             let m = MemoryUse::estimate(c, o, weights);
             let f32s = |rows: usize, cols: usize| rows as u64 * cols as u64 * 4;
-            let largest = activation_shapes(c, o).iter().map(|&(_, r, k)| f32s(r, k)).chain([f32s(o.context, c.kv_dim())]).max().unwrap_or(0);
+            let k_cache = KvCache::buffer_bytes(o.kv_type, o.context, c.kv_heads, c.head_dim);
+            let largest = activation_shapes(c, o).iter().map(|&(_, r, k)| f32s(r, k)).chain([k_cache]).max().unwrap_or(0);
             Memory { context: Some(o.context), weights, kv_cache: m.kv_cache, activations: Some(m.activations), largest_buffer: largest }
         }
         Ok(Kind::Bert(c)) => {
@@ -142,7 +147,7 @@ pub fn inspect(args: InspectArgs, options: ContextOptions) -> Result<()> {
                 .layers
                 .zip(hyper.kv_heads.zip(hyper.head_dim))
                 .filter(|&(l, (kv, hd))| l <= limits::MAX_LAYERS && kv <= limits::MAX_HEADS && hd <= limits::MAX_WIDTH && context <= limits::MAX_CONTEXT)
-                .map(|(l, (kv, hd))| kv_cache_bytes(l, context, kv * hd));
+                .map(|(l, (kv, hd))| kv_cache_bytes(l, context, kv, hd, args.kv_type));
             Memory { context: kv.map(|_| context), weights, kv_cache: kv.unwrap_or(0), activations: None, largest_buffer: 0 }
         }
     };
@@ -240,10 +245,10 @@ pub fn inspect(args: InspectArgs, options: ContextOptions) -> Result<()> {
 
 /// The llama decoder's check first, then the BERT encoder's; the first error that is not
 /// "wrong architecture" is the one that says what is wrong.
-fn classify(source: &dyn TensorSource, context: usize) -> Result<Kind, ModelError> {
+fn classify(source: &dyn TensorSource, context: usize, kv_type: KvType) -> Result<Kind, ModelError> {
     match LlamaConfig::from_source(source) {
         Ok(c) => {
-            let options = LlamaOptions { context, ..Default::default() }.resolve(&c);
+            let options = LlamaOptions { context, kv_type, ..Default::default() }.resolve(&c);
             Ok(Kind::Llama(Box::new(c), options))
         }
         Err(llama @ ModelError::UnsupportedArchitecture { .. }) => match BertConfig::from_source(source) {

@@ -9,6 +9,7 @@ use qgpu::model::generate::{GenerateOptions, Generator};
 use qgpu::model::llama::{Llama, LlamaOptions};
 use qgpu::model::sampler::SamplerConfig;
 use qgpu::model::tokenizer::{SpecialText, Tokenizer};
+use qgpu::ops::KvType;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -62,6 +63,9 @@ pub struct RunArgs {
     /// Positions the KV cache holds (capped at the trained context).
     #[arg(long, default_value_t = LlamaOptions::default().context)]
     context: usize,
+    /// How the KV cache stores each value: f32, f16, q8_0 or q4_0.
+    #[arg(long, default_value_t = KvType::default())]
+    kv_type: KvType,
     /// Print load time, prefill and decode speed and GPU memory to stderr.
     #[arg(long)]
     stats: bool,
@@ -78,7 +82,7 @@ pub fn run(args: RunArgs, options: ContextOptions) -> Result<()> {
     let tokenizer = Tokenizer::from_gguf(file.source().metadata())?;
     let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template("loading {msg} {bar:30} {pos}/{len} tensors")?);
     bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-    let model = pollster::block_on(Llama::load(&ctx, file.source(), LlamaOptions { context: args.context, tune: qgpu::bench::tune::load_cache().map(std::sync::Arc::new), ..Default::default() }, &mut |done, total| {
+    let model = pollster::block_on(Llama::load(&ctx, file.source(), LlamaOptions { context: args.context, kv_type: args.kv_type, tune: qgpu::bench::tune::load_cache().map(std::sync::Arc::new), ..Default::default() }, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     }))?;
@@ -119,10 +123,11 @@ pub fn run(args: RunArgs, options: ContextOptions) -> Result<()> {
             stats.stop
         );
         eprintln!(
-            "GPU memory: weights {:.1} MiB, KV cache {:.1} MiB ({} positions), activations {:.1} MiB",
+            "GPU memory: weights {:.1} MiB, KV cache {:.1} MiB ({} positions, {}), activations {:.1} MiB",
             m.weights as f64 / 1048576.0,
             m.kv_cache as f64 / 1048576.0,
             generator.model.context(),
+            args.kv_type,
             m.activations as f64 / 1048576.0
         );
     }

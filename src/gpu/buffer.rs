@@ -54,7 +54,7 @@ impl Context {
         })
     }
 
-    /// A uniform buffer holding `contents`, zero-padded to a multiple of 32 bytes.
+    /// A uniform buffer holding `contents`, zero-padded to a multiple of 64 bytes.
     pub fn uniform_buffer(&self, what: &'static str, contents: &[u8]) -> wgpu::Buffer {
         let mut data = contents.to_vec();
         data.resize((contents.len() as u64).max(MIN_UNIFORM_BINDING).next_multiple_of(MIN_UNIFORM_BINDING) as usize, 0);

@@ -28,7 +28,7 @@ pub struct Pipeline {
 /// Smallest storage buffer qgpu creates, in bytes.
 pub(crate) const MIN_STORAGE_BINDING: u64 = 16;
 /// Every uniform buffer is padded to this many bytes, enough for any kernel's parameters.
-pub(crate) const MIN_UNIFORM_BINDING: u64 = 32;
+pub(crate) const MIN_UNIFORM_BINDING: u64 = 64;
 
 #[derive(Default)]
 pub(crate) struct PipelineCache {

@@ -51,6 +51,13 @@ pub enum ModelError {
     /// The sequence would outgrow the KV cache.
     #[error("the sequence needs {needed} positions but the KV cache holds {context}")]
     ContextFull { needed: usize, context: usize },
+    /// A buffer that grows with the context (a layer's K or V cache, the RoPE table) would pass
+    /// the adapter's binding limit at the requested context.
+    #[error("a context of {context} positions needs a {what} of {needed} bytes, over this adapter's binding limit of {limit}; at most {fits} positions fit (a smaller --context or --kv-type)")]
+    ContextTooLarge { context: usize, what: &'static str, needed: u64, limit: u64, fits: usize },
+    /// The GPU ran out of memory allocating the model at the requested context.
+    #[error("GPU memory ran out allocating {needed} bytes (weights {weights}, KV cache {kv_cache}) for a context of {context} positions; a smaller --context or --kv-type needs less")]
+    OutOfMemory { context: usize, needed: u64, weights: u64, kv_cache: u64 },
     /// A count in the file is above qgpu's budget for it (docs/security.md).
     #[error(transparent)]
     Limit(#[from] limits::LimitError),

@@ -1,6 +1,8 @@
-//! Rotary embedding, the KV cache, and causal grouped-query attention.
+//! Rotary embedding and causal grouped-query attention over the KV cache (flash attention:
+//! split over the keys, online softmax, one combine pass; `shaders/flash_attention.wgsl`).
 
 use super::plan::{linear_grid, plan, Workgroups};
+use super::kv_cache::{check_head_dim, KvCache};
 use super::{GpuTensor, StepParams};
 use crate::gpu::{Context, Dispatch, Kernel};
 use crate::tensor::ShapeError;
@@ -118,75 +120,98 @@ impl AttnOptions {
     }
 }
 
-/// Plans: rotate Q in place and K into the cache at positions pos0.., copy V into the cache.
-#[allow(clippy::too_many_arguments)]
-pub async fn plan_rope_store(
-    ctx: &Context,
-    dims: AttnDims,
-    tokens: usize,
-    q: &GpuTensor,
-    k: &GpuTensor,
-    v: &GpuTensor,
-    k_cache: &GpuTensor,
-    v_cache: &GpuTensor,
-    rope: &RopeTable,
-    step: &StepParams,
-) -> Result<Dispatch, Error> {
+/// Plans: rotate Q and K in place at positions pos0.. ([`plan_kv_store`](super::plan_kv_store)
+/// then stores K and V).
+pub async fn plan_rope(ctx: &Context, dims: AttnDims, tokens: usize, q: &GpuTensor, k: &GpuTensor, rope: &RopeTable, step: &StepParams) -> Result<Dispatch, Error> {
     const OP: &str = "rope";
     dims.check()?;
     expect_cols(OP, "q width", q, dims.heads * dims.head_dim)?;
-    for (what, t) in [("k width", k), ("v width", v), ("k cache width", k_cache), ("v cache width", v_cache)] {
-        expect_cols(OP, what, t, dims.kv_heads * dims.head_dim)?;
-    }
+    expect_cols(OP, "k width", k, dims.kv_heads * dims.head_dim)?;
     if rope.rope_dims > dims.head_dim {
         return Err(ShapeError::TooLarge { op: OP, what: "rope dimensions", actual: rope.rope_dims, max: dims.head_dim }.into());
     }
-    if tokens > q.rows().min(k.rows()).min(v.rows()) {
-        return Err(ShapeError::TooLarge { op: OP, what: "tokens", actual: tokens, max: q.rows() }.into());
+    if tokens > q.rows().min(k.rows()) {
+        return Err(ShapeError::TooLarge { op: OP, what: "tokens", actual: tokens, max: q.rows().min(k.rows()) }.into());
     }
     let halves = usize::from(rope.style == RopeStyle::Halves);
     let params = [dims.heads, dims.kv_heads, dims.head_dim, rope.rope_dims, tokens, halves].map(|v| v as u32);
     let count = tokens * (dims.heads + dims.kv_heads) * dims.head_dim / 2;
-    plan(
-        ctx,
-        Kernel::RopeStore,
-        vec![],
-        &[&q.buffer, &k.buffer, &v.buffer, &k_cache.buffer, &v_cache.buffer, &rope.table.buffer],
-        &params,
-        &[&step.buffer],
-        linear_grid(ctx, OP, count)?,
-    )
-    .await
+    plan(ctx, Kernel::Rope, vec![], &[&q.buffer, &k.buffer, &rope.table.buffer], &params, &[&step.buffer], linear_grid(ctx, OP, count)?).await
 }
 
-/// Indirect arguments of the score pass, whose width grows with the sequence.
+/// Calls of at most this many tokens are decode: one row block per KV head, many splits.
+pub const DECODE_TOKENS: usize = 8;
+/// Query rows (token × head of a GQA group) one attention workgroup holds (`ROWS` in the shader).
+const BLOCK_ROWS: usize = 8;
+
+/// Keys one split of the attention covers, for `tokens` queries on a cache of `context`
+/// positions: decode cuts the context into up to 32 splits for parallelism, prefill (whose row
+/// blocks are parallel already) into up to 4. Either way the partial results are bounded by
+/// a constant number of splits, not by the context.
+pub fn split_keys(context: usize, tokens: usize) -> usize {
+    if tokens <= DECODE_TOKENS {
+        256.max(context.div_ceil(32))
+    } else {
+        1024.max(context.div_ceil(4))
+    }
+}
+
+/// (rows, cols) of the two f32 partial-result buffers attention needs for calls of up to
+/// `chunk` tokens on a cache of `context` positions: per split and query row, the unnormalized
+/// output (`head_dim`) and the running max and sum (2).
+pub fn attention_partials(dims: AttnDims, context: usize, chunk: usize) -> [(usize, usize); 2] {
+    let rows = [chunk.min(DECODE_TOKENS), chunk].into_iter().map(|t| context.div_ceil(split_keys(context, t)) * t * dims.heads).max().unwrap_or(1);
+    [(rows, dims.head_dim), (rows, 2)]
+}
+
+/// The splits' partial results, shared by every layer.
+pub struct AttnWorkspace {
+    acc: GpuTensor,
+    ml: GpuTensor,
+}
+
+impl AttnWorkspace {
+    pub fn new(ctx: &Context, dims: AttnDims, context: usize, chunk: usize) -> Result<Self, Error> {
+        let [(ar, ac), (mr, mc)] = attention_partials(dims, context, chunk);
+        let acc = GpuTensor::zeros(ctx, ar, ac)?;
+        let ml = GpuTensor::zeros(ctx, mr, mc)?;
+        ctx.check_binding("attention partials", acc.bytes())?;
+        Ok(Self { acc, ml })
+    }
+    pub fn bytes(&self) -> u64 {
+        self.acc.bytes() + self.ml.bytes()
+    }
+}
+
+/// Indirect arguments of the attention pass, whose split count grows with the sequence.
 pub struct AttnArgs {
     buffer: wgpu::Buffer,
+    context: usize,
 }
 
 impl AttnArgs {
-    pub fn new(ctx: &Context) -> Self {
-        Self { buffer: ctx.indirect_buffer() }
+    /// For a cache of `context` positions.
+    pub fn new(ctx: &Context, context: usize) -> Self {
+        Self { buffer: ctx.indirect_buffer(), context }
     }
-    /// Sizes the score pass for `tokens` queries starting at position `pos0`.
+    /// Sizes the attention pass for `tokens` queries starting at position `pos0`.
     pub fn write(&self, ctx: &Context, dims: AttnDims, pos0: usize, tokens: usize) {
-        let keys = (pos0 + tokens).div_ceil(64) as u32;
-        ctx.write_buffer(&self.buffer, 0, bytemuck::bytes_of(&[keys, (dims.heads * tokens) as u32, 1u32]));
+        let splits = (pos0 + tokens).div_ceil(split_keys(self.context, tokens)) as u32;
+        let blocks = (tokens * (dims.heads / dims.kv_heads.max(1))).div_ceil(BLOCK_ROWS) as u32;
+        ctx.write_buffer(&self.buffer, 0, bytemuck::bytes_of(&[splits, dims.kv_heads as u32, blocks]));
     }
 }
 
 /// Plans softmax(Q·Kᵀ · scale, causal, windowed and soft-capped as `options` say) · V for
-/// `tokens` queries into `out`.
-/// `scores` holds `heads × tokens` rows of the cache's length.
+/// `tokens` queries into `out`, reading `cache` in its element type.
 #[allow(clippy::too_many_arguments)]
 pub async fn plan_attention(
     ctx: &Context,
     dims: AttnDims,
     tokens: usize,
     q: &GpuTensor,
-    k_cache: &GpuTensor,
-    v_cache: &GpuTensor,
-    scores: &GpuTensor,
+    cache: &KvCache,
+    work: &AttnWorkspace,
     out: &GpuTensor,
     step: &StepParams,
     args: &AttnArgs,
@@ -194,29 +219,49 @@ pub async fn plan_attention(
 ) -> Result<Vec<Dispatch>, Error> {
     const OP: &str = "attention";
     dims.check()?;
-    let context = k_cache.rows();
+    cache.check_dims(OP, dims)?;
+    check_head_dim(cache.kv_type(), dims.head_dim)?;
     expect_cols(OP, "q width", q, dims.heads * dims.head_dim)?;
     expect_cols(OP, "out width", out, dims.heads * dims.head_dim)?;
-    expect_cols(OP, "score row length", scores, context)?;
-    if scores.rows() < dims.heads * tokens {
-        return Err(ShapeError::TooLarge { op: OP, what: "score rows", actual: dims.heads * tokens, max: scores.rows() }.into());
+    if tokens == 0 || tokens > q.rows().min(out.rows()) {
+        return Err(ShapeError::TooLarge { op: OP, what: "tokens", actual: tokens, max: q.rows().min(out.rows()) }.into());
     }
-    for (what, t) in [("attention scores", scores), ("k cache", k_cache), ("v cache", v_cache)] {
-        ctx.check_binding(what, t.bytes())?;
+    let context = args.context;
+    let split = split_keys(context, tokens);
+    let partial_rows = context.div_ceil(split) * tokens * dims.heads;
+    if partial_rows > work.ml.rows() || dims.head_dim != work.acc.cols() {
+        return Err(ShapeError::TooLarge { op: OP, what: "partial rows", actual: partial_rows, max: work.ml.rows() }.into());
+    }
+    // The ring must hold every position a query of this call can see.
+    let needed = options.window.map_or(context, |w| (w + tokens - 1).min(context));
+    if cache.rows() < needed {
+        return Err(ShapeError::TooLarge { op: OP, what: "positions seen", actual: needed, max: cache.rows() }.into());
     }
     let window = u32::try_from(options.window.unwrap_or(0)).unwrap_or(u32::MAX);
     let softcap = options.softcap.unwrap_or(0.0);
-    let params = [dims.heads as u32, dims.kv_heads as u32, dims.head_dim as u32, tokens as u32, context as u32, options.scale.to_bits(), window, softcap.to_bits()];
-    let bind = |cache: &GpuTensor| [&q.buffer, &cache.buffer, &scores.buffer, &out.buffer].map(|b| b.clone());
-    let mut dispatches = Vec::with_capacity(3);
-    let k_bufs = bind(k_cache);
-    let k_refs: Vec<&wgpu::Buffer> = k_bufs.iter().collect();
-    dispatches.push(plan(ctx, Kernel::AttnScores, vec![], &k_refs, &params, &[&step.buffer], Workgroups::Indirect(&args.buffer)).await?);
-    let rows = (dims.heads * tokens) as u32;
-    dispatches.push(plan(ctx, Kernel::AttnSoftmax, vec![], &k_refs, &params, &[&step.buffer], Workgroups::Direct([rows, 1, 1])).await?);
-    let v_bufs = bind(v_cache);
-    let v_refs: Vec<&wgpu::Buffer> = v_bufs.iter().collect();
+    let params = [
+        dims.heads as u32,
+        dims.kv_heads as u32,
+        dims.head_dim as u32,
+        tokens as u32,
+        cache.rows() as u32,
+        options.scale.to_bits(),
+        window,
+        softcap.to_bits(),
+        split as u32,
+        cache.row_words() as u32,
+    ];
+    let split_pass = plan(
+        ctx,
+        Kernel::FlashSplit,
+        cache.constants(),
+        &[&q.buffer, &cache.k, &cache.v, &work.acc.buffer, &work.ml.buffer],
+        &params,
+        &[&step.buffer],
+        Workgroups::Indirect(&args.buffer),
+    )
+    .await?;
     let count = tokens * dims.heads * dims.head_dim;
-    dispatches.push(plan(ctx, Kernel::AttnValues, vec![], &v_refs, &params, &[&step.buffer], linear_grid(ctx, OP, count)?).await?);
-    Ok(dispatches)
+    let combine = plan(ctx, Kernel::FlashCombine, vec![], &[&work.acc.buffer, &work.ml.buffer, &out.buffer], &params, &[&step.buffer], linear_grid(ctx, OP, count)?).await?;
+    Ok(vec![split_pass, combine])
 }

@@ -7,6 +7,7 @@ pub mod copy;
 pub mod elementwise;
 pub mod embed;
 pub mod encoder_attention;
+pub mod kv_cache;
 pub mod layer_norm;
 pub mod linear;
 pub mod metrics;
@@ -16,7 +17,9 @@ pub mod probe;
 mod tensor;
 pub mod tune;
 
-pub use attention::{plan_attention, plan_rope_store, AttnArgs, AttnDims, AttnOptions, RopeScaling, RopeStyle, RopeTable};
+pub use attention::{attention_partials, plan_attention, plan_rope, split_keys, AttnArgs, AttnDims, AttnOptions, AttnWorkspace, RopeScaling, RopeStyle, RopeTable, DECODE_TOKENS};
+pub use crate::quant::kv::KvType;
+pub use kv_cache::{plan_kv_store, KvCache};
 pub use copy::CopyProbe;
 pub use elementwise::{plan_add, plan_gelu_tanh_mul, plan_scale, plan_silu_mul, plan_softcap};
 pub use bias::{plan_add_bias, plan_add_bias_gelu};

@@ -5,6 +5,7 @@ mod format;
 pub mod iq4nl;
 pub mod kquants;
 pub mod kquants_low;
+pub mod kv;
 mod matrix;
 pub mod mxfp4;
 pub mod reference;

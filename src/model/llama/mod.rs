@@ -29,19 +29,22 @@ pub struct LlamaOptions {
     pub chunk: usize,
     /// Matvec variants measured by `qgpu tune` on this adapter; the defaults where absent.
     pub tune: Option<Arc<TuneTable>>,
+    /// How the KV cache stores each value.
+    pub kv_type: KvType,
 }
 
 impl Default for LlamaOptions {
     fn default() -> Self {
-        Self { context: 2048, chunk: 128, tune: None }
+        Self { context: 2048, chunk: 128, tune: None, kv_type: KvType::default() }
     }
 }
 
 impl LlamaOptions {
     /// The options [`Llama::load`] runs `config` with: the context capped at the trained one,
-    /// and context and chunk at least 1.
+    /// the chunk at the context, and both at least 1.
     pub fn resolve(&self, config: &LlamaConfig) -> LlamaOptions {
-        LlamaOptions { context: self.context.min(config.trained_context).max(1), chunk: self.chunk.max(1), tune: self.tune.clone() }
+        let context = self.context.min(config.trained_context).max(1);
+        LlamaOptions { context, chunk: self.chunk.min(context).max(1), tune: self.tune.clone(), kv_type: self.kv_type }
     }
 }
 
@@ -68,7 +71,6 @@ struct Activations {
     proj: GpuTensor,
     gate: GpuTensor,
     up: GpuTensor,
-    scores: GpuTensor,
     logits: GpuTensor,
     ids: GpuIds,
 }
@@ -82,7 +84,8 @@ pub struct MemoryUse {
 }
 
 /// The f32 buffers besides weights and KV cache that [`Llama::load`] allocates, as (name,
-/// rows, cols): first the `Activations` matrices in field order, then the RoPE tables.
+/// rows, cols): first the `Activations` matrices in field order, then the attention's partial
+/// results, then the RoPE tables.
 /// Resolve `options` first ([`LlamaOptions::resolve`]).
 pub fn activation_shapes(c: &LlamaConfig, options: &LlamaOptions) -> Vec<(&'static str, usize, usize)> {
     let (t, n) = (options.chunk, options.context);
@@ -97,10 +100,10 @@ pub fn activation_shapes(c: &LlamaConfig, options: &LlamaOptions) -> Vec<(&'stat
         ("proj", t, c.dim),
         ("gate", t, c.ffn),
         ("up", t, c.ffn),
-        ("scores", c.heads * t, n),
         ("logits", 1, c.vocab),
-        ("rope", n, c.rope_dims),
     ];
+    let [acc, ml] = attention_partials(dims_of(c), n, t);
+    shapes.extend([("attn_partial_acc", acc.0, acc.1), ("attn_partial_ml", ml.0, ml.1), ("rope", n, c.rope_dims)]);
     if c.window.is_some() && c.window_rope_base.is_some() {
         shapes.push(("window_rope", n, c.rope_dims));
     }
@@ -110,23 +113,57 @@ pub fn activation_shapes(c: &LlamaConfig, options: &LlamaOptions) -> Vec<(&'stat
     shapes
 }
 
-/// Bytes of an f32 K and an f32 V cache of `context × kv_dim` for each of `layers` layers.
-pub fn kv_cache_bytes(layers: usize, context: usize, kv_dim: usize) -> u64 {
-    2 * layers as u64 * context as u64 * kv_dim as u64 * 4
+/// Bytes of a K and a V cache of `context` positions of `kv_heads` heads of `head_dim` values,
+/// stored as `kv_type`, for each of `layers` layers (no sliding windows).
+pub fn kv_cache_bytes(layers: usize, context: usize, kv_heads: usize, head_dim: usize, kv_type: KvType) -> u64 {
+    layers as u64 * KvCache::bytes_for(kv_type, context, kv_heads, head_dim)
+}
+
+/// Positions layer `i`'s KV cache holds: the whole context, or in a sliding-window layer a
+/// ring of the window plus a chunk (every position a query of the chunk can still see).
+pub fn cache_rows(c: &LlamaConfig, options: &LlamaOptions, i: usize) -> usize {
+    match c.layer_window(i) {
+        Some(w) => (w + options.chunk - 1).min(options.context),
+        None => options.context,
+    }
+}
+
+fn dims_of(c: &LlamaConfig) -> AttnDims {
+    AttnDims { heads: c.heads, kv_heads: c.kv_heads, head_dim: c.head_dim }
 }
 
 impl MemoryUse {
     /// What [`Llama::load`] allocates besides `weights` for resolved `options`, computed
-    /// without a GPU: an f32 K and V cache of `context × kv_dim` per layer, and the
-    /// activations of [`activation_shapes`].
+    /// without a GPU: a K and V cache of [`cache_rows`] positions per layer in
+    /// `options.kv_type`, and the activations of [`activation_shapes`].
     pub fn estimate(c: &LlamaConfig, options: &LlamaOptions, weights: u64) -> MemoryUse {
         let f32s = |rows: usize, cols: usize| rows as u64 * cols as u64 * 4;
         MemoryUse {
             weights,
-            kv_cache: kv_cache_bytes(c.layers, options.context, c.kv_dim()),
+            kv_cache: (0..c.layers).map(|i| KvCache::bytes_for(options.kv_type, cache_rows(c, options, i), c.kv_heads, c.head_dim)).sum(),
             activations: activation_shapes(c, options).iter().map(|&(_, r, k)| f32s(r, k)).sum(),
         }
     }
+}
+
+/// Fails with [`ModelError::ContextTooLarge`] where a buffer that grows with the context would
+/// not fit one binding of `limit` bytes: a full layer's K (or V) cache, or a RoPE table.
+pub fn check_context_fits(c: &LlamaConfig, options: &LlamaOptions, limit: u64) -> Result<(), ModelError> {
+    let kv_per_position = KvCache::buffer_bytes(options.kv_type, 1, c.kv_heads, c.head_dim);
+    let rope_per_position = c.rope_dims as u64 * 4;
+    let full_layers = (0..c.layers).any(|i| c.layer_window(i).is_none());
+    let mut buffers = vec![("RoPE table", rope_per_position)];
+    if full_layers {
+        buffers.push(("K cache per layer", kv_per_position));
+    }
+    let fits = buffers.iter().map(|&(_, per)| limit / per.max(1)).min().unwrap_or(u64::MAX).min(c.trained_context as u64) as usize;
+    for (what, per) in buffers {
+        let needed = per * options.context as u64;
+        if needed > limit {
+            return Err(ModelError::ContextTooLarge { context: options.context, what, needed, limit, fits });
+        }
+    }
+    Ok(())
 }
 
 pub struct Llama {
@@ -134,8 +171,8 @@ pub struct Llama {
     options: LlamaOptions,
     weights: Weights,
     acts: Activations,
-    k_cache: Vec<GpuTensor>,
-    v_cache: Vec<GpuTensor>,
+    caches: Vec<KvCache>,
+    attn_work: AttnWorkspace,
     rope: RopeTable,
     /// The sliding-window layers' table, when their RoPE base differs (Gemma 3).
     window_rope: Option<RopeTable>,
@@ -157,6 +194,7 @@ impl Llama {
     pub async fn load(ctx: &Context, source: &dyn TensorSource, options: LlamaOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Self, Error> {
         let config = LlamaConfig::from_source(source)?;
         let options = options.resolve(&config);
+        check_context_fits(&config, &options, ctx.max_binding_size())?;
         let weights = weights::load(ctx, source, &config, progress)?;
         let c = &config;
         let shapes = activation_shapes(c, &options);
@@ -172,16 +210,17 @@ impl Llama {
             proj: t(7)?,
             gate: t(8)?,
             up: t(9)?,
-            scores: t(10)?,
-            logits: t(11)?,
+            logits: t(10)?,
             ids: GpuIds::new(ctx, options.chunk)?,
         };
-        let mut k_cache = Vec::with_capacity(c.layers);
-        let mut v_cache = Vec::with_capacity(c.layers);
-        for _ in 0..c.layers {
-            k_cache.push(GpuTensor::zeros(ctx, options.context, c.kv_dim())?);
-            v_cache.push(GpuTensor::zeros(ctx, options.context, c.kv_dim())?);
-        }
+        let attn_work = AttnWorkspace::new(ctx, dims_of(c), options.context, options.chunk)?;
+        let caches = (0..c.layers).map(|i| KvCache::new(ctx, options.kv_type, cache_rows(c, &options, i), c.kv_heads, c.head_dim)).collect::<Result<Vec<_>, _>>().map_err(|e| match e {
+            Error::Gpu(crate::gpu::GpuError::OutOfMemory { .. }) => {
+                let m = MemoryUse::estimate(c, &options, weights.bytes);
+                ModelError::OutOfMemory { context: options.context, needed: m.weights + m.kv_cache + m.activations, weights: m.weights, kv_cache: m.kv_cache }.into()
+            }
+            e => e,
+        })?;
         // As llama.cpp: `rope_freqs` if present, else LongRoPE's short or long factors by
         // whether the cache outgrows the original context.
         let long = options.context > c.rope_original_context;
@@ -198,22 +237,24 @@ impl Llama {
         let memory = MemoryUse::estimate(c, &options, weights.bytes);
         debug_assert_eq!(
             memory.activations,
-            [&acts.x, &acts.xn, &acts.q, &acts.k, &acts.k_raw, &acts.v, &acts.attn, &acts.proj, &acts.gate, &acts.up, &acts.scores, &acts.logits].iter().map(|t| t.bytes()).sum::<u64>()
+            [&acts.x, &acts.xn, &acts.q, &acts.k, &acts.k_raw, &acts.v, &acts.attn, &acts.proj, &acts.gate, &acts.up, &acts.logits].iter().map(|t| t.bytes()).sum::<u64>()
+                + attn_work.bytes()
                 + rope.bytes()
                 + [&window_rope, &no_rope].iter().filter_map(|t| t.as_ref()).map(|t| t.bytes()).sum::<u64>()
         );
+        debug_assert_eq!(memory.kv_cache, caches.iter().map(KvCache::bytes).sum::<u64>());
         let mut model = Self {
             rope,
             window_rope,
             no_rope,
             step: StepParams::new(ctx),
-            args: AttnArgs::new(ctx),
+            args: AttnArgs::new(ctx, options.context),
             config,
             options,
             weights,
             acts,
-            k_cache,
-            v_cache,
+            caches,
+            attn_work,
             plans: HashMap::new(),
             observed_plans: HashMap::new(),
             all_logits: None,
@@ -344,7 +385,7 @@ impl Llama {
     }
 
     fn dims(&self) -> AttnDims {
-        AttnDims { heads: self.config.heads, kv_heads: self.config.kv_heads, head_dim: self.config.head_dim }
+        dims_of(&self.config)
     }
 
     fn head_matrix(&self) -> &GpuMatrix {
@@ -414,9 +455,10 @@ impl Llama {
                 (_, Some(_)) => self.window_rope.as_ref().unwrap_or(&self.rope),
                 _ => &self.rope,
             };
-            d.push(plan_rope_store(ctx, dims, t, &q, &k, &v, &self.k_cache[i], &self.v_cache[i], rope, &self.step).await?);
+            d.push(plan_rope(ctx, dims, t, &q, &k, rope, &self.step).await?);
+            d.push(plan_kv_store(ctx, dims, t, &k, &v, &self.caches[i], &self.step).await?);
             let options = AttnOptions { scale: c.attn_scale, window, softcap: c.attn_softcap };
-            d.extend(plan_attention(ctx, dims, t, &q, &self.k_cache[i], &self.v_cache[i], &a.scores, &attn, &self.step, &self.args, options).await?);
+            d.extend(plan_attention(ctx, dims, t, &q, &self.caches[i], &self.attn_work, &attn, &self.step, &self.args, options).await?);
             tap(d.len(), TapInput::Attention, vec![n("attn_output")]);
             d.extend(plan_linear(ctx, &w.o, &attn, &proj, self.tuned(ctx, &w.o, &attn)).await?.dispatches);
             d.extend(self.residual(ctx, &x, &proj, &w.post_attn_norm, &xn, t).await?);
