@@ -11,6 +11,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::reference::{q4_0_scale, q8_0_scale};
+
 /// How the KV cache stores each value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum KvType {
@@ -130,24 +132,14 @@ fn round_away(v: f32) -> f32 {
 
 /// ggml's `quantize_row_q8_0_ref`: d = max|x| / 127, q = round(x / d); q as its byte.
 fn quantize_q8(x: &[f32]) -> (f32, Vec<u32>) {
-    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let (d, id) = q8_0_scale(x);
     (d, x.iter().map(|v| round_away(v * id) as i8 as u8 as u32).collect())
 }
 
 /// ggml's `quantize_row_q4_0_ref`: d = (the value of largest magnitude) / -8, q = min(15,
 /// trunc(x / d + 8.5)), stored as q and read as q - 8.
 fn quantize_q4(x: &[f32]) -> (f32, Vec<u32>) {
-    let (mut amax, mut max) = (0.0f32, 0.0f32);
-    for &v in x {
-        if amax < v.abs() {
-            amax = v.abs();
-            max = v;
-        }
-    }
-    let d = max / -8.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let (d, id) = q4_0_scale(x);
     (d, x.iter().map(|v| ((v * id + 8.5).floor() as u32).min(15)).collect())
 }
 

@@ -51,10 +51,30 @@ pub fn quantize(format: Format, rows: usize, cols: usize, values: &[f32]) -> Res
     QuantMatrix::new(format, rows, cols, out)
 }
 
-pub fn quantize_q8_0(x: &[f32]) -> BlockQ8_0 {
+/// Q8_0's scale d = max|x| / 127 and its inverse (0 for an all-zero run); shared with the
+/// Q8_0 KV cache, whose runs may be shorter than a block.
+pub(crate) fn q8_0_scale(x: &[f32]) -> (f32, f32) {
     let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
     let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    (d, if d != 0.0 { 1.0 / d } else { 0.0 })
+}
+
+/// Q4_0's scale d = (the value of largest magnitude) / -8 and its inverse: ggml keeps the
+/// signed value, so that it maps exactly to -8. Shared with the Q4_0 KV cache.
+pub(crate) fn q4_0_scale(x: &[f32]) -> (f32, f32) {
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    let d = max / -8.0;
+    (d, if d != 0.0 { 1.0 / d } else { 0.0 })
+}
+
+pub fn quantize_q8_0(x: &[f32]) -> BlockQ8_0 {
+    let (d, id) = q8_0_scale(x);
     let mut qs = [0i8; QK];
     for (q, v) in qs.iter_mut().zip(x) {
         // C's roundf rounds half away from zero, as f32::round does.
@@ -64,16 +84,7 @@ pub fn quantize_q8_0(x: &[f32]) -> BlockQ8_0 {
 }
 
 pub fn quantize_q4_0(x: &[f32]) -> BlockQ4_0 {
-    // ggml keeps the signed value of largest magnitude, so that it maps exactly to -8.
-    let (mut amax, mut max) = (0.0f32, 0.0f32);
-    for &v in x {
-        if amax < v.abs() {
-            amax = v.abs();
-            max = v;
-        }
-    }
-    let d = max / -8.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let (d, id) = q4_0_scale(x);
     let mut qs = [0u8; QK / 2];
     for (j, q) in qs.iter_mut().enumerate() {
         // (int8_t)(x + 8.5f) truncates toward zero, as `as i8` does.
