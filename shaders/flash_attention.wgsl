@@ -2,16 +2,25 @@
 // any context-sized shape. Query t sits at position pos0 + t and sees positions
 // first_key(t)..=pos0 + t: all of them, or in a sliding-window layer the last `window`.
 //
-// flash_split: one workgroup per (split of the keys, KV head, block of 8 query rows), a row
-// being one (token, query head of this KV head's group). It walks its keys in tiles: the tile's
-// K and V are read from the cache once, dequantized into workgroup memory, and used by every
-// row of the block, so each K/V value is read once for all the query heads that share it.
-// Each row keeps a running max m, sum l and unnormalized output. Decode (1-8 tokens) is one
-// row block per KV head and many splits; prefill many row blocks and few splits.
+// flash_split: one workgroup per (split of the keys, KV head, block of ROWS query rows), a row
+// being one (token, query head of this KV head's group). It walks its keys in tiles of 256, in
+// four phases between barriers:
+//   scores:  invocation i takes keys i, i + 64, i + 128, i + 192 of the tile, reads their K rows
+//            from the cache once and dots them with every row's query; each query value it
+//            loads serves four keys (loads cost far more than arithmetic on CPU adapters);
+//   max:     one invocation per row takes the tile's max, the new running max m and the factor
+//            e^(m_old - m_new) for what the row summed before;
+//   weights: each invocation turns its keys' scores into e^(s - m);
+//   values:  invocation c, for each vec4 column c of the head, reads the tile's V column once
+//            and adds weight × V into every row's accumulator.
+// So every K/V value is read once for all the query rows of the block (all the query heads of
+// a GQA group, in decode).
+// ROWS (a pipeline constant, at most 8) is the group size × tokens in decode, so the unrolled
+// row code carries no idle rows there; prefill uses 8.
 // flash_combine: one invocation per output value merges the splits' (m, l, acc).
 //
-// Workgroup memory: 2 × 1920 + 256 f32 = 16 KiB, 64 invocations, no subgroups: browser limits.
-// Heads are read as vec4s: head_dim is a multiple of 8.
+// Workgroup memory: 8.1 KiB, 64 invocations, no subgroups: within browser limits.
+// Heads are read as vec4s: head_dim is a multiple of 8, at most 256 (64 columns).
 
 struct AttnParams {
     heads: u32,
@@ -41,25 +50,23 @@ override KV_TYPE: u32 = 1u;
 @group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;         // [tokens][heads][head_dim / 4]
 @group(0) @binding(1) var<storage, read> k_cache: array<u32>;         // [slot][kv_heads][row_words]
 @group(0) @binding(2) var<storage, read> v_cache: array<u32>;
-@group(0) @binding(3) var<storage, read_write> part_acc: array<f32>;  // [split][tokens][heads][head_dim]
+@group(0) @binding(3) var<storage, read_write> part_acc: array<vec4<f32>>; // [split][tokens][heads][head_dim / 4]
 @group(0) @binding(4) var<storage, read_write> part_ml: array<vec2<f32>>; // [split][tokens][heads]
 @group(0) @binding(5) var<uniform> params: AttnParams;
 @group(0) @binding(6) var<uniform> step: Step;
 
-const ROWS: u32 = 8u;
-// Invocations that share one row's output: lane l owns the vec4 columns l, l + 8, ... (≤ 8 of
-// them, head_dim ≤ 256), held in eight vec4 registers, since llvmpipe keeps an indexed private
-// array in memory.
-const LANES: u32 = 8u;
-// vec4s of K, and of V, a tile holds (1920 f32).
-const TILE: u32 = 480u;
-const MAX_TILE_KEYS: u32 = 32u;
+// Query rows a workgroup holds: 1-8 (the unrolled row code below has eight).
+override ROWS: u32 = 8u;
+// Keys a tile holds: four per invocation in the score phase.
+const TILE_KEYS: u32 = 256u;
 // Below any real score; a masked key.
 const MASKED: f32 = -3.0e38;
 
-var<workgroup> kt: array<vec4<f32>, TILE>;
-var<workgroup> vt: array<vec4<f32>, TILE>;
-var<workgroup> st: array<f32, 256>; // [ROWS][MAX_TILE_KEYS]
+// [row][key]: the tile's scores, then its weights e^(s - m).
+var<workgroup> st: array<f32, 2048>;
+// Per row: the running max, and the factor for what was summed before this tile.
+var<workgroup> row_max: array<f32, 8>;
+var<workgroup> row_corr: array<f32, 8>;
 
 // The first cache position query t attends to.
 fn first_key(t: u32) -> u32 {
@@ -112,30 +119,70 @@ fn load4(is_v: bool, b: u32, c: u32) -> vec4<f32> {
     }
 }
 
-fn soft_cap(s: f32) -> f32 {
+// First word of key j's head row for KV head kv.
+fn row_base(j: u32, kv: u32) -> u32 {
+    return ((j % params.rows) * params.kv_heads + kv) * params.row_words;
+}
+
+// Row r of a block is its `ROWS * block + r`-th (token, group head) pair; rows past the last
+// real one repeat it, so their loads stay in bounds (their results are never stored).
+struct Row {
+    t: u32,
+    h: u32,
+}
+
+fn block_row(kv: u32, r0: u32, r: u32, block_rows: u32) -> Row {
+    let group = params.heads / params.kv_heads;
+    let row = min(r0 + r, block_rows - 1u);
+    return Row(row / group, kv * group + row % group);
+}
+
+// Row `row`'s scaled, capped score of key j, or MASKED where it may not see j or j is past
+// the keys this block reads.
+fn finish_score(dot4: f32, row: Row, j: u32, k1: u32) -> f32 {
+    if j >= k1 || j < first_key(row.t) || j > step.pos0 + row.t {
+        return MASKED;
+    }
+    var s = dot4 * params.scale;
     if params.softcap > 0.0 {
         // Clamped as in elementwise.wgsl: tanh through exp overflows for large arguments.
-        return params.softcap * tanh(clamp(s / params.softcap, -10.0, 10.0));
+        s = params.softcap * tanh(clamp(s / params.softcap, -10.0, 10.0));
     }
     return s;
 }
 
-// e · V's vec4 column `col` of tile key kk, or 0 past the head.
-fn term(e: f32, kk: u32, col: u32, hd4: u32) -> vec4<f32> {
-    if col < hd4 {
-        return e * vt[kk * hd4 + col];
-    }
-    return vec4<f32>(0.0);
+// The scores of the invocation's four keys j, j + 64, j + 128, j + 192 for one row.
+fn finish4(d: vec4<f32>, row: Row, j: u32, k1: u32) -> vec4<f32> {
+    return vec4<f32>(finish_score(d.x, row, j, k1), finish_score(d.y, row, j + 64u, k1), finish_score(d.z, row, j + 128u, k1), finish_score(d.w, row, j + 192u, k1));
 }
 
-fn store4(row: u32, col: u32, hd4: u32, a: vec4<f32>) {
-    if col < hd4 {
-        let at = (row * hd4 + col) * 4u;
-        part_acc[at] = a.x;
-        part_acc[at + 1u] = a.y;
-        part_acc[at + 2u] = a.z;
-        part_acc[at + 3u] = a.w;
-    }
+fn q_at(row: Row, c: u32) -> vec4<f32> {
+    return q[(row.t * params.heads + row.h) * (params.head_dim / 4u) + c];
+}
+
+// One query vec4 against the same vec4 of four keys.
+fn dots(qv: vec4<f32>, ka: vec4<f32>, kb: vec4<f32>, kc: vec4<f32>, kd: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(dot(qv, ka), dot(qv, kb), dot(qv, kc), dot(qv, kd));
+}
+
+fn weight(s: f32, m: f32) -> f32 {
+    return select(0.0, exp(s - m), s > MASKED);
+}
+
+// Writes a row's four weights (row r of the tile) from its scores.
+fn store_weights(r: u32, lid: u32, s: vec4<f32>) {
+    let m = row_max[r];
+    st[r * TILE_KEYS + lid] = weight(s.x, m);
+    st[r * TILE_KEYS + lid + 64u] = weight(s.y, m);
+    st[r * TILE_KEYS + lid + 128u] = weight(s.z, m);
+    st[r * TILE_KEYS + lid + 192u] = weight(s.w, m);
+}
+
+fn store_scores(r: u32, lid: u32, s: vec4<f32>) {
+    st[r * TILE_KEYS + lid] = s.x;
+    st[r * TILE_KEYS + lid + 64u] = s.y;
+    st[r * TILE_KEYS + lid + 128u] = s.z;
+    st[r * TILE_KEYS + lid + 192u] = s.w;
 }
 
 @compute @workgroup_size(64)
@@ -149,23 +196,25 @@ fn flash_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     if split >= splits() || r0 >= block_rows {
         return;
     }
-    let r_last = min(r0 + ROWS, block_rows) - 1u;
+    let live_rows = min(ROWS, block_rows - r0);
+    let last = block_row(kv, r0, live_rows - 1u, block_rows);
     // Keys this block needs within the split: from the first row's first key to the last
     // row's own position (rows are token-major, so those are its extreme tokens).
     let s0 = split_base() + split * params.split;
     let k0 = max(s0, first_key(r0 / group));
-    let k1 = min(s0 + params.split, step.pos0 + r_last / group + 1u);
-    let tile_keys = min(MAX_TILE_KEYS, TILE / hd4);
+    let k1 = min(s0 + params.split, step.pos0 + last.t + 1u);
 
-    // This invocation's row and its lane of the output.
-    let slot = lid / LANES;
-    let lane = lid % LANES;
-    let r = r0 + slot;
-    let live = r < block_rows;
-    let t = r / group;
-    let h = kv * group + r % group;
-    var m = MASKED;
-    var l = 0.0;
+    let w0 = block_row(kv, r0, 0u, block_rows);
+    let w1 = block_row(kv, r0, 1u, block_rows);
+    let w2 = block_row(kv, r0, 2u, block_rows);
+    let w3 = block_row(kv, r0, 3u, block_rows);
+    let w4 = block_row(kv, r0, 4u, block_rows);
+    let w5 = block_row(kv, r0, 5u, block_rows);
+    let w6 = block_row(kv, r0, 6u, block_rows);
+    let w7 = block_row(kv, r0, 7u, block_rows);
+
+    // This invocation's vec4 column of every row's output; column 0 also keeps the sums.
+    let col = lid;
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -174,86 +223,136 @@ fn flash_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     var a5 = vec4<f32>(0.0);
     var a6 = vec4<f32>(0.0);
     var a7 = vec4<f32>(0.0);
+    var l = array<f32, 8>();
 
-    for (var kb = k0; kb < k1; kb += tile_keys) {
-        let n = min(tile_keys, k1 - kb);
-        // Load the tile: K and V of keys kb..kb+n, dequantized.
-        for (var i = lid; i < n * hd4; i += 64u) {
-            let key = kb + i / hd4;
-            let b = ((key % params.rows) * params.kv_heads + kv) * params.row_words;
-            kt[i] = load4(false, b, i % hd4);
-            vt[i] = load4(true, b, i % hd4);
+    if lid < 8u {
+        row_max[lid] = MASKED;
+    }
+    workgroupBarrier();
+    for (var kb = k0; kb < k1; kb += TILE_KEYS) {
+        let n = min(TILE_KEYS, k1 - kb);
+        // Scores: this invocation's four keys against every row. Keys past k1 read the last
+        // key's row (in bounds) and are masked.
+        let j = kb + lid;
+        let ba = row_base(min(j, k1 - 1u), kv);
+        let bb = row_base(min(j + 64u, k1 - 1u), kv);
+        let bc = row_base(min(j + 128u, k1 - 1u), kv);
+        let bd = row_base(min(j + 192u, k1 - 1u), kv);
+        var d0 = vec4<f32>(0.0);
+        var d1 = vec4<f32>(0.0);
+        var d2 = vec4<f32>(0.0);
+        var d3 = vec4<f32>(0.0);
+        var d4 = vec4<f32>(0.0);
+        var d5 = vec4<f32>(0.0);
+        var d6 = vec4<f32>(0.0);
+        var d7 = vec4<f32>(0.0);
+        for (var c = 0u; c < hd4; c++) {
+            let ka = load4(false, ba, c);
+            let kb4 = load4(false, bb, c);
+            let kc = load4(false, bc, c);
+            let kd = load4(false, bd, c);
+            d0 += dots(q_at(w0, c), ka, kb4, kc, kd);
+            if ROWS > 1u { d1 += dots(q_at(w1, c), ka, kb4, kc, kd); }
+            if ROWS > 2u { d2 += dots(q_at(w2, c), ka, kb4, kc, kd); }
+            if ROWS > 3u { d3 += dots(q_at(w3, c), ka, kb4, kc, kd); }
+            if ROWS > 4u { d4 += dots(q_at(w4, c), ka, kb4, kc, kd); }
+            if ROWS > 5u { d5 += dots(q_at(w5, c), ka, kb4, kc, kd); }
+            if ROWS > 6u { d6 += dots(q_at(w6, c), ka, kb4, kc, kd); }
+            if ROWS > 7u { d7 += dots(q_at(w7, c), ka, kb4, kc, kd); }
         }
+        let s0v = finish4(d0, w0, j, k1);
+        let s1v = finish4(d1, w1, j, k1);
+        let s2v = finish4(d2, w2, j, k1);
+        let s3v = finish4(d3, w3, j, k1);
+        let s4v = finish4(d4, w4, j, k1);
+        let s5v = finish4(d5, w5, j, k1);
+        let s6v = finish4(d6, w6, j, k1);
+        let s7v = finish4(d7, w7, j, k1);
+        store_scores(0u, lid, s0v);
+        if ROWS > 1u { store_scores(1u, lid, s1v); }
+        if ROWS > 2u { store_scores(2u, lid, s2v); }
+        if ROWS > 3u { store_scores(3u, lid, s3v); }
+        if ROWS > 4u { store_scores(4u, lid, s4v); }
+        if ROWS > 5u { store_scores(5u, lid, s5v); }
+        if ROWS > 6u { store_scores(6u, lid, s6v); }
+        if ROWS > 7u { store_scores(7u, lid, s7v); }
         workgroupBarrier();
-        // Scores of every (row, key) pair of the tile.
-        for (var p = lid; p < ROWS * n; p += 64u) {
-            let sr = p / n;
-            let kk = p % n;
-            let row = r0 + sr;
-            var s = MASKED;
-            let tt = row / group;
-            let key = kb + kk;
-            if row < block_rows && key >= first_key(tt) && key <= step.pos0 + tt {
-                let qa = (tt * params.heads + kv * group + row % group) * hd4;
-                var acc = vec4<f32>(0.0);
-                for (var c = 0u; c < hd4; c++) {
-                    acc = fma(q[qa + c], kt[kk * hd4 + c], acc);
-                }
-                s = soft_cap((acc.x + acc.y + acc.z + acc.w) * params.scale);
-            }
-            st[sr * MAX_TILE_KEYS + kk] = s;
-        }
-        workgroupBarrier();
-        // Online softmax: rescale what was summed by e^(m_old - m_new), add this tile.
-        if live {
+        // The rows' maxima.
+        if lid < ROWS {
             var mt = MASKED;
             for (var kk = 0u; kk < n; kk++) {
-                mt = max(mt, st[slot * MAX_TILE_KEYS + kk]);
+                mt = max(mt, st[lid * TILE_KEYS + kk]);
             }
-            if mt > MASKED {
-                let m_new = max(m, mt);
-                let corr = exp(m - m_new);
-                l *= corr;
-                a0 *= corr;
-                a1 *= corr;
-                a2 *= corr;
-                a3 *= corr;
-                a4 *= corr;
-                a5 *= corr;
-                a6 *= corr;
-                a7 *= corr;
-                for (var kk = 0u; kk < n; kk++) {
-                    let s = st[slot * MAX_TILE_KEYS + kk];
-                    if s > MASKED {
-                        let e = exp(s - m_new);
-                        l += e;
-                        a0 += term(e, kk, lane, hd4);
-                        a1 += term(e, kk, lane + 8u, hd4);
-                        a2 += term(e, kk, lane + 16u, hd4);
-                        a3 += term(e, kk, lane + 24u, hd4);
-                        a4 += term(e, kk, lane + 32u, hd4);
-                        a5 += term(e, kk, lane + 40u, hd4);
-                        a6 += term(e, kk, lane + 48u, hd4);
-                        a7 += term(e, kk, lane + 56u, hd4);
-                    }
-                }
-                m = m_new;
-            }
+            let m_old = row_max[lid];
+            let m_new = max(m_old, mt);
+            row_max[lid] = m_new;
+            row_corr[lid] = exp(m_old - m_new);
         }
         workgroupBarrier();
-    }
-    if live {
-        let row = (split * params.tokens + t) * params.heads + h;
-        store4(row, lane, hd4, a0);
-        store4(row, lane + 8u, hd4, a1);
-        store4(row, lane + 16u, hd4, a2);
-        store4(row, lane + 24u, hd4, a3);
-        store4(row, lane + 32u, hd4, a4);
-        store4(row, lane + 40u, hd4, a5);
-        store4(row, lane + 48u, hd4, a6);
-        store4(row, lane + 56u, hd4, a7);
-        if lane == 0u {
-            part_ml[row] = vec2<f32>(m, l);
+        // Weights of this invocation's keys.
+        store_weights(0u, lid, s0v);
+        if ROWS > 1u { store_weights(1u, lid, s1v); }
+        if ROWS > 2u { store_weights(2u, lid, s2v); }
+        if ROWS > 3u { store_weights(3u, lid, s3v); }
+        if ROWS > 4u { store_weights(4u, lid, s4v); }
+        if ROWS > 5u { store_weights(5u, lid, s5v); }
+        if ROWS > 6u { store_weights(6u, lid, s6v); }
+        if ROWS > 7u { store_weights(7u, lid, s7v); }
+        workgroupBarrier();
+        // Values: rescale what was summed, add weight × V of the tile's keys.
+        if col < hd4 {
+            a0 *= row_corr[0];
+            if ROWS > 1u { a1 *= row_corr[1]; }
+            if ROWS > 2u { a2 *= row_corr[2]; }
+            if ROWS > 3u { a3 *= row_corr[3]; }
+            if ROWS > 4u { a4 *= row_corr[4]; }
+            if ROWS > 5u { a5 *= row_corr[5]; }
+            if ROWS > 6u { a6 *= row_corr[6]; }
+            if ROWS > 7u { a7 *= row_corr[7]; }
+            for (var kk = 0u; kk < n; kk++) {
+                let v4 = load4(true, row_base(kb + kk, kv), col);
+                a0 = fma(vec4<f32>(st[kk]), v4, a0);
+                if ROWS > 1u { a1 = fma(vec4<f32>(st[TILE_KEYS + kk]), v4, a1); }
+                if ROWS > 2u { a2 = fma(vec4<f32>(st[2u * TILE_KEYS + kk]), v4, a2); }
+                if ROWS > 3u { a3 = fma(vec4<f32>(st[3u * TILE_KEYS + kk]), v4, a3); }
+                if ROWS > 4u { a4 = fma(vec4<f32>(st[4u * TILE_KEYS + kk]), v4, a4); }
+                if ROWS > 5u { a5 = fma(vec4<f32>(st[5u * TILE_KEYS + kk]), v4, a5); }
+                if ROWS > 6u { a6 = fma(vec4<f32>(st[6u * TILE_KEYS + kk]), v4, a6); }
+                if ROWS > 7u { a7 = fma(vec4<f32>(st[7u * TILE_KEYS + kk]), v4, a7); }
+            }
+            // The sums, from column 0 alone.
+            if col == 0u {
+                for (var r = 0u; r < ROWS; r++) {
+                    l[r] *= row_corr[r];
+                    for (var kk = 0u; kk < n; kk++) {
+                        l[r] += st[r * TILE_KEYS + kk];
+                    }
+                }
+            }
         }
+        // The next tile's scores overwrite these weights.
+        workgroupBarrier();
+    }
+    if col < hd4 {
+        store_row(split, w0, col, a0, row_max[0], l[0], 0u < live_rows);
+        store_row(split, w1, col, a1, row_max[1], l[1], 1u < live_rows);
+        store_row(split, w2, col, a2, row_max[2], l[2], 2u < live_rows);
+        store_row(split, w3, col, a3, row_max[3], l[3], 3u < live_rows);
+        store_row(split, w4, col, a4, row_max[4], l[4], 4u < live_rows);
+        store_row(split, w5, col, a5, row_max[5], l[5], 5u < live_rows);
+        store_row(split, w6, col, a6, row_max[6], l[6], 6u < live_rows);
+        store_row(split, w7, col, a7, row_max[7], l[7], 7u < live_rows);
+    }
+}
+
+// Writes a row's column `col` of this split's result, and from column 0 its (m, l).
+fn store_row(split: u32, row: Row, col: u32, a: vec4<f32>, m: f32, l: f32, live: bool) {
+    if !live {
+        return;
+    }
+    let at = (split * params.tokens + row.t) * params.heads + row.h;
+    part_acc[at * (params.head_dim / 4u) + col] = a;
+    if col == 0u {
+        part_ml[at] = vec2<f32>(m, l);
     }
 }

@@ -3,6 +3,7 @@
 //! time, GB/s, GFLOP/s and fractions of the adapter's copy bandwidth and FMA throughput
 //! measured by qgpu's probes in the same run.
 
+pub mod attention;
 pub mod compare;
 pub mod probes;
 pub mod report;

@@ -4,7 +4,7 @@
 use super::plan::{linear_grid, plan, Workgroups};
 use super::kv_cache::{check_head_dim, KvCache};
 use super::{GpuTensor, StepParams};
-use crate::gpu::{Context, Dispatch, Kernel};
+use crate::gpu::{Constant, Context, Dispatch, Kernel};
 use crate::tensor::ShapeError;
 use crate::Error;
 
@@ -141,8 +141,11 @@ pub async fn plan_rope(ctx: &Context, dims: AttnDims, tokens: usize, q: &GpuTens
 
 /// Calls of at most this many tokens are decode: one row block per KV head, many splits.
 pub const DECODE_TOKENS: usize = 8;
-/// Query rows (token × head of a GQA group) one attention workgroup holds (`ROWS` in the shader).
-const BLOCK_ROWS: usize = 8;
+/// Query rows (token × head of a GQA group) one attention workgroup holds (`ROWS` in the
+/// shader): every row of a decode call up to 8, so no unrolled row is idle.
+fn block_rows(dims: AttnDims, tokens: usize) -> usize {
+    (tokens * (dims.heads / dims.kv_heads.max(1))).clamp(1, 8)
+}
 
 /// Keys one split of the attention covers, for `tokens` queries on a cache of `context`
 /// positions: decode cuts the context into up to 32 splits for parallelism, prefill (whose row
@@ -197,7 +200,7 @@ impl AttnArgs {
     /// Sizes the attention pass for `tokens` queries starting at position `pos0`.
     pub fn write(&self, ctx: &Context, dims: AttnDims, pos0: usize, tokens: usize) {
         let splits = (pos0 + tokens).div_ceil(split_keys(self.context, tokens)) as u32;
-        let blocks = (tokens * (dims.heads / dims.kv_heads.max(1))).div_ceil(BLOCK_ROWS) as u32;
+        let blocks = (tokens * (dims.heads / dims.kv_heads.max(1))).div_ceil(block_rows(dims, tokens)) as u32;
         ctx.write_buffer(&self.buffer, 0, bytemuck::bytes_of(&[splits, dims.kv_heads as u32, blocks]));
     }
 }
@@ -251,10 +254,12 @@ pub async fn plan_attention(
         split as u32,
         cache.row_words() as u32,
     ];
+    let mut constants = cache.constants();
+    constants.push(Constant { name: "ROWS", value: block_rows(dims, tokens) as u32 });
     let split_pass = plan(
         ctx,
         Kernel::FlashSplit,
-        cache.constants(),
+        constants,
         &[&q.buffer, &cache.k, &cache.v, &work.acc.buffer, &work.ml.buffer],
         &params,
         &[&step.buffer],
