@@ -42,7 +42,7 @@ enum Command {
     Quantize(cli::quantize::QuantizeArgs),
     /// Time matvec/matmul for each weight format and shape against the adapter's copy bandwidth
     /// and FMA throughput; table, JSON, SVG, or a comparison of two JSON reports.
-    Bench(cli::bench::BenchArgs),
+    Bench(Box<cli::bench::BenchArgs>),
     /// Measure every matvec variant on this adapter and cache the fastest per shape bucket.
     Tune(cli::bench::TuneArgs),
 }
@@ -75,7 +75,7 @@ fn main() -> Result<()> {
         Command::Inspect(args) => cli::inspect::inspect(args, options),
         Command::Eval(args) => cli::eval::eval(args, options),
         Command::Quantize(args) => cli::quantize::quantize(args, options),
-        Command::Bench(args) => cli::bench::bench(args, options),
+        Command::Bench(args) => cli::bench::bench(*args, options),
         Command::Tune(args) => cli::bench::tune(args, options),
     }
 }

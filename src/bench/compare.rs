@@ -14,6 +14,9 @@ pub enum CompareError {
     /// A case lacks a field the comparison needs.
     #[error("report {which}: case {index} lacks a valid `{field}`")]
     Field { which: &'static str, index: usize, field: &'static str },
+    /// A kernel report and a model report (`qgpu bench --model`).
+    #[error("report A is a {a} report and report B a {b} report; compare two of a kind")]
+    Kinds { a: &'static str, b: &'static str },
 }
 
 /// One case present in both reports.

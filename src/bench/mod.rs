@@ -1,10 +1,13 @@
 //! Kernel benchmarks shared by `qgpu bench`, `benches/`, `qgpu tune` and the browser page:
 //! every format × shape × rows, timed honestly (timestamps, else wall-clock), reported as
 //! time, GB/s, GFLOP/s and fractions of the adapter's copy bandwidth and FMA throughput
-//! measured by qgpu's probes in the same run.
+//! measured by qgpu's probes in the same run; and `qgpu bench --model`, a whole decoder's
+//! prompt and generation speed at depths, as llama.cpp's `llama-bench` measures it.
 
 pub mod attention;
 pub mod compare;
+pub mod model;
+pub mod model_report;
 pub mod probes;
 pub mod report;
 pub mod suite;
@@ -13,6 +16,8 @@ pub mod timing;
 pub mod tune;
 
 pub use compare::{compare, CompareError, CompareRow, Comparison};
+pub use model::{run_model_bench, ModelBench, ModelBenchError, ModelBenchOptions, ModelInfo, TestKind, TestResult};
+pub use model_report::{compare_models, compare_table, is_model_report, ModelCompareRow, ModelComparison};
 pub use suite::{run_suite, Case, SuiteOptions, SuiteResult, MODEL_ROWS, MODEL_SHAPES};
 pub use timing::{Clock, Stopwatch, Timing};
 

@@ -1,13 +1,15 @@
 //! `qgpu bench` and `qgpu tune`: the kernel suite against the adapter's own probes, reports as
-//! a table, JSON and SVG, comparison of two reports, and the autotune cache.
+//! a table, JSON and SVG, comparison of two reports, and the autotune cache; `qgpu bench
+//! --model` measures a whole decoder as llama-bench does.
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
-use qgpu::bench::{self, report, Shape, SuiteOptions};
+use qgpu::bench::{self, model_report, report, ModelBenchOptions, ModelInfo, Shape, SuiteOptions};
 use qgpu::gpu::{enumerate_adapters, Context, ContextOptions};
-use qgpu::ops::{LinearKernel, MatvecKernel, MatvecVariant};
+use qgpu::model::llama::{Llama, LlamaConfig, LlamaOptions};
+use qgpu::ops::{KvType, LinearKernel, MatvecKernel, MatvecVariant};
 use qgpu::quant::Format;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What to run; shared by `bench` and `tune`.
 #[derive(Args)]
@@ -40,20 +42,81 @@ pub struct SuiteArgs {
     quick: bool,
 }
 
+/// `qgpu bench --model`: llama-bench's options.
+#[derive(Args)]
+pub struct ModelArgs {
+    /// Benchmark this model (GGUF or Hugging Face LLaMA directory) end to end instead of the
+    /// kernels: prompt processing and generation tokens/s, as llama.cpp's llama-bench.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// With --model: prompt lengths, one pp test each (default 512).
+    #[arg(short = 'p', long, value_delimiter = ',')]
+    prompt_tokens: Option<Vec<usize>>,
+    /// With --model: generated lengths, one tg test each (default 128).
+    #[arg(short = 'n', long, value_delimiter = ',')]
+    gen_tokens: Option<Vec<usize>>,
+    /// With --model: tokens already in the KV cache before each test (default 0).
+    #[arg(short = 'd', long, value_delimiter = ',')]
+    depth: Option<Vec<usize>>,
+    /// With --model: timed runs of each test (default 5).
+    #[arg(short = 'r', long)]
+    repetitions: Option<usize>,
+    /// With --model: how the KV cache stores each value: f32, f16 (default), q8_0 or q4_0.
+    #[arg(long)]
+    kv_type: Option<KvType>,
+    /// With --model: positions the KV cache holds (default: the deepest depth plus the longest test).
+    #[arg(long)]
+    context: Option<usize>,
+    /// With --model: no untimed run before each test.
+    #[arg(long)]
+    no_warmup: bool,
+    /// With --model: seed of the synthetic token ids.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl ModelArgs {
+    fn any_set(&self) -> bool {
+        self.prompt_tokens.is_some()
+            || self.gen_tokens.is_some()
+            || self.depth.is_some()
+            || self.repetitions.is_some()
+            || self.kv_type.is_some()
+            || self.context.is_some()
+            || self.no_warmup
+            || self.seed.is_some()
+    }
+
+    fn options(&self) -> ModelBenchOptions {
+        let d = ModelBenchOptions::default();
+        ModelBenchOptions {
+            prompt_tokens: self.prompt_tokens.clone().unwrap_or(d.prompt_tokens),
+            gen_tokens: self.gen_tokens.clone().unwrap_or(d.gen_tokens),
+            depths: self.depth.clone().unwrap_or(d.depths),
+            repetitions: self.repetitions.unwrap_or(d.repetitions),
+            warmup: !self.no_warmup,
+            seed: self.seed.unwrap_or(d.seed),
+            ..d
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct BenchArgs {
     #[command(flatten)]
     suite: SuiteArgs,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Force a kernel: matmul, lane, workgroup, subgroup, dot4 (Q8_0: int8 activations), or a variant such as lane/wg128.
     #[arg(long)]
     kernel: Option<String>,
     /// Ignore the tune cache: qgpu's default kernels.
     #[arg(long)]
     no_tune: bool,
-    /// Write the report as JSON (schema: docs/bench.schema.json).
+    /// Write the report as JSON (schema: docs/bench.schema.json; with --model docs/bench-model.schema.json).
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Write an SVG chart of each case's fraction of the copy bandwidth.
+    /// Write an SVG chart of each case's fraction of the copy bandwidth (with --model: tokens/s against depth).
     #[arg(long)]
     svg: Option<PathBuf>,
     /// Compare two JSON reports case by case instead of running (A/B > 1: B is faster).
@@ -126,9 +189,14 @@ fn read_json(path: &PathBuf) -> Result<serde_json::Value> {
 
 pub fn bench(args: BenchArgs, ctx_options: ContextOptions) -> Result<()> {
     if let Some(paths) = &args.compare {
-        let comparison = bench::compare(&read_json(&paths[0])?, &read_json(&paths[1])?)?;
-        print!("{}", comparison.table());
+        print!("{}", bench::compare_table(&read_json(&paths[0])?, &read_json(&paths[1])?)?);
         return Ok(());
+    }
+    if let Some(path) = &args.model.model {
+        return bench_model(&args, path, ctx_options);
+    }
+    if args.model.any_set() {
+        bail!("-p, -n, -d, -r, --kv-type, --context, --no-warmup and --seed need --model");
     }
     let mut options = args.suite.options()?;
     options.kernel = args.kernel.as_deref().map(parse_kernel).transpose()?;
@@ -146,6 +214,44 @@ pub fn bench(args: BenchArgs, ctx_options: ContextOptions) -> Result<()> {
         let svg = bench::svg::chart(&result, &title).map_err(anyhow::Error::msg)?;
         std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn write(path: &Path, text: String) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+fn bench_model(args: &BenchArgs, path: &Path, ctx_options: ContextOptions) -> Result<()> {
+    let s = &args.suite;
+    if s.formats.is_some() || s.shapes.is_some() || s.rows.is_some() || s.repeats.is_some() || s.warmup.is_some() || s.wall_clock || s.quick || args.kernel.is_some() {
+        bail!("--formats, --shapes, --rows, --repeats, --warmup, --wall-clock, --quick and --kernel are for the kernel suite, not --model");
+    }
+    let m = &args.model;
+    let options = m.options();
+    let file = super::ModelSource::open(path)?;
+    let config = LlamaConfig::from_source(file.source())?;
+    let context = m.context.unwrap_or_else(|| options.required_context());
+    // Before uploading anything: the model caps the context at the trained one.
+    options.check(context.min(config.trained_context), config.trained_context)?;
+    let ctx = s.context(ctx_options)?;
+    let tune = if args.no_tune { None } else { bench::tune::load_cache() };
+    let tuned = tune.is_some();
+    let kv_type = m.kv_type.unwrap_or_default();
+    eprintln!("loading {} (context {context}, KV cache {kv_type})", path.display());
+    let llama_options = LlamaOptions { context, kv_type, tune: tune.map(std::sync::Arc::new), ..Default::default() };
+    let mut model = pollster::block_on(Llama::load(&ctx, file.source(), llama_options, &mut |_, _| {}))?;
+    let info = ModelInfo::from_source(file.source());
+    let result = pollster::block_on(bench::run_model_bench(&ctx, &mut model, info, &options, tuned, &mut |line| eprintln!("{line}")))?;
+    print!("{}", model_report::model_table(&ctx, &result));
+    if let Some(out) = &args.json {
+        write(out, serde_json::to_string_pretty(&model_report::model_json(&ctx, &result))? + "\n")?;
+    }
+    if let Some(out) = &args.svg {
+        let title = format!("{} on {}", result.model.name, report::adapter_label(&ctx));
+        write(out, model_report::model_chart(&result, &title).map_err(anyhow::Error::msg)?)?;
     }
     Ok(())
 }

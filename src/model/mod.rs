@@ -51,6 +51,9 @@ pub enum ModelError {
     /// The sequence would outgrow the KV cache.
     #[error("the sequence needs {needed} positions but the KV cache holds {context}")]
     ContextFull { needed: usize, context: usize },
+    /// [`llama::Llama::rewind`] to a position the KV cache no longer holds intact.
+    #[error("cannot rewind the sequence from position {position} to {to}: {reason}")]
+    CannotRewind { to: usize, position: usize, reason: &'static str },
     /// A buffer that grows with the context (a layer's K or V cache, the RoPE table) would pass
     /// the adapter's binding limit at the requested context.
     #[error("a context of {context} positions needs a {what} of {needed} bytes, over this adapter's binding limit of {limit}; at most {fits} positions fit (a smaller --context or --kv-type)")]

@@ -185,6 +185,9 @@ pub struct Llama {
     observed_plans: HashMap<usize, (Vec<Dispatch>, Vec<observed::Tap>)>,
     all_logits: Option<GpuTensor>,
     pos: usize,
+    /// The furthest position written since the last reset: what a rewind must check a
+    /// sliding-window ring against.
+    written: usize,
     memory: MemoryUse,
 }
 
@@ -259,6 +262,7 @@ impl Llama {
             observed_plans: HashMap::new(),
             all_logits: None,
             pos: 0,
+            written: 0,
             memory,
         };
         // Plan decode and a full prefill chunk now (and on CPU adapters a short prompt, which
@@ -289,9 +293,48 @@ impl Llama {
     pub fn memory(&self) -> MemoryUse {
         self.memory
     }
+    /// The options the model was loaded with, resolved (context capped at the trained one).
+    pub fn options(&self) -> &LlamaOptions {
+        &self.options
+    }
     /// Forgets the sequence: the next forward starts at position 0.
     pub fn reset(&mut self) {
         self.pos = 0;
+        self.written = 0;
+    }
+
+    /// Forgets the positions from `position` on, keeping the KV cache before it, so the same
+    /// prefix need not be prefilled again (benchmarks at a depth). Full layers keep every
+    /// position; a sliding-window ring may have overwritten slots of the window before
+    /// `position` once more than a chunk was appended past it, and then this fails with
+    /// [`ModelError::CannotRewind`] (reset and prefill again instead).
+    pub fn rewind(&mut self, position: usize) -> Result<(), ModelError> {
+        let refuse = |reason| Err(ModelError::CannotRewind { to: position, position: self.pos, reason });
+        if position > self.pos {
+            return refuse("that is past the end of the sequence");
+        }
+        for i in 0..self.config.layers {
+            let (Some(window), rows) = (self.config.layer_window(i), cache_rows(&self.config, &self.options, i)) else { continue };
+            // Writing position p overwrote slot p % rows, i.e. position p - rows; the window of
+            // a query at `position` starts at position - window + 1.
+            if rows < self.options.context && self.written + window > position + rows + 1 {
+                return refuse("a sliding-window layer's ring has overwritten part of the window before it");
+            }
+        }
+        self.pos = position;
+        Ok(())
+    }
+
+    /// Weight bytes one single-token forward pass reads: every matrix and norm, except that an
+    /// embedding table that is not also the head is read one row at a time.
+    pub fn decode_weight_bytes(&self) -> u64 {
+        match &self.weights.head {
+            Some(_) => {
+                let embed = &self.weights.embed;
+                self.weights.bytes - embed.gpu_bytes() + embed.gpu_bytes() / embed.rows().max(1) as u64
+            }
+            None => self.weights.bytes,
+        }
     }
 
     /// Appends `tokens` to the sequence and returns logits: the last position's (`vocab`
@@ -381,6 +424,7 @@ impl Llama {
         let refs: Vec<&Dispatch> = body.iter().collect();
         ctx.run(&refs).await?;
         self.pos += chunk.len();
+        self.written = self.written.max(self.pos);
         Ok(())
     }
 
