@@ -37,6 +37,10 @@ MODEL="$("$QGPU" fetch)"
 QGPU_NATIVE_SAMPLED="$("$QGPU" run --model "$MODEL" --prompt "Once upon a time" --max-tokens 8 \
     --temperature 0.8 --top-k 40 --top-p 0.95 --min-p 0.05 --repeat-penalty 1.1 --repeat-last-n 64 --seed 7)"
 export QGPU_NATIVE_SAMPLED
+# The same for a Q8_0 KV cache, greedy, on the reference prompt (tests/browser/run.mjs).
+QGPU_NATIVE_Q8_0_KV="$("$QGPU" run --model "$MODEL" --prompt "$(node -e "console.log(require('./tests/fixtures/smollm2_reference.json').cases[2].prompt)")" \
+    --max-tokens 8 --temperature 0 --repeat-penalty 1 --kv-type q8_0)"
+export QGPU_NATIVE_Q8_0_KV
 
 scripts/build-web.sh
 export CHROMIUM

@@ -15,11 +15,13 @@
 //            and adds weight × V into every row's accumulator.
 // So every K/V value is read once for all the query rows of the block (all the query heads of
 // a GQA group, in decode).
-// ROWS (a pipeline constant, at most 8) is the group size × tokens in decode, so the unrolled
-// row code carries no idle rows there; prefill uses 8.
+// ROWS (a pipeline constant, at most 4) is the group size × tokens in decode up to 4, so the
+// unrolled row code carries no idle rows there; prefill uses 4. Not more: SwiftShader's shader
+// compiler (Subzero, the browser's software WebGPU) took 2 s over 4 unrolled rows, 22 s over 5
+// and minutes over 6, and the page's model load timed out.
 // flash_combine: one invocation per output value merges the splits' (m, l, acc).
 //
-// Workgroup memory: 8.1 KiB, 64 invocations, no subgroups: within browser limits.
+// Workgroup memory: 4.1 KiB, 64 invocations, no subgroups: within browser limits.
 // Heads are read as vec4s: head_dim is a multiple of 8, at most 256 (64 columns).
 
 struct AttnParams {
@@ -55,18 +57,18 @@ override KV_TYPE: u32 = 1u;
 @group(0) @binding(5) var<uniform> params: AttnParams;
 @group(0) @binding(6) var<uniform> step: Step;
 
-// Query rows a workgroup holds: 1-8 (the unrolled row code below has eight).
-override ROWS: u32 = 8u;
+// Query rows a workgroup holds: 1-4 (the unrolled row code below has four).
+override ROWS: u32 = 4u;
 // Keys a tile holds: four per invocation in the score phase.
 const TILE_KEYS: u32 = 256u;
 // Below any real score; a masked key.
 const MASKED: f32 = -3.0e38;
 
 // [row][key]: the tile's scores, then its weights e^(s - m).
-var<workgroup> st: array<f32, 2048>;
+var<workgroup> st: array<f32, 1024>;
 // Per row: the running max, and the factor for what was summed before this tile.
-var<workgroup> row_max: array<f32, 8>;
-var<workgroup> row_corr: array<f32, 8>;
+var<workgroup> row_max: array<f32, 4>;
+var<workgroup> row_corr: array<f32, 4>;
 
 // The first cache position query t attends to.
 fn first_key(t: u32) -> u32 {
@@ -208,10 +210,6 @@ fn flash_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let w1 = block_row(kv, r0, 1u, block_rows);
     let w2 = block_row(kv, r0, 2u, block_rows);
     let w3 = block_row(kv, r0, 3u, block_rows);
-    let w4 = block_row(kv, r0, 4u, block_rows);
-    let w5 = block_row(kv, r0, 5u, block_rows);
-    let w6 = block_row(kv, r0, 6u, block_rows);
-    let w7 = block_row(kv, r0, 7u, block_rows);
 
     // This invocation's vec4 column of every row's output; column 0 also keeps the sums.
     let col = lid;
@@ -219,13 +217,9 @@ fn flash_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
     var a3 = vec4<f32>(0.0);
-    var a4 = vec4<f32>(0.0);
-    var a5 = vec4<f32>(0.0);
-    var a6 = vec4<f32>(0.0);
-    var a7 = vec4<f32>(0.0);
-    var l = array<f32, 8>();
+    var l = array<f32, 4>();
 
-    if lid < 8u {
+    if lid < ROWS {
         row_max[lid] = MASKED;
     }
     workgroupBarrier();
@@ -242,10 +236,6 @@ fn flash_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         var d1 = vec4<f32>(0.0);
         var d2 = vec4<f32>(0.0);
         var d3 = vec4<f32>(0.0);
-        var d4 = vec4<f32>(0.0);
-        var d5 = vec4<f32>(0.0);
-        var d6 = vec4<f32>(0.0);
-        var d7 = vec4<f32>(0.0);
         for (var c = 0u; c < hd4; c++) {
             let ka = load4(false, ba, c);
             let kb4 = load4(false, bb, c);
@@ -255,27 +245,15 @@ fn flash_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
             if ROWS > 1u { d1 += dots(q_at(w1, c), ka, kb4, kc, kd); }
             if ROWS > 2u { d2 += dots(q_at(w2, c), ka, kb4, kc, kd); }
             if ROWS > 3u { d3 += dots(q_at(w3, c), ka, kb4, kc, kd); }
-            if ROWS > 4u { d4 += dots(q_at(w4, c), ka, kb4, kc, kd); }
-            if ROWS > 5u { d5 += dots(q_at(w5, c), ka, kb4, kc, kd); }
-            if ROWS > 6u { d6 += dots(q_at(w6, c), ka, kb4, kc, kd); }
-            if ROWS > 7u { d7 += dots(q_at(w7, c), ka, kb4, kc, kd); }
         }
         let s0v = finish4(d0, w0, j, k1);
         let s1v = finish4(d1, w1, j, k1);
         let s2v = finish4(d2, w2, j, k1);
         let s3v = finish4(d3, w3, j, k1);
-        let s4v = finish4(d4, w4, j, k1);
-        let s5v = finish4(d5, w5, j, k1);
-        let s6v = finish4(d6, w6, j, k1);
-        let s7v = finish4(d7, w7, j, k1);
         store_scores(0u, lid, s0v);
         if ROWS > 1u { store_scores(1u, lid, s1v); }
         if ROWS > 2u { store_scores(2u, lid, s2v); }
         if ROWS > 3u { store_scores(3u, lid, s3v); }
-        if ROWS > 4u { store_scores(4u, lid, s4v); }
-        if ROWS > 5u { store_scores(5u, lid, s5v); }
-        if ROWS > 6u { store_scores(6u, lid, s6v); }
-        if ROWS > 7u { store_scores(7u, lid, s7v); }
         workgroupBarrier();
         // The rows' maxima.
         if lid < ROWS {
@@ -294,10 +272,6 @@ fn flash_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         if ROWS > 1u { store_weights(1u, lid, s1v); }
         if ROWS > 2u { store_weights(2u, lid, s2v); }
         if ROWS > 3u { store_weights(3u, lid, s3v); }
-        if ROWS > 4u { store_weights(4u, lid, s4v); }
-        if ROWS > 5u { store_weights(5u, lid, s5v); }
-        if ROWS > 6u { store_weights(6u, lid, s6v); }
-        if ROWS > 7u { store_weights(7u, lid, s7v); }
         workgroupBarrier();
         // Values: rescale what was summed, add weight × V of the tile's keys.
         if col < hd4 {
@@ -305,20 +279,12 @@ fn flash_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
             if ROWS > 1u { a1 *= row_corr[1]; }
             if ROWS > 2u { a2 *= row_corr[2]; }
             if ROWS > 3u { a3 *= row_corr[3]; }
-            if ROWS > 4u { a4 *= row_corr[4]; }
-            if ROWS > 5u { a5 *= row_corr[5]; }
-            if ROWS > 6u { a6 *= row_corr[6]; }
-            if ROWS > 7u { a7 *= row_corr[7]; }
             for (var kk = 0u; kk < n; kk++) {
                 let v4 = load4(true, row_base(kb + kk, kv), col);
                 a0 = fma(vec4<f32>(st[kk]), v4, a0);
                 if ROWS > 1u { a1 = fma(vec4<f32>(st[TILE_KEYS + kk]), v4, a1); }
                 if ROWS > 2u { a2 = fma(vec4<f32>(st[2u * TILE_KEYS + kk]), v4, a2); }
                 if ROWS > 3u { a3 = fma(vec4<f32>(st[3u * TILE_KEYS + kk]), v4, a3); }
-                if ROWS > 4u { a4 = fma(vec4<f32>(st[4u * TILE_KEYS + kk]), v4, a4); }
-                if ROWS > 5u { a5 = fma(vec4<f32>(st[5u * TILE_KEYS + kk]), v4, a5); }
-                if ROWS > 6u { a6 = fma(vec4<f32>(st[6u * TILE_KEYS + kk]), v4, a6); }
-                if ROWS > 7u { a7 = fma(vec4<f32>(st[7u * TILE_KEYS + kk]), v4, a7); }
             }
             // The sums, from column 0 alone.
             if col == 0u {
@@ -338,10 +304,6 @@ fn flash_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         store_row(split, w1, col, a1, row_max[1], l[1], 1u < live_rows);
         store_row(split, w2, col, a2, row_max[2], l[2], 2u < live_rows);
         store_row(split, w3, col, a3, row_max[3], l[3], 3u < live_rows);
-        store_row(split, w4, col, a4, row_max[4], l[4], 4u < live_rows);
-        store_row(split, w5, col, a5, row_max[5], l[5], 5u < live_rows);
-        store_row(split, w6, col, a6, row_max[6], l[6], 6u < live_rows);
-        store_row(split, w7, col, a7, row_max[7], l[7], 7u < live_rows);
     }
 }
 

@@ -141,10 +141,13 @@ pub async fn plan_rope(ctx: &Context, dims: AttnDims, tokens: usize, q: &GpuTens
 
 /// Calls of at most this many tokens are decode: one row block per KV head, many splits.
 pub const DECODE_TOKENS: usize = 8;
+/// Most query rows one attention workgroup holds: the shader unrolls four (see its header for
+/// why not more).
+const MAX_BLOCK_ROWS: usize = 4;
 /// Query rows (token × head of a GQA group) one attention workgroup holds (`ROWS` in the
-/// shader): every row of a decode call up to 8, so no unrolled row is idle.
+/// shader): every row of a decode call up to 4, so no unrolled row is idle.
 fn block_rows(dims: AttnDims, tokens: usize) -> usize {
-    (tokens * (dims.heads / dims.kv_heads.max(1))).clamp(1, 8)
+    (tokens * (dims.heads / dims.kv_heads.max(1))).clamp(1, MAX_BLOCK_ROWS)
 }
 
 /// Keys one split of the attention covers, for `tokens` queries on a cache of `context`

@@ -3,7 +3,8 @@
 //  (b) greedy continuation of the reference prompt matches tests/fixtures/smollm2_reference.json;
 //  (c) the demo page answers through its UI; a screenshot is saved;
 //  (e) QgpuEmbedder: all-MiniLM-L6-v2 from the model cache against tests/fixtures/minilm_reference.json;
-//  (f) Gemma 3 270M Q4_K_M's greedy tokens against tests/fixtures/gemma3_reference.json.
+//  (f) Gemma 3 270M Q4_K_M's greedy tokens against tests/fixtures/gemma3_reference.json;
+//  and a Q8_0 KV cache against native `qgpu run --kv-type q8_0`.
 // Run through scripts/test-browser.sh (it builds web/pkg and installs what is missing).
 // Environment: CHROMIUM (default /usr/bin/chromium), QGPU_BROWSER_ARTIFACTS (screenshot dir),
 // QGPU_BROWSER_MAX_TOKENS (tokens to compare, default 12).
@@ -149,6 +150,20 @@ try {
     return { n, stop: q.stats().stop };
   });
   check(cancelled.n === 1 && cancelled.stop === 'cancelled', 'cancel from the token callback', JSON.stringify(cancelled));
+
+  // KV cache types: the model loaded again with a Q8_0 cache reports it, and its greedy text
+  // equals native `qgpu run --kv-type q8_0` (scripts/test-browser.sh passes that output).
+  const q8 = await page.evaluate(async ({ prompt, maxTokens }) => {
+    const { Qgpu } = await import('/qgpu.js');
+    const q = await Qgpu.create();
+    const info = await q.loadModel('/models/SmolLM2-135M-Instruct.Q4_1.gguf', () => {}, { kvType: 'q8_0' });
+    const text = await q.generate(prompt, { maxTokens, temperature: 0, repetitionPenalty: 1.0, chat: false }, () => {});
+    q.destroy();
+    return { kvType: info.kvType, text };
+  }, { prompt: refCase.prompt, maxTokens: 8 });
+  const nativeQ8 = process.env.QGPU_NATIVE_Q8_0_KV;
+  check(q8.kvType === 'q8_0' && nativeQ8 !== undefined && q8.text.trimEnd() === nativeQ8.trimEnd(), 'Q8_0 KV cache: the same greedy text as native',
+    `browser ${JSON.stringify(q8.text)} (kvType ${q8.kvType}), native ${JSON.stringify(nativeQ8)}`);
 
   // (c) the demo UI answers; screenshot.
   await page.fill('#prompt', 'What are the three primary colors?');
