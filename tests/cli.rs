@@ -132,3 +132,35 @@ fn embed_of_a_non_bert_directory_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("model_type") && stderr.contains("bert"), "the error says what is wrong: {stderr}");
 }
+
+#[test]
+fn eval_prices_each_kv_cache_type_against_the_f32_cache() {
+    let path = common::model_path();
+    if !path.exists() {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true and no model at {}", path.display());
+        return;
+    }
+    let dir = common::TempDir::new("eval-kv");
+    let json = dir.0.join("eval.json");
+    let out = qgpu()
+        .args(["eval", "--reference"])
+        .arg(&path)
+        .arg("--model")
+        .arg(&path)
+        .args(["--kv-type", "f32,q4_0", "--tokens", "32", "--window", "32", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "qgpu eval failed: {}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["reference"]["kv_type"], "f32");
+    let models = doc["models"].as_array().unwrap();
+    let kv: Vec<&str> = models.iter().map(|m| m["kv_type"].as_str().unwrap()).collect();
+    assert_eq!(kv, ["f32", "q4_0"]);
+    // The same model with the same cache type as the reference loses nothing; a 4-bit cache
+    // loses something, and the table says which row is which.
+    assert_eq!((models[0]["kl_max"].as_f64(), models[0]["top1_agreement"].as_f64()), (Some(0.0), Some(1.0)), "{}", models[0]);
+    assert!(models[1]["kl_mean"].as_f64().unwrap() > 0.0, "{}", models[1]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.lines().any(|l| l.contains(" q4_0 ")), "{stdout}");
+}

@@ -39,11 +39,11 @@ pub struct EvalArgs {
     /// window starts from an empty KV cache.
     #[arg(long, default_value_t = 256)]
     window: usize,
-    /// KV cache type of the scored models (language models): f32, f16, q8_0 or q4_0. The
-    /// reference always keeps an f32 cache, so `--reference M --model M --kv-type q8_0` prices
-    /// the cache type alone.
-    #[arg(long, default_value_t = KvType::F32)]
-    kv_type: KvType,
+    /// KV cache types of the scored models (language models), comma separated: f32, f16, q8_0,
+    /// q4_0; each model is scored once per type. The reference always keeps an f32 cache, so
+    /// `--reference M --model M --kv-type f16,q8_0,q4_0` prices the cache types alone.
+    #[arg(long, value_delimiter = ',', default_value = "f32")]
+    kv_type: Vec<KvType>,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -146,13 +146,18 @@ fn eval_language_models(ctx: &Context, reference_path: &Path, reference_model: &
     let options = LlamaOptions { context: window, chunk: window.min(128), ..Default::default() };
     let load = |model: &ModelSource, kv_type: KvType| pollster::block_on(Llama::load(ctx, model.source(), LlamaOptions { kv_type, ..options.clone() }, &mut |_, _| {}));
     let mut reference = load(reference_model, KvType::F32)?;
-    let mut models = Vec::with_capacity(files.len());
-    for (file, path) in files.iter().zip(&args.models) {
-        let model = load(file, args.kv_type).with_context(|| format!("cannot load `{}`", path.display()))?;
-        if model.config().vocab != reference.config().vocab {
-            bail!("`{}` has a vocabulary of {}, the reference {}", path.display(), model.config().vocab, reference.config().vocab);
+    // Every (model, KV type) pair is scored; `scored[i]` says which.
+    let mut models = Vec::with_capacity(files.len() * args.kv_type.len());
+    let mut scored = Vec::with_capacity(models.capacity());
+    for (i, (file, path)) in files.iter().zip(&args.models).enumerate() {
+        for &kv_type in &args.kv_type {
+            let model = load(file, kv_type).with_context(|| format!("cannot load `{}` with a {kv_type} KV cache", path.display()))?;
+            if model.config().vocab != reference.config().vocab {
+                bail!("`{}` has a vocabulary of {}, the reference {}", path.display(), model.config().vocab, reference.config().vocab);
+            }
+            models.push(model);
+            scored.push(Scored { path: path.as_path(), file: i, kv_type });
         }
-        models.push(model);
     }
 
     let bar = ProgressBar::new(tokens.len() as u64).with_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} tokens, {elapsed}").expect("valid template"));
@@ -164,7 +169,7 @@ fn eval_language_models(ctx: &Context, reference_path: &Path, reference_model: &
     eprintln!("evaluated {} tokens with {} model(s) in {:.1} s", tokens.len(), models.len() + 1, started.elapsed().as_secs_f64());
 
     let ref_size = ModelSize::of(reference_model.source());
-    print_lm_table(reference_path, &ref_size, &args.models, &files, &scores);
+    print_lm_table(reference_path, &ref_size, &scored, &files, &scores);
     if let Some(path) = &args.json {
         let row = |path: &Path, size: &ModelSize, s: Option<&LmScore>| {
             let mut v = json!({
@@ -184,6 +189,7 @@ fn eval_language_models(ctx: &Context, reference_path: &Path, reference_model: &
             v
         };
         let mut reference = row(reference_path, &ref_size, None);
+        reference["kv_type"] = json!(KvType::F32.name());
         reference["perplexity"] = json!(scores.first().map(|s| s.perplexity_reference));
         reference["tokens_per_second"] = json!(scores.first().map(|s| s.reference_tokens_per_second));
         let doc = json!({
@@ -194,7 +200,11 @@ fn eval_language_models(ctx: &Context, reference_path: &Path, reference_model: &
             "tokens": tokens.len(),
             "window": window,
             "reference": reference,
-            "models": args.models.iter().zip(&files).zip(&scores).map(|((p, f), s)| row(p, &ModelSize::of(f.source()), Some(s))).collect::<Vec<_>>(),
+            "models": scored.iter().zip(&scores).map(|(m, s)| {
+                let mut v = row(m.path, &ModelSize::of(files[m.file].source()), Some(s));
+                v["kv_type"] = json!(m.kv_type.name());
+                v
+            }).collect::<Vec<_>>(),
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n").with_context(|| format!("cannot write `{}`", path.display()))?;
     }
@@ -205,13 +215,22 @@ fn name(path: &Path) -> String {
     path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
-fn print_lm_table(reference: &Path, ref_size: &ModelSize, paths: &[PathBuf], files: &[ModelSource], scores: &[LmScore]) {
+/// One scored (model, KV cache type) pair of `qgpu eval`.
+struct Scored<'a> {
+    path: &'a Path,
+    /// Index into the opened model files.
+    file: usize,
+    kv_type: KvType,
+}
+
+fn print_lm_table(reference: &Path, ref_size: &ModelSize, scored: &[Scored], files: &[ModelSource], scores: &[LmScore]) {
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
-    println!("{:<40} {:>9} {:>6} {:>7} {:>10} {:>9} {:>9} {:>9} {:>7}  types", "model", "size MiB", "bits", "tok/s", "perplexity", "KL mean", "KL p99", "KL max", "top-1");
+    println!("{:<40} {:>5} {:>9} {:>6} {:>7} {:>10} {:>9} {:>9} {:>9} {:>7}  types", "model", "KV", "size MiB", "bits", "tok/s", "perplexity", "KL mean", "KL p99", "KL max", "top-1");
     if let Some(s) = scores.first() {
         println!(
-            "{:<40} {:>9.1} {:>6.2} {:>7.1} {:>10.3} {:>9} {:>9} {:>9} {:>7}  {} (reference)",
+            "{:<40} {:>5} {:>9.1} {:>6.2} {:>7.1} {:>10.3} {:>9} {:>9} {:>9} {:>7}  {} (reference)",
             name(reference),
+            KvType::F32.name(),
             mib(ref_size.bytes),
             ref_size.bits_per_weight(),
             s.reference_tokens_per_second,
@@ -223,11 +242,12 @@ fn print_lm_table(reference: &Path, ref_size: &ModelSize, paths: &[PathBuf], fil
             ref_size.mix()
         );
     }
-    for ((path, file), s) in paths.iter().zip(files).zip(scores) {
-        let size = ModelSize::of(file.source());
+    for (m, s) in scored.iter().zip(scores) {
+        let size = ModelSize::of(files[m.file].source());
         println!(
-            "{:<40} {:>9.1} {:>6.2} {:>7.1} {:>10.3} {:>9.5} {:>9.5} {:>9.4} {:>6.1}%  {}",
-            name(path),
+            "{:<40} {:>5} {:>9.1} {:>6.2} {:>7.1} {:>10.3} {:>9.5} {:>9.5} {:>9.4} {:>6.1}%  {}",
+            name(m.path),
+            m.kv_type.name(),
             mib(size.bytes),
             size.bits_per_weight(),
             s.tokens_per_second,
