@@ -68,7 +68,7 @@ fn a_malformed_model_is_a_clear_error() {
 }
 
 #[test]
-fn eval_of_a_model_against_itself_loses_nothing() {
+fn eval_of_a_model_against_itself_loses_nothing_and_prices_kv_types() {
     let path = common::model_path();
     if !path.exists() {
         assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true and no model at {}", path.display());
@@ -80,13 +80,18 @@ fn eval_of_a_model_against_itself_loses_nothing() {
         .arg(&path)
         .arg("--model")
         .arg(&path)
-        .args(["--tokens", "12", "--window", "12", "--json"])
+        .args(["--tokens", "12", "--window", "12", "--kv-type", "f32,q4_0", "--json"])
         .arg(&json)
         .output()
         .unwrap();
     assert!(out.status.success(), "qgpu eval failed: {}", String::from_utf8_lossy(&out.stderr));
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let _ = std::fs::remove_file(&json);
+    // One row per KV cache type, in the order asked; the reference keeps an f32 cache.
+    let kv: Vec<&str> = doc["models"].as_array().unwrap().iter().map(|m| m["kv_type"].as_str().unwrap()).collect();
+    assert_eq!((kv, doc["reference"]["kv_type"].as_str()), (vec!["f32", "q4_0"], Some("f32")), "{doc}");
+    // A 4-bit cache loses something, and the table says which row it is.
+    assert!(doc["models"][1]["kl_mean"].as_f64().unwrap() > 0.0, "{doc}");
     let model = &doc["models"][0];
     assert_eq!((doc["kind"].as_str(), doc["tokens"].as_u64()), (Some("language_model"), Some(12)), "{doc}");
     assert_eq!((model["kl_max"].as_f64(), model["top1_agreement"].as_f64()), (Some(0.0), Some(1.0)), "{doc}");
@@ -96,6 +101,7 @@ fn eval_of_a_model_against_itself_loses_nothing() {
     assert!(model["tokens_per_second"].as_f64().is_some_and(|t| t > 0.0), "{doc}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("perplexity") && stdout.contains("(reference)"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.contains(" q4_0 ")), "{stdout}");
 }
 
 #[test]
@@ -131,36 +137,4 @@ fn embed_of_a_non_bert_directory_is_a_clear_error() {
     assert!(out.stdout.is_empty(), "nothing on stdout on error");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("model_type") && stderr.contains("bert"), "the error says what is wrong: {stderr}");
-}
-
-#[test]
-fn eval_prices_each_kv_cache_type_against_the_f32_cache() {
-    let path = common::model_path();
-    if !path.exists() {
-        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true and no model at {}", path.display());
-        return;
-    }
-    let dir = common::TempDir::new("eval-kv");
-    let json = dir.0.join("eval.json");
-    let out = qgpu()
-        .args(["eval", "--reference"])
-        .arg(&path)
-        .arg("--model")
-        .arg(&path)
-        .args(["--kv-type", "f32,q4_0", "--tokens", "32", "--window", "32", "--json"])
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "qgpu eval failed: {}", String::from_utf8_lossy(&out.stderr));
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(doc["reference"]["kv_type"], "f32");
-    let models = doc["models"].as_array().unwrap();
-    let kv: Vec<&str> = models.iter().map(|m| m["kv_type"].as_str().unwrap()).collect();
-    assert_eq!(kv, ["f32", "q4_0"]);
-    // The same model with the same cache type as the reference loses nothing; a 4-bit cache
-    // loses something, and the table says which row is which.
-    assert_eq!((models[0]["kl_max"].as_f64(), models[0]["top1_agreement"].as_f64()), (Some(0.0), Some(1.0)), "{}", models[0]);
-    assert!(models[1]["kl_mean"].as_f64().unwrap() > 0.0, "{}", models[1]);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(stdout.lines().any(|l| l.contains(" q4_0 ")), "{stdout}");
 }
