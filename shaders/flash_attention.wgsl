@@ -40,6 +40,9 @@ struct AttnParams {
     split: u32,
     // Words of one (slot, KV head) row of the cache.
     row_words: u32,
+    // Activation row of this call's first token: a batched decode step runs one sequence's
+    // rows at a time from a batch of several.
+    row0: u32,
 }
 
 struct Step {
@@ -159,7 +162,7 @@ fn finish4(d: vec4<f32>, row: Row, j: u32, k1: u32) -> vec4<f32> {
 }
 
 fn q_at(row: Row, c: u32) -> vec4<f32> {
-    return q[(row.t * params.heads + row.h) * (params.head_dim / 4u) + c];
+    return q[((params.row0 + row.t) * params.heads + row.h) * (params.head_dim / 4u) + c];
 }
 
 // One query vec4 against the same vec4 of four keys.

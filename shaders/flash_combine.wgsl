@@ -12,6 +12,8 @@ struct AttnParams {
     softcap: f32,
     split: u32,
     row_words: u32,
+    // Output row of this call's first token.
+    row0: u32,
 }
 
 struct Step {
@@ -61,5 +63,5 @@ fn flash_combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         }
     }
     // Every query sees at least itself, so l > 0.
-    out[index] = acc / l;
+    out[params.row0 * params.heads * params.head_dim + index] = acc / l;
 }

@@ -10,6 +10,9 @@ struct StoreParams {
     rows: u32,
     // Words of one (slot, KV head) row.
     row_words: u32,
+    // Activation row of this call's first token: a batched decode step runs one sequence's
+    // rows at a time from a batch of several.
+    row0: u32,
 }
 
 struct Step {
@@ -103,7 +106,7 @@ fn kv_store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let kv = (index / pairs) % params.kv_heads;
     let is_v = (index / (pairs * params.kv_heads)) % 2u == 1u;
     let t = index / (pairs * params.kv_heads * 2u);
-    let a = (t * params.kv_heads + kv) * hd;
+    let a = ((params.row0 + t) * params.kv_heads + kv) * hd;
     let slot = (step.pos0 + t) % params.rows;
     let dst = (slot * params.kv_heads + kv) * params.row_words;
     let first = 64u * p;

@@ -14,6 +14,9 @@ struct RopeParams {
     tokens: u32,
     // 0: adjacent pairs; 1: halves.
     halves: u32,
+    // Activation row of this call's first token: a batched decode step runs one sequence's
+    // rows at a time from a batch of several.
+    row0: u32,
 }
 
 struct Step {
@@ -65,13 +68,13 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let pos = step.pos0 + t;
     let o = pair_offsets(i);
     if head < params.heads {
-        let at = (t * params.heads + head) * params.head_dim;
+        let at = ((params.row0 + t) * params.heads + head) * params.head_dim;
         let r = rotate(vec2<f32>(q[at + o.x], q[at + o.y]), pos, i);
         q[at + o.x] = r.x;
         q[at + o.y] = r.y;
     } else {
         let kv = head - params.heads;
-        let at = (t * params.kv_heads + kv) * params.head_dim;
+        let at = ((params.row0 + t) * params.kv_heads + kv) * params.head_dim;
         let r = rotate(vec2<f32>(k[at + o.x], k[at + o.y]), pos, i);
         k[at + o.x] = r.x;
         k[at + o.y] = r.y;

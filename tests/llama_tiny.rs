@@ -99,6 +99,57 @@ fn newer_formats_match_cpu() {
     check(&spec, 9, 16);
 }
 
+/// Continuous batching: three sequences of different lengths, prefilled in their own slots,
+/// then decoded together one token a step (one pass over the weights, one row each, in a
+/// shuffled slot order) match the CPU reference of each sequence alone, and a finished slot
+/// can restart while the others go on.
+#[test]
+fn batched_decode_of_three_slots_matches_each_sequence_alone() {
+    let Some(ctx) = common::context() else { return };
+    let spec = TinySpec::odd();
+    let file = GgufFile::from_bytes(tiny_llama_gguf(&spec, 11)).unwrap();
+    let reference = RefLlama::from_gguf(&file).unwrap();
+    let options = LlamaOptions { context: spec.context, chunk: 16, kv_type: KvType::F32, slots: 3, ..Default::default() };
+    let mut model = pollster::block_on(Llama::load(&ctx, &file, options, &mut |_, _| {})).unwrap();
+    assert_eq!(model.slots(), 3);
+    let vocab = spec.vocab as u32;
+    let seqs: Vec<Vec<u32>> = [(11usize, 3u32), (7, 5), (10, 11)].iter().map(|&(n, a)| (0..n as u32).map(|i| (i * a * 7 + a) % vocab).collect()).collect();
+    let want: Vec<_> = seqs.iter().map(|s| reference.forward(s)).collect();
+    // Prompts of 4, 2 and 5 tokens, each in its slot.
+    let prompt = [4usize, 2, 5];
+    for (slot, &n) in prompt.iter().enumerate() {
+        model.select(slot).unwrap();
+        let last = pollster::block_on(model.forward(&ctx, &seqs[slot][..n], Logits::Last)).unwrap();
+        assert_close(&format!("slot {slot} prefill"), &last, &want[slot][n - 1]);
+    }
+    let mut pos = prompt;
+    for step in 0..4 {
+        let order = [[2, 0, 1], [1, 2, 0], [0, 1, 2], [2, 1, 0]][step];
+        let batch: Vec<(usize, u32)> = order.iter().map(|&s| (s, seqs[s][pos[s]])).collect();
+        let rows = pollster::block_on(model.decode_batch(&ctx, &batch)).unwrap();
+        for (&(slot, _), row) in batch.iter().zip(&rows) {
+            assert_close(&format!("step {step} slot {slot} position {}", pos[slot]), row, &want[slot][pos[slot]]);
+            pos[slot] += 1;
+        }
+    }
+    assert_eq!((0..3).map(|s| model.position_of(s)).collect::<Vec<_>>(), pos.to_vec());
+    // Slot 1 restarts from its first token while slots 0 and 2 keep decoding beside it.
+    model.select(1).unwrap();
+    model.reset();
+    pollster::block_on(model.forward(&ctx, &seqs[1][..1], Logits::Last)).unwrap();
+    let batch = [(0, seqs[0][pos[0]]), (1, seqs[1][1]), (2, seqs[2][pos[2]])];
+    let rows = pollster::block_on(model.decode_batch(&ctx, &batch)).unwrap();
+    assert_close("slot 0 after the restart", &rows[0], &want[0][pos[0]]);
+    assert_close("slot 1 restarted", &rows[1], &want[1][1]);
+    assert_close("slot 2 after the restart", &rows[2], &want[2][pos[2]]);
+
+    let e = pollster::block_on(model.decode_batch(&ctx, &[(0, 1), (0, 2)])).unwrap_err();
+    assert!(matches!(e, Error::Model(ModelError::SlotRepeated { slot: 0 })), "{e}");
+    let e = pollster::block_on(model.decode_batch(&ctx, &[(3, 1)])).unwrap_err();
+    assert!(matches!(e, Error::Model(ModelError::NoSuchSlot { slot: 3, slots: 3 })), "{e}");
+    assert!(matches!(model.select(3), Err(ModelError::NoSuchSlot { slot: 3, slots: 3 })));
+}
+
 #[test]
 fn bad_requests_are_typed_errors() {
     let Some(ctx) = common::context() else { return };

@@ -51,6 +51,12 @@ pub enum ModelError {
     /// The sequence would outgrow the KV cache.
     #[error("the sequence needs {needed} positions but the KV cache holds {context}")]
     ContextFull { needed: usize, context: usize },
+    /// A slot past the sequences the model was loaded with ([`llama::LlamaOptions::slots`]).
+    #[error("slot {slot} does not exist: the model holds {slots} sequences")]
+    NoSuchSlot { slot: usize, slots: usize },
+    /// [`llama::Llama::decode_batch`] given the same slot twice.
+    #[error("slot {slot} appears twice in one decode batch")]
+    SlotRepeated { slot: usize },
     /// [`llama::Llama::rewind`] to a position the KV cache no longer holds intact.
     #[error("cannot rewind the sequence from position {position} to {to}: {reason}")]
     CannotRewind { to: usize, position: usize, reason: &'static str },

@@ -123,6 +123,12 @@ impl AttnOptions {
 /// Plans: rotate Q and K in place at positions pos0.. ([`plan_kv_store`](super::plan_kv_store)
 /// then stores K and V).
 pub async fn plan_rope(ctx: &Context, dims: AttnDims, tokens: usize, q: &GpuTensor, k: &GpuTensor, rope: &RopeTable, step: &StepParams) -> Result<Dispatch, Error> {
+    plan_rope_rows(ctx, dims, 0, tokens, q, k, rope, step).await
+}
+
+/// [`plan_rope`] on rows `row0..row0 + tokens` of Q and K (one sequence of a batch).
+#[allow(clippy::too_many_arguments)]
+pub async fn plan_rope_rows(ctx: &Context, dims: AttnDims, row0: usize, tokens: usize, q: &GpuTensor, k: &GpuTensor, rope: &RopeTable, step: &StepParams) -> Result<Dispatch, Error> {
     const OP: &str = "rope";
     dims.check()?;
     expect_cols(OP, "q width", q, dims.heads * dims.head_dim)?;
@@ -130,11 +136,11 @@ pub async fn plan_rope(ctx: &Context, dims: AttnDims, tokens: usize, q: &GpuTens
     if rope.rope_dims > dims.head_dim {
         return Err(ShapeError::TooLarge { op: OP, what: "rope dimensions", actual: rope.rope_dims, max: dims.head_dim }.into());
     }
-    if tokens > q.rows().min(k.rows()) {
-        return Err(ShapeError::TooLarge { op: OP, what: "tokens", actual: tokens, max: q.rows().min(k.rows()) }.into());
+    if row0 + tokens > q.rows().min(k.rows()) {
+        return Err(ShapeError::TooLarge { op: OP, what: "rows", actual: row0 + tokens, max: q.rows().min(k.rows()) }.into());
     }
     let halves = usize::from(rope.style == RopeStyle::Halves);
-    let params = [dims.heads, dims.kv_heads, dims.head_dim, rope.rope_dims, tokens, halves].map(|v| v as u32);
+    let params = [dims.heads, dims.kv_heads, dims.head_dim, rope.rope_dims, tokens, halves, row0].map(|v| v as u32);
     let count = tokens * (dims.heads + dims.kv_heads) * dims.head_dim / 2;
     plan(ctx, Kernel::Rope, vec![], &[&q.buffer, &k.buffer, &rope.table.buffer], &params, &[&step.buffer], linear_grid(ctx, OP, count)?).await
 }
@@ -223,14 +229,33 @@ pub async fn plan_attention(
     args: &AttnArgs,
     options: AttnOptions,
 ) -> Result<Vec<Dispatch>, Error> {
+    plan_attention_rows(ctx, dims, 0, tokens, q, cache, work, out, step, args, options).await
+}
+
+/// [`plan_attention`] for the queries in rows `row0..row0 + tokens` of `q`, into the same rows
+/// of `out` (one sequence of a batch, with its own cache).
+#[allow(clippy::too_many_arguments)]
+pub async fn plan_attention_rows(
+    ctx: &Context,
+    dims: AttnDims,
+    row0: usize,
+    tokens: usize,
+    q: &GpuTensor,
+    cache: &KvCache,
+    work: &AttnWorkspace,
+    out: &GpuTensor,
+    step: &StepParams,
+    args: &AttnArgs,
+    options: AttnOptions,
+) -> Result<Vec<Dispatch>, Error> {
     const OP: &str = "attention";
     dims.check()?;
     cache.check_dims(OP, dims)?;
     check_head_dim(cache.kv_type(), dims.head_dim)?;
     expect_cols(OP, "q width", q, dims.heads * dims.head_dim)?;
     expect_cols(OP, "out width", out, dims.heads * dims.head_dim)?;
-    if tokens == 0 || tokens > q.rows().min(out.rows()) {
-        return Err(ShapeError::TooLarge { op: OP, what: "tokens", actual: tokens, max: q.rows().min(out.rows()) }.into());
+    if tokens == 0 || row0 + tokens > q.rows().min(out.rows()) {
+        return Err(ShapeError::TooLarge { op: OP, what: "rows", actual: row0 + tokens, max: q.rows().min(out.rows()) }.into());
     }
     let context = args.context;
     let split = split_keys(context, tokens);
@@ -256,6 +281,7 @@ pub async fn plan_attention(
         softcap.to_bits(),
         split as u32,
         cache.row_words() as u32,
+        row0 as u32,
     ];
     let mut constants = cache.constants();
     constants.push(Constant { name: "ROWS", value: block_rows(dims, tokens) as u32 });

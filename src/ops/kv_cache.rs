@@ -92,6 +92,12 @@ pub(crate) fn check_head_dim(ty: KvType, head_dim: usize) -> Result<(), ShapeErr
 
 /// Plans: store `tokens` rows of K (already rotated) and V at positions pos0.. into `cache`.
 pub async fn plan_kv_store(ctx: &Context, dims: AttnDims, tokens: usize, k: &GpuTensor, v: &GpuTensor, cache: &KvCache, step: &StepParams) -> Result<Dispatch, Error> {
+    plan_kv_store_rows(ctx, dims, 0, tokens, k, v, cache, step).await
+}
+
+/// [`plan_kv_store`] from rows `row0..row0 + tokens` of K and V (one sequence of a batch).
+#[allow(clippy::too_many_arguments)]
+pub async fn plan_kv_store_rows(ctx: &Context, dims: AttnDims, row0: usize, tokens: usize, k: &GpuTensor, v: &GpuTensor, cache: &KvCache, step: &StepParams) -> Result<Dispatch, Error> {
     const OP: &str = "kv store";
     cache.check_dims(OP, dims)?;
     let width = dims.kv_heads * dims.head_dim;
@@ -99,14 +105,14 @@ pub async fn plan_kv_store(ctx: &Context, dims: AttnDims, tokens: usize, k: &Gpu
         if t.cols() != width {
             return Err(ShapeError::Mismatch { op: OP, what, expected: width, actual: t.cols() }.into());
         }
-        if tokens > t.rows() {
-            return Err(ShapeError::TooLarge { op: OP, what: "tokens", actual: tokens, max: t.rows() }.into());
+        if row0 + tokens > t.rows() {
+            return Err(ShapeError::TooLarge { op: OP, what: "rows", actual: row0 + tokens, max: t.rows() }.into());
         }
     }
     if tokens > cache.rows {
         return Err(ShapeError::TooLarge { op: OP, what: "tokens", actual: tokens, max: cache.rows }.into());
     }
-    let params = [dims.kv_heads, dims.head_dim, tokens, cache.rows, cache.row_words()].map(|v| v as u32);
+    let params = [dims.kv_heads, dims.head_dim, tokens, cache.rows, cache.row_words(), row0].map(|v| v as u32);
     let count = tokens * 2 * dims.kv_heads * dims.head_dim.div_ceil(64);
     plan(ctx, Kernel::KvStore, cache.constants(), &[&k.buffer, &v.buffer, &cache.k, &cache.v], &params, &[&step.buffer], linear_grid(ctx, OP, count)?).await
 }

@@ -17,9 +17,9 @@ pub mod probe;
 mod tensor;
 pub mod tune;
 
-pub use attention::{attention_partials, plan_attention, plan_rope, split_keys, AttnArgs, AttnDims, AttnOptions, AttnWorkspace, RopeScaling, RopeStyle, RopeTable, DECODE_TOKENS};
+pub use attention::{attention_partials, plan_attention, plan_attention_rows, plan_rope, plan_rope_rows, split_keys, AttnArgs, AttnDims, AttnOptions, AttnWorkspace, RopeScaling, RopeStyle, RopeTable, DECODE_TOKENS};
 pub use crate::quant::kv::KvType;
-pub use kv_cache::{plan_kv_store, KvCache};
+pub use kv_cache::{plan_kv_store, plan_kv_store_rows, KvCache};
 pub use copy::CopyProbe;
 pub use elementwise::{plan_add, plan_gelu_tanh_mul, plan_scale, plan_silu_mul, plan_softcap};
 pub use bias::{plan_add_bias, plan_add_bias_gelu};

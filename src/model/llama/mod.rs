@@ -31,11 +31,14 @@ pub struct LlamaOptions {
     pub tune: Option<Arc<TuneTable>>,
     /// How the KV cache stores each value.
     pub kv_type: KvType,
+    /// Sequences held at once, each with a KV cache of `context` positions ([`Llama::select`]);
+    /// [`Llama::decode_batch`] advances several in one pass over the weights.
+    pub slots: usize,
 }
 
 impl Default for LlamaOptions {
     fn default() -> Self {
-        Self { context: 2048, chunk: 128, tune: None, kv_type: KvType::default() }
+        Self { context: 2048, chunk: 128, tune: None, kv_type: KvType::default(), slots: 1 }
     }
 }
 
@@ -44,7 +47,9 @@ impl LlamaOptions {
     /// the chunk at the context, and both at least 1.
     pub fn resolve(&self, config: &LlamaConfig) -> LlamaOptions {
         let context = self.context.min(config.trained_context).max(1);
-        LlamaOptions { context, chunk: self.chunk.min(context).max(1), tune: self.tune.clone(), kv_type: self.kv_type }
+        let chunk = self.chunk.min(context).max(1);
+        // A batched decode step holds one activation row per sequence.
+        LlamaOptions { context, chunk, tune: self.tune.clone(), kv_type: self.kv_type, slots: self.slots.clamp(1, chunk) }
     }
 }
 
@@ -134,13 +139,13 @@ fn dims_of(c: &LlamaConfig) -> AttnDims {
 
 impl MemoryUse {
     /// What [`Llama::load`] allocates besides `weights` for resolved `options`, computed
-    /// without a GPU: a K and V cache of [`cache_rows`] positions per layer in
+    /// without a GPU: for each slot a K and V cache of [`cache_rows`] positions per layer in
     /// `options.kv_type`, and the activations of [`activation_shapes`].
     pub fn estimate(c: &LlamaConfig, options: &LlamaOptions, weights: u64) -> MemoryUse {
         let f32s = |rows: usize, cols: usize| rows as u64 * cols as u64 * 4;
         MemoryUse {
             weights,
-            kv_cache: (0..c.layers).map(|i| KvCache::bytes_for(options.kv_type, cache_rows(c, options, i), c.kv_heads, c.head_dim)).sum(),
+            kv_cache: options.slots as u64 * (0..c.layers).map(|i| KvCache::bytes_for(options.kv_type, cache_rows(c, options, i), c.kv_heads, c.head_dim)).sum::<u64>(),
             activations: activation_shapes(c, options).iter().map(|&(_, r, k)| f32s(r, k)).sum(),
         }
     }
@@ -166,28 +171,42 @@ pub fn check_context_fits(c: &LlamaConfig, options: &LlamaOptions, limit: u64) -
     Ok(())
 }
 
+/// One sequence's state: its KV cache (every layer's) and where it stands.
+struct Sequence {
+    caches: Vec<KvCache>,
+    /// Its first position in this call, for the kernels.
+    step: StepParams,
+    /// Its attention's split count.
+    args: AttnArgs,
+    /// Tokens in the cache.
+    pos: usize,
+    /// The furthest position written since the last reset: what a rewind must check a
+    /// sliding-window ring against.
+    written: usize,
+}
+
+/// Which rows of a forward pass belong to which sequence: (slot, tokens) in row order.
+type Layout = Vec<(usize, usize)>;
+
 pub struct Llama {
     config: LlamaConfig,
     options: LlamaOptions,
     weights: Weights,
     acts: Activations,
-    caches: Vec<KvCache>,
+    seqs: Vec<Sequence>,
+    /// The slot [`Llama::forward`] and the other single-sequence calls work on.
+    slot: usize,
     attn_work: AttnWorkspace,
     rope: RopeTable,
     /// The sliding-window layers' table, when their RoPE base differs (Gemma 3).
     window_rope: Option<RopeTable>,
     /// The identity table of layers without RoPE (SmolLM3).
     no_rope: Option<RopeTable>,
-    step: StepParams,
-    args: AttnArgs,
-    plans: HashMap<(usize, Logits), Vec<Dispatch>>,
-    /// Plans of the observed forward (calibration), with their read-back points, by length.
-    observed_plans: HashMap<usize, (Vec<Dispatch>, Vec<observed::Tap>)>,
+    plans: HashMap<(Layout, Logits), Vec<Dispatch>>,
+    /// Plans of the observed forward (calibration), with their read-back points, by slot and
+    /// length.
+    observed_plans: HashMap<(usize, usize), (Vec<Dispatch>, Vec<observed::Tap>)>,
     all_logits: Option<GpuTensor>,
-    pos: usize,
-    /// The furthest position written since the last reset: what a rewind must check a
-    /// sliding-window ring against.
-    written: usize,
     memory: MemoryUse,
 }
 
@@ -217,7 +236,11 @@ impl Llama {
             ids: GpuIds::new(ctx, options.chunk)?,
         };
         let attn_work = AttnWorkspace::new(ctx, dims_of(c), options.context, options.chunk)?;
-        let caches = (0..c.layers).map(|i| KvCache::new(ctx, options.kv_type, cache_rows(c, &options, i), c.kv_heads, c.head_dim)).collect::<Result<Vec<_>, _>>().map_err(|e| match e {
+        let new_sequence = || -> Result<Sequence, Error> {
+            let caches = (0..c.layers).map(|i| KvCache::new(ctx, options.kv_type, cache_rows(c, &options, i), c.kv_heads, c.head_dim)).collect::<Result<Vec<_>, _>>()?;
+            Ok(Sequence { caches, step: StepParams::new(ctx), args: AttnArgs::new(ctx, options.context), pos: 0, written: 0 })
+        };
+        let seqs = (0..options.slots).map(|_| new_sequence()).collect::<Result<Vec<_>, _>>().map_err(|e| match e {
             Error::Gpu(crate::gpu::GpuError::OutOfMemory { .. }) => {
                 let m = MemoryUse::estimate(c, &options, weights.bytes);
                 ModelError::OutOfMemory { context: options.context, needed: m.weights + m.kv_cache + m.activations, weights: m.weights, kv_cache: m.kv_cache }.into()
@@ -245,24 +268,21 @@ impl Llama {
                 + rope.bytes()
                 + [&window_rope, &no_rope].iter().filter_map(|t| t.as_ref()).map(|t| t.bytes()).sum::<u64>()
         );
-        debug_assert_eq!(memory.kv_cache, caches.iter().map(KvCache::bytes).sum::<u64>());
+        debug_assert_eq!(memory.kv_cache, seqs.iter().flat_map(|s| &s.caches).map(KvCache::bytes).sum::<u64>());
         let mut model = Self {
             rope,
             window_rope,
             no_rope,
-            step: StepParams::new(ctx),
-            args: AttnArgs::new(ctx, options.context),
             config,
             options,
             weights,
             acts,
-            caches,
+            seqs,
+            slot: 0,
             attn_work,
             plans: HashMap::new(),
             observed_plans: HashMap::new(),
             all_logits: None,
-            pos: 0,
-            written: 0,
             memory,
         };
         // Plan decode and a full prefill chunk now (and on CPU adapters a short prompt, which
@@ -272,8 +292,8 @@ impl Llama {
         if ctx.capabilities().cpu_device {
             lengths.push(CPU_MATVEC_PASS_ROWS.min(model.options.chunk));
         }
-        for key in lengths.into_iter().map(|t| (t, Logits::Last)) {
-            let plan = model.plan(ctx, key.0, key.1, None).await?;
+        for key in lengths.into_iter().map(|t| (vec![(0, t)], Logits::Last)) {
+            let plan = model.plan(ctx, &key.0, key.1, None).await?;
             model.plans.insert(key, plan);
         }
         Ok(model)
@@ -286,9 +306,26 @@ impl Llama {
     pub fn context(&self) -> usize {
         self.options.context
     }
-    /// Tokens already in the KV cache.
+    /// Tokens already in the selected slot's KV cache.
     pub fn position(&self) -> usize {
-        self.pos
+        self.seqs[self.slot].pos
+    }
+    /// Sequences the model holds at once.
+    pub fn slots(&self) -> usize {
+        self.seqs.len()
+    }
+    /// Tokens in slot `slot`'s KV cache.
+    pub fn position_of(&self, slot: usize) -> usize {
+        self.seqs.get(slot).map_or(0, |s| s.pos)
+    }
+    /// Makes `slot` the sequence that [`Llama::forward`], [`Llama::reset`],
+    /// [`Llama::rewind`] and [`Llama::position`] work on.
+    pub fn select(&mut self, slot: usize) -> Result<(), ModelError> {
+        if slot >= self.seqs.len() {
+            return Err(ModelError::NoSuchSlot { slot, slots: self.seqs.len() });
+        }
+        self.slot = slot;
+        Ok(())
     }
     pub fn memory(&self) -> MemoryUse {
         self.memory
@@ -297,10 +334,11 @@ impl Llama {
     pub fn options(&self) -> &LlamaOptions {
         &self.options
     }
-    /// Forgets the sequence: the next forward starts at position 0.
+    /// Forgets the selected sequence: its next forward starts at position 0.
     pub fn reset(&mut self) {
-        self.pos = 0;
-        self.written = 0;
+        let seq = &mut self.seqs[self.slot];
+        seq.pos = 0;
+        seq.written = 0;
     }
 
     /// Forgets the positions from `position` on, keeping the KV cache before it, so the same
@@ -309,19 +347,20 @@ impl Llama {
     /// `position` once more than a chunk was appended past it, and then this fails with
     /// [`ModelError::CannotRewind`] (reset and prefill again instead).
     pub fn rewind(&mut self, position: usize) -> Result<(), ModelError> {
-        let refuse = |reason| Err(ModelError::CannotRewind { to: position, position: self.pos, reason });
-        if position > self.pos {
+        let seq = &self.seqs[self.slot];
+        let refuse = |reason| Err(ModelError::CannotRewind { to: position, position: seq.pos, reason });
+        if position > seq.pos {
             return refuse("that is past the end of the sequence");
         }
         for i in 0..self.config.layers {
             let (Some(window), rows) = (self.config.layer_window(i), cache_rows(&self.config, &self.options, i)) else { continue };
             // Writing position p overwrote slot p % rows, i.e. position p - rows; the window of
             // a query at `position` starts at position - window + 1.
-            if rows < self.options.context && self.written + window > position + rows + 1 {
+            if rows < self.options.context && seq.written + window > position + rows + 1 {
                 return refuse("a sliding-window layer's ring has overwritten part of the window before it");
             }
         }
-        self.pos = position;
+        self.seqs[self.slot].pos = position;
         Ok(())
     }
 
@@ -388,8 +427,9 @@ impl Llama {
         if let Some(&id) = tokens.iter().find(|&&id| id as usize >= self.config.vocab) {
             return Err(ModelError::TokenOutOfRange { id, vocab: self.config.vocab }.into());
         }
-        if self.pos + tokens.len() > self.options.context {
-            return Err(ModelError::ContextFull { needed: self.pos + tokens.len(), context: self.options.context }.into());
+        let pos = self.seqs[self.slot].pos;
+        if pos + tokens.len() > self.options.context {
+            return Err(ModelError::ContextFull { needed: pos + tokens.len(), context: self.options.context }.into());
         }
         Ok(())
     }
@@ -409,23 +449,80 @@ impl Llama {
     /// Runs one chunk of at most `options.chunk` tokens at the current position; `want` says
     /// which logits to compute (none for a prompt chunk that is not the last).
     async fn run_chunk(&mut self, ctx: &Context, chunk: &[u32], want: Option<Logits>) -> Result<(), Error> {
-        let key = (chunk.len(), want.unwrap_or(Logits::Last));
-        if !self.plans.contains_key(&key) {
-            let plan = self.plan(ctx, chunk.len(), key.1, None).await?;
-            self.plans.insert(key, plan);
-        }
-        let dims = self.dims();
+        let key = (vec![(self.slot, chunk.len())], want.unwrap_or(Logits::Last));
+        self.ensure_plan(ctx, &key).await?;
         self.acts.ids.write(ctx, chunk)?;
-        self.step.write(ctx, self.pos as u32);
-        self.args.write(ctx, dims, self.pos, chunk.len());
+        self.write_positions(ctx, &key.0);
         let plan = &self.plans[&key];
         // The head's dispatches come last; skip them for chunks whose logits nobody reads.
         let body = if want.is_none() { &plan[..plan.len() - self.head_dispatches()] } else { &plan[..] };
         let refs: Vec<&Dispatch> = body.iter().collect();
         ctx.run(&refs).await?;
-        self.pos += chunk.len();
-        self.written = self.written.max(self.pos);
+        self.advance(&key.0);
         Ok(())
+    }
+
+    async fn ensure_plan(&mut self, ctx: &Context, key: &(Layout, Logits)) -> Result<(), Error> {
+        if !self.plans.contains_key(key) {
+            let plan = self.plan(ctx, &key.0, key.1, None).await?;
+            self.plans.insert(key.clone(), plan);
+        }
+        Ok(())
+    }
+
+    /// Writes each sequence's position (and attention split count) for a pass over `layout`.
+    fn write_positions(&self, ctx: &Context, layout: &[(usize, usize)]) {
+        let dims = self.dims();
+        for &(slot, t) in layout {
+            let seq = &self.seqs[slot];
+            seq.step.write(ctx, seq.pos as u32);
+            seq.args.write(ctx, dims, seq.pos, t);
+        }
+    }
+
+    fn advance(&mut self, layout: &[(usize, usize)]) {
+        for &(slot, t) in layout {
+            let seq = &mut self.seqs[slot];
+            seq.pos += t;
+            seq.written = seq.written.max(seq.pos);
+        }
+    }
+
+    /// One decode step for several sequences in one pass over the weights: `batch` holds
+    /// (slot, token) pairs, each slot at most once, and each token is appended to its slot's
+    /// sequence. Returns each row's logits (`vocab` values), in `batch` order. The selected
+    /// slot does not change.
+    pub async fn decode_batch(&mut self, ctx: &Context, batch: &[(usize, u32)]) -> Result<Vec<Vec<f32>>, Error> {
+        if batch.is_empty() {
+            return Err(ModelError::EmptyInput.into());
+        }
+        if batch.len() > self.options.chunk {
+            return Err(crate::tensor::ShapeError::TooLarge { op: "decode batch", what: "sequences", actual: batch.len(), max: self.options.chunk }.into());
+        }
+        for (i, &(slot, id)) in batch.iter().enumerate() {
+            let Some(seq) = self.seqs.get(slot) else { return Err(ModelError::NoSuchSlot { slot, slots: self.seqs.len() }.into()) };
+            if batch[..i].iter().any(|&(s, _)| s == slot) {
+                return Err(ModelError::SlotRepeated { slot }.into());
+            }
+            if id as usize >= self.config.vocab {
+                return Err(ModelError::TokenOutOfRange { id, vocab: self.config.vocab }.into());
+            }
+            if seq.pos + 1 > self.options.context {
+                return Err(ModelError::ContextFull { needed: seq.pos + 1, context: self.options.context }.into());
+            }
+        }
+        self.ensure_all_logits(ctx)?;
+        let key = (batch.iter().map(|&(slot, _)| (slot, 1)).collect::<Layout>(), Logits::All);
+        self.ensure_plan(ctx, &key).await?;
+        let ids: Vec<u32> = batch.iter().map(|&(_, id)| id).collect();
+        self.acts.ids.write(ctx, &ids)?;
+        self.write_positions(ctx, &key.0);
+        let refs: Vec<&Dispatch> = self.plans[&key].iter().collect();
+        ctx.run(&refs).await?;
+        self.advance(&key.0);
+        let vocab = self.config.vocab;
+        let all = self.all_logits.as_ref().expect("allocated above").read_rows(ctx, batch.len()).await?;
+        Ok(all.chunks(vocab).map(<[f32]>::to_vec).collect())
     }
 
     fn dims(&self) -> AttnDims {
@@ -457,9 +554,11 @@ impl Llama {
         self.options.tune.as_ref()?.choose(ctx, w.format(), x.rows(), w.rows(), w.cols())
     }
 
-    /// Every dispatch of a forward pass over `t` tokens, in order. With `taps`, also where each
-    /// linear layer's input can be read back (for the observed forward).
-    async fn plan(&self, ctx: &Context, t: usize, logits: Logits, mut taps: Option<&mut Vec<observed::Tap>>) -> Result<Vec<Dispatch>, Error> {
+    /// Every dispatch of a forward pass over the rows of `layout` (each sequence's tokens in
+    /// turn), in order. With `taps`, also where each linear layer's input can be read back (for
+    /// the observed forward).
+    async fn plan(&self, ctx: &Context, layout: &[(usize, usize)], logits: Logits, mut taps: Option<&mut Vec<observed::Tap>>) -> Result<Vec<Dispatch>, Error> {
+        let t: usize = layout.iter().map(|&(_, n)| n).sum();
         use observed::{Tap, TapInput};
         let mut tap = |after: usize, input: TapInput, weights: Vec<String>| {
             if let Some(taps) = taps.as_deref_mut() {
@@ -499,10 +598,16 @@ impl Llama {
                 (_, Some(_)) => self.window_rope.as_ref().unwrap_or(&self.rope),
                 _ => &self.rope,
             };
-            d.push(plan_rope(ctx, dims, t, &q, &k, rope, &self.step).await?);
-            d.push(plan_kv_store(ctx, dims, t, &k, &v, &self.caches[i], &self.step).await?);
+            // The rest of the layer is row-wise; these three read and write each sequence's cache.
             let options = AttnOptions { scale: c.attn_scale, window, softcap: c.attn_softcap };
-            d.extend(plan_attention(ctx, dims, t, &q, &self.caches[i], &self.attn_work, &attn, &self.step, &self.args, options).await?);
+            let mut row0 = 0;
+            for &(slot, n) in layout {
+                let seq = &self.seqs[slot];
+                d.push(plan_rope_rows(ctx, dims, row0, n, &q, &k, rope, &seq.step).await?);
+                d.push(plan_kv_store_rows(ctx, dims, row0, n, &k, &v, &seq.caches[i], &seq.step).await?);
+                d.extend(plan_attention_rows(ctx, dims, row0, n, &q, &seq.caches[i], &self.attn_work, &attn, &seq.step, &seq.args, options).await?);
+                row0 += n;
+            }
             tap(d.len(), TapInput::Attention, vec![n("attn_output")]);
             d.extend(plan_linear(ctx, &w.o, &attn, &proj, self.tuned(ctx, &w.o, &attn)).await?.dispatches);
             d.extend(self.residual(ctx, &x, &proj, &w.post_attn_norm, &xn, t).await?);

@@ -37,16 +37,15 @@ impl Llama {
         self.ensure_all_logits(ctx)?;
         for chunk in tokens.chunks(self.options.chunk) {
             let t = chunk.len();
-            if !self.observed_plans.contains_key(&t) {
+            let layout = [(self.slot, t)];
+            if !self.observed_plans.contains_key(&(self.slot, t)) {
                 let mut taps = Vec::new();
-                let plan = self.plan(ctx, t, Logits::All, Some(&mut taps)).await?;
-                self.observed_plans.insert(t, (plan, taps));
+                let plan = self.plan(ctx, &layout, Logits::All, Some(&mut taps)).await?;
+                self.observed_plans.insert((self.slot, t), (plan, taps));
             }
-            let dims = self.dims();
             self.acts.ids.write(ctx, chunk)?;
-            self.step.write(ctx, self.pos as u32);
-            self.args.write(ctx, dims, self.pos, t);
-            let (plan, taps) = &self.observed_plans[&t];
+            self.write_positions(ctx, &layout);
+            let (plan, taps) = &self.observed_plans[&(self.slot, t)];
             let mut start = 0;
             for tap in taps {
                 let refs: Vec<&Dispatch> = plan[start..tap.after].iter().collect();
@@ -64,7 +63,7 @@ impl Llama {
             }
             let refs: Vec<&Dispatch> = plan[start..].iter().collect();
             ctx.run(&refs).await?;
-            self.pos += t;
+            self.advance(&layout);
         }
         Ok(())
     }
