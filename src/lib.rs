@@ -24,6 +24,8 @@ pub mod ops;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod partial;
 pub mod quant;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod serve;
 pub mod tensor;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

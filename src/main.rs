@@ -27,6 +27,9 @@ enum Command {
     Inspect(cli::inspect::InspectArgs),
     /// Answer a prompt with a GGUF language model on the GPU, streaming the answer to stdout.
     Run(cli::run::RunArgs),
+    /// Serve a language model over the OpenAI HTTP API (chat and text completions, streamed or
+    /// not), decoding every client's sequence together.
+    Serve(cli::serve::ServeArgs),
     /// Download a model into the cache and print its path: the default SmolLM2-135M-Instruct
     /// Q4_1, `minilm` (all-MiniLM-L6-v2, for `embed`) or `gemma3` (Gemma 3 270M Q4_K_M).
     Fetch {
@@ -72,6 +75,7 @@ fn main() -> Result<()> {
         }
         Command::Embed(args) => cli::embed::embed(args, options),
         Command::Run(args) => cli::run::run(args, options),
+        Command::Serve(args) => cli::serve::serve(args, options),
         Command::Inspect(args) => cli::inspect::inspect(args, options),
         Command::Eval(args) => cli::eval::eval(args, options),
         Command::Quantize(args) => cli::quantize::quantize(args, options),

@@ -8,6 +8,7 @@ pub mod info;
 pub mod inspect;
 pub mod quantize;
 pub mod run;
+pub mod serve;
 
 use anyhow::{Context as _, Result};
 use qgpu::loader::{GgufFile, HfModel, TensorSource};

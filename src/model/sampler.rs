@@ -231,6 +231,24 @@ pub fn apply_repetition_penalty(logits: &mut [f32], history: &[u32], penalty: f3
     }
 }
 
+/// Applies OpenAI's frequency and presence penalties in place: each id that occurs `n > 0`
+/// times in `generated` loses `n × frequency + presence` from its logit. Both are in [-2, 2]
+/// in OpenAI's API; 0 turns each off. Ids outside `logits` are skipped.
+pub fn apply_frequency_presence_penalties(logits: &mut [f32], generated: &[u32], frequency: f32, presence: f32) {
+    if frequency == 0.0 && presence == 0.0 {
+        return;
+    }
+    let mut ids = generated.to_vec();
+    ids.sort_unstable();
+    for run in ids.chunk_by(|a, b| a == b) {
+        if let Some(l) = logits.get_mut(run[0] as usize) {
+            if l.is_finite() {
+                *l -= run.len() as f32 * frequency + presence;
+            }
+        }
+    }
+}
+
 /// Picks tokens from logits according to a [`SamplerConfig`]; owns the random generator and
 /// scratch buffers, so keep one per generation stream.
 #[derive(Debug, Clone)]
