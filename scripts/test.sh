@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # Every test qgpu has, from a fresh Debian machine: installs what is missing (lavapipe when no
-# Vulkan device exists; the wasm target, wasm-bindgen-cli, Chromium and playwright-core for the
-# browser test), fetches the default model and MiniLM for the end-to-end tests, then runs them.
+# Vulkan device exists; a Python virtual environment with the `openai` package for the server
+# test; the wasm target, wasm-bindgen-cli, Chromium and playwright-core for the browser test),
+# fetches the default model and MiniLM for the end-to-end tests, then runs them.
 # With CI=true, GPU and model tests fail rather than skip when no adapter or model is found.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 scripts/setup.sh
+# The server test talks to `qgpu serve` through the official `openai` package, pinned.
+VENV="${CARGO_TARGET_DIR:-target}/python"
+if ! "$VENV/bin/python" -c "import openai" 2>/dev/null; then
+  python3 -m venv "$VENV" 2>/dev/null || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip
+    python3 -m venv "$VENV"
+  }
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/serve/requirements.txt
+fi
+export QGPU_PYTHON="$VENV/bin/python"
 # A fresh clone builds once: no incremental caches, which only pay when rebuilding.
 [ "${CI:-}" = true ] && export CARGO_INCREMENTAL=0
 # One native build serves everything: the test binaries and the qgpu binary they run (a separate

@@ -1,6 +1,7 @@
 //! Token sampling and stop strings: pure CPU, no GPU needed.
 
 use qgpu::model::sampler::{
+    apply_frequency_presence_penalties,
     apply_repetition_penalty, Sampler, SamplerConfig, SamplerError, StopChecker, StopStatus,
 };
 
@@ -417,4 +418,19 @@ fn stop_string_split_across_pieces_is_never_streamed() {
     );
     // No stop strings: everything passes straight through.
     assert_eq!(stream(&[], &["a", "b"]), ("ab".to_string(), false));
+}
+
+/// OpenAI's penalties: n occurrences cost n × frequency + presence, once per distinct id;
+/// ids outside the vocabulary and masked logits are left alone.
+#[test]
+fn frequency_and_presence_penalties_follow_openai() {
+    let mut logits = vec![1.0, 2.0, -1.0, f32::NEG_INFINITY, 0.5];
+    apply_frequency_presence_penalties(&mut logits, &[1, 1, 1, 2, 3, 99], 0.5, 0.25);
+    assert_eq!(logits, vec![1.0, 2.0 - 1.5 - 0.25, -1.0 - 0.5 - 0.25, f32::NEG_INFINITY, 0.5]);
+    let mut logits = vec![1.0, 2.0];
+    apply_frequency_presence_penalties(&mut logits, &[0], -1.0, 0.0);
+    assert_eq!(logits, vec![2.0, 2.0], "a negative penalty favours repeats");
+    let mut same = vec![1.0, 2.0];
+    apply_frequency_presence_penalties(&mut same, &[0, 1], 0.0, 0.0);
+    assert_eq!(same, vec![1.0, 2.0]);
 }

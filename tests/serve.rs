@@ -63,74 +63,118 @@ fn openai_client_against_qgpu_serve() {
     let dir = std::env::temp_dir().join(format!("qgpu-serve-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let log_path = dir.join("server.log");
-    let log = std::fs::File::create(&log_path).unwrap();
     let key = "test-key-123";
-    let mut server = Command::new(env!("CARGO_BIN_EXE_qgpu"))
-        .args(["serve", "--port", "0", "--api-key", key, "--body-limit", "65536"])
-        .args(["--parallel", &PARALLEL.to_string(), "--context", &CONTEXT.to_string(), "--queue", &QUEUE.to_string()])
-        .arg("--model")
-        .arg(&model)
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    // The address is printed once requests can be made.
+    let (parallel, context, queue) = (PARALLEL.to_string(), CONTEXT.to_string(), QUEUE.to_string());
+    let args = ["--port", "0", "--api-key", key, "--body-limit", "65536", "--parallel", &parallel, "--context", &context, "--queue", &queue];
+    let (server, url) = start_server(&args, &model, &log_path);
+    let batch = ["Name a fruit.", "What is 2 + 2?", "Say hello in French.", "What color is the sky?"];
+    let env = [
+        ("QGPU_SERVE_URL", url),
+        ("QGPU_API_KEY", key.to_owned()),
+        ("QGPU_SERVE_LOG", log_path.display().to_string()),
+        ("QGPU_MAX_TOKENS", MAX_TOKENS.to_string()),
+        ("QGPU_CONTEXT", context.clone()),
+        ("QGPU_PARALLEL", parallel.clone()),
+        ("QGPU_QUEUE", queue.clone()),
+        ("QGPU_CHAT_PROMPT", chat_prompt.to_owned()),
+        ("QGPU_EXPECTED_CHAT", expected_chat),
+        ("QGPU_TEXT_PROMPT", text_prompt.to_owned()),
+        ("QGPU_EXPECTED_TEXT", expected_text),
+        ("QGPU_BATCH_PROMPTS", serde_json::to_string(&batch).unwrap()),
+    ];
+    let passed = run_client(&python, "tests/serve/openai_client.py", &env);
+    // SIGTERM: a graceful exit with status 0.
+    let status = stop_server(server);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(passed, "the openai client failed; server log:\n{log}");
+    assert!(status.success(), "qgpu serve after SIGTERM: {status}\n{log}");
+    // One log line per answered request, with its token counts.
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("chatcmpl-") || l.starts_with("cmpl-")).collect();
+    assert!(lines.len() >= 14 && lines.iter().all(|l| l.contains(" prompt=") && l.contains(" cached=") && l.contains(" finish=")), "request log:\n{log}");
+}
+
+/// Starts `qgpu serve` with `args` and returns it with its URL, once it listens; its stderr
+/// goes to `log`.
+fn start_server(args: &[&str], model: &Path, log: &Path) -> (std::process::Child, String) {
+    let mut server = Command::new(env!("CARGO_BIN_EXE_qgpu")).arg("serve").args(args).arg("--model").arg(model).stderr(std::fs::File::create(log).unwrap()).spawn().unwrap();
     let started = Instant::now();
-    let url = loop {
-        let text = std::fs::read_to_string(&log_path).unwrap();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap();
         if let Some(at) = text.find("listening on ") {
-            break text[at + 13..].lines().next().unwrap().trim().to_owned();
+            return (server, text[at + 13..].lines().next().unwrap().trim().to_owned());
         }
         if let Some(status) = server.try_wait().unwrap() {
             panic!("qgpu serve exited with {status}: {text}");
         }
         assert!(started.elapsed() < Duration::from_secs(600), "qgpu serve did not start: {text}");
         std::thread::sleep(Duration::from_millis(200));
-    };
-    let batch = ["Name a fruit.", "What is 2 + 2?", "Say hello in French.", "What color is the sky?"];
-    let client = Command::new(python)
-        .arg("tests/serve/openai_client.py")
-        .env("QGPU_SERVE_URL", &url)
-        .env("QGPU_API_KEY", key)
-        .env("QGPU_SERVE_LOG", &log_path)
-        .env("QGPU_MAX_TOKENS", MAX_TOKENS.to_string())
-        .env("QGPU_CONTEXT", CONTEXT.to_string())
-        .env("QGPU_PARALLEL", PARALLEL.to_string())
-        .env("QGPU_QUEUE", QUEUE.to_string())
-        .env("QGPU_CHAT_PROMPT", chat_prompt)
-        .env("QGPU_EXPECTED_CHAT", &expected_chat)
-        .env("QGPU_TEXT_PROMPT", text_prompt)
-        .env("QGPU_EXPECTED_TEXT", &expected_text)
-        .env("QGPU_BATCH_PROMPTS", serde_json::to_string(&batch).unwrap())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut passed = None;
-    for line in BufReader::new(client.stdout.unwrap()).lines() {
-        let line = line.unwrap();
-        eprintln!("{line}");
-        if line.ends_with("checks passed") {
-            passed = Some(line);
-        }
     }
+}
 
-    // SIGTERM: a graceful exit with status 0.
+/// SIGTERM, then the exit status within a minute.
+fn stop_server(mut server: std::process::Child) -> std::process::ExitStatus {
     let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
     let stopping = Instant::now();
-    let status = loop {
+    loop {
         if let Some(status) = server.try_wait().unwrap() {
-            break status;
+            return status;
         }
         if stopping.elapsed() > Duration::from_secs(60) {
             let _ = server.kill();
             panic!("qgpu serve did not stop within 60 s of SIGTERM");
         }
         std::thread::sleep(Duration::from_millis(100));
-    };
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    }
+}
+
+/// Runs a client script to its end, echoing its lines; true if it reported every check passed.
+fn run_client(python: &Path, script: &str, env: &[(&str, String)]) -> bool {
+    let mut cmd = Command::new(python);
+    cmd.arg(script).stdout(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut passed = false;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        eprintln!("{line}");
+        passed |= line.ends_with("checks passed");
+    }
+    child.wait().unwrap().success() && passed
+}
+
+/// An encoder served: /v1/embeddings through the `openai` package equals `qgpu embed`.
+#[test]
+fn openai_embeddings_from_an_encoder() {
+    if common::context().is_none() {
+        return;
+    }
+    let Some(python) = python() else { return };
+    let Some(minilm) = common::require_minilm() else { return };
+    let texts = ["A man is eating food.", "The new movie is awesome", "A cheetah chases its prey across a field, running faster than any car on the road."];
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qgpu"));
+    cmd.arg("embed").arg("--model").arg(&minilm);
+    for t in texts {
+        cmd.args(["--text", t]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "qgpu embed: {}", String::from_utf8_lossy(&out.stderr));
+    let expected: Vec<serde_json::Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+
+    let dir = std::env::temp_dir().join(format!("qgpu-serve-embed-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("server.log");
+    let (server, url) = start_server(&["--port", "0"], &minilm, &log);
+    let passed = run_client(
+        &python,
+        "tests/serve/openai_embeddings.py",
+        &[("QGPU_SERVE_URL", url), ("QGPU_EMBED_TEXTS", serde_json::to_string(&texts).unwrap()), ("QGPU_EXPECTED_EMBEDDINGS", serde_json::to_string(&expected).unwrap())],
+    );
+    let status = stop_server(server);
+    let text = std::fs::read_to_string(&log).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(passed.is_some(), "the openai client failed; server log:\n{log}");
-    assert!(status.success(), "qgpu serve after SIGTERM: {status}\n{log}");
-    // One log line per answered request, with its token counts.
-    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("chatcmpl-") || l.starts_with("cmpl-")).collect();
-    assert!(lines.len() >= 14 && lines.iter().all(|l| l.contains(" prompt=") && l.contains(" cached=") && l.contains(" finish=")), "request log:\n{log}");
+    assert!(passed, "the openai client failed; server log:\n{text}");
+    assert!(status.success(), "qgpu serve after SIGTERM: {status}\n{text}");
 }

@@ -1,20 +1,22 @@
-//! `qgpu serve`: load a model with one KV-cache slot per parallel sequence and serve the
-//! OpenAI API over HTTP (src/serve).
+//! `qgpu serve`: load a language model with one KV-cache slot per parallel sequence (or a BERT
+//! encoder) and serve the OpenAI API over HTTP (src/serve).
 
 use anyhow::Result;
 use clap::Args;
 use qgpu::gpu::{Context, ContextOptions};
+use qgpu::model::bert::{BertOptions, Embedder};
 use qgpu::model::llama::{Llama, LlamaOptions};
 use qgpu::model::tokenizer::Tokenizer;
 use qgpu::ops::KvType;
 use qgpu::serve::log::LogFormat;
-use qgpu::serve::ServeOptions;
+use qgpu::serve::{Model, ServeOptions};
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// A GGUF model or a Hugging Face LLaMA directory; without it, the default model.
+    /// A GGUF model or a Hugging Face directory: a language model (chat and text completions)
+    /// or a BERT encoder (embeddings); without it, the default language model.
     #[arg(long)]
     model: Option<PathBuf>,
     /// Address to listen on: loopback unless you mean to expose the server.
@@ -63,20 +65,27 @@ pub fn serve(args: ServeArgs, options: ContextOptions) -> Result<()> {
     anyhow::ensure!(args.parallel >= 1, "--parallel must be at least 1");
     let ctx = pollster::block_on(Context::new(options))?;
     let file = super::ModelSource::open(&path)?;
-    let tokenizer = Tokenizer::from_gguf(file.source().metadata())?;
-    let load = LlamaOptions { context: args.context, kv_type: args.kv_type, slots: args.parallel, tune: qgpu::bench::tune::load_cache().map(std::sync::Arc::new), ..Default::default() };
-    let model = pollster::block_on(Llama::load(&ctx, file.source(), load, &mut |_, _| {}))?;
-    anyhow::ensure!(model.slots() == args.parallel, "--parallel {} is more than one pass holds ({} rows)", args.parallel, model.slots());
     let model_id = path.file_stem().map_or_else(|| "model".to_owned(), |s| s.to_string_lossy().into_owned());
-    let m = model.memory();
-    eprintln!(
-        "qgpu serve: {model_id}, {} slots of {} positions ({}), GPU memory: weights {:.1} MiB, KV cache {:.1} MiB",
-        model.slots(),
-        model.context(),
-        args.kv_type,
-        m.weights as f64 / 1048576.0,
-        m.kv_cache as f64 / 1048576.0
-    );
+    let model = if file.architecture() == "bert" {
+        let embedder = pollster::block_on(Embedder::load(&ctx, file.source(), BertOptions::default()))?;
+        eprintln!("qgpu serve: {model_id}, an encoder: /v1/embeddings, GPU memory: weights {:.1} MiB", embedder.model.memory().weights as f64 / 1048576.0);
+        Model::Encoder(embedder)
+    } else {
+        let tokenizer = Tokenizer::from_gguf(file.source().metadata())?;
+        let load = LlamaOptions { context: args.context, kv_type: args.kv_type, slots: args.parallel, tune: qgpu::bench::tune::load_cache().map(std::sync::Arc::new), ..Default::default() };
+        let model = pollster::block_on(Llama::load(&ctx, file.source(), load, &mut |_, _| {}))?;
+        anyhow::ensure!(model.slots() == args.parallel, "--parallel {} is more than one pass holds ({} rows)", args.parallel, model.slots());
+        let m = model.memory();
+        eprintln!(
+            "qgpu serve: {model_id}, {} slots of {} positions ({}), GPU memory: weights {:.1} MiB, KV cache {:.1} MiB",
+            model.slots(),
+            model.context(),
+            args.kv_type,
+            m.weights as f64 / 1048576.0,
+            m.kv_cache as f64 / 1048576.0
+        );
+        Model::Decoder(model, tokenizer)
+    };
     let serve = ServeOptions {
         host: args.host,
         port: args.port,
@@ -89,6 +98,6 @@ pub fn serve(args: ServeArgs, options: ContextOptions) -> Result<()> {
         log: args.log_format,
         grace: Duration::from_secs_f64(args.grace.max(0.0)),
     };
-    qgpu::serve::serve(ctx, model, tokenizer, serve, |addr| eprintln!("qgpu serve: listening on http://{addr}"))?;
+    qgpu::serve::serve(ctx, model, serve, |addr| eprintln!("qgpu serve: listening on http://{addr}"))?;
     Ok(())
 }

@@ -36,8 +36,6 @@ impl ApiError {
 /// What the server accepts.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Request body bytes.
-    pub body_bytes: usize,
     /// Positions of each slot's KV cache: prompt and answer together.
     pub context: usize,
     /// `max_tokens` at most.
@@ -360,4 +358,80 @@ impl Header {
 
 fn fingerprint() -> String {
     format!("qgpu-{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// An embeddings request: its texts, and whether the answer is base64 (the `openai` package
+/// asks for that by default).
+pub struct EmbeddingRequest {
+    pub texts: Vec<String>,
+    pub base64: bool,
+}
+
+/// Inputs one embeddings request may hold (OpenAI's limit).
+pub const MAX_EMBEDDING_INPUTS: usize = 2048;
+
+pub fn embedding_request(obj: &Map<String, Value>) -> Result<EmbeddingRequest, ApiError> {
+    let f = Fields(obj);
+    let texts = match f.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        Some(Value::Array(_)) => return Err(ApiError::invalid("input", "`input` must be a string or an array of strings; token ids are not supported")),
+        Some(v) => return Err(ApiError::invalid("input", format!("`input` must be a string or an array of strings, not {}", kind(v)))),
+        None => return Err(ApiError::invalid("input", "`input` is missing")),
+    };
+    if texts.is_empty() || texts.len() > MAX_EMBEDDING_INPUTS {
+        return Err(ApiError::invalid("input", format!("`input` holds {} texts; 1 to {MAX_EMBEDDING_INPUTS} are allowed", texts.len())));
+    }
+    if let Some(i) = texts.iter().position(String::is_empty) {
+        return Err(ApiError::invalid("input", format!("`input[{i}]` is empty")));
+    }
+    if f.get("dimensions").is_some() {
+        return Err(ApiError::invalid("dimensions", "`dimensions` is not supported: the model's own width is returned"));
+    }
+    let base64 = match f.get("encoding_format") {
+        None => false,
+        Some(Value::String(s)) if s == "float" => false,
+        Some(Value::String(s)) if s == "base64" => true,
+        Some(v) => return Err(ApiError::invalid("encoding_format", format!("`encoding_format` must be \"float\" or \"base64\", not {v}"))),
+    };
+    Ok(EmbeddingRequest { texts, base64 })
+}
+
+pub fn embedding_answer(embeddings: &[Vec<f32>], tokens: usize, base64: bool, model: &str) -> Value {
+    let data: Vec<Value> = embeddings
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let embedding = if base64 { Value::String(base64_f32(e)) } else { json!(e) };
+            json!({ "object": "embedding", "index": i, "embedding": embedding })
+        })
+        .collect();
+    json!({ "object": "list", "data": data, "model": model, "usage": { "prompt_tokens": tokens, "total_tokens": tokens } })
+}
+
+/// The little-endian bytes of `values` in standard base64 (OpenAI's `encoding_format: base64`).
+fn base64_f32(values: &[f32]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet_and_padding() {
+        // 1.0f32 is 00 00 80 3f; two values make 8 bytes, so one `=` of padding.
+        assert_eq!(base64_f32(&[1.0]), "AACAPw==");
+        assert_eq!(base64_f32(&[1.0, -2.0]), "AACAPwAAAMA=");
+        assert_eq!(base64_f32(&[]), "");
+    }
 }

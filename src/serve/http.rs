@@ -2,7 +2,8 @@
 //! as server-sent events). Every failure is an OpenAI-style JSON error with its status.
 
 use super::api::{self, ApiError, Endpoint, Header, Limits, Prompt};
-use super::engine::{EngineHandle, Event, Failure, Job, SubmitError};
+use super::embed::{EmbedHandle, EmbedJob};
+use super::engine::{EngineHandle, EngineState, Event, Failure, Job, SubmitError};
 use crate::model::tokenizer::{SpecialText, Tokenizer};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -20,11 +21,17 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
+/// The model behind the routes: a decoder answers completions, an encoder embeddings.
+pub enum Backend {
+    Decoder { engine: EngineHandle, tokenizer: Arc<Tokenizer>, limits: Limits },
+    Encoder(EmbedHandle),
+}
+
 /// What every handler shares.
 pub struct App {
-    pub engine: EngineHandle,
-    pub tokenizer: Arc<Tokenizer>,
-    pub limits: Limits,
+    pub backend: Backend,
+    /// Request body bytes at most.
+    pub body_bytes: usize,
     pub model_id: String,
     pub api_key: Option<String>,
     pub requests: AtomicU64,
@@ -71,8 +78,23 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+impl App {
+    pub fn state(&self) -> &Arc<EngineState> {
+        match &self.backend {
+            Backend::Decoder { engine, .. } => &engine.state,
+            Backend::Encoder(embedder) => &embedder.state,
+        }
+    }
+
+    /// Reads a request body up to the limit.
+    async fn body(&self, body: Body) -> Result<axum::body::Bytes, ApiError> {
+        let limit = self.body_bytes;
+        axum::body::to_bytes(body, limit).await.map_err(|_| ApiError { status: 413, code: Some("body_too_large"), ..ApiError::bad_request(format!("the request body is over this server's limit of {limit} bytes")) })
+    }
+}
+
 async fn health(State(app): State<Arc<App>>) -> Response {
-    let state = &app.engine.state;
+    let state = app.state();
     let (active, slots) = (state.active.load(Ordering::Relaxed), state.slots.load(Ordering::Relaxed));
     if !state.healthy.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "error", "reason": "the GPU device was lost" }))).into_response();
@@ -91,8 +113,25 @@ async fn not_found(request: Request) -> ApiError {
     ApiError { status: 404, message: format!("no route for {} {}", request.method(), request.uri().path()), kind: "invalid_request_error", param: None, code: Some("not_found") }
 }
 
-async fn embeddings(State(app): State<Arc<App>>) -> ApiError {
-    ApiError::bad_request(format!("the served model `{}` is a decoder; /v1/embeddings needs an encoder (serve a BERT model)", app.model_id))
+async fn embeddings(State(app): State<Arc<App>>, body: Body) -> Response {
+    embed(app, body).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn embed(app: Arc<App>, body: Body) -> Result<Response, ApiError> {
+    let Backend::Encoder(embedder) = &app.backend else {
+        return Err(ApiError::bad_request(format!("the served model `{}` is a decoder; /v1/embeddings needs an encoder (serve a BERT model)", app.model_id)));
+    };
+    let object = api::parse_object(&app.body(body).await?)?;
+    let request = api::embedding_request(&object)?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let count = request.texts.len();
+    embedder.submit(EmbedJob { texts: request.texts, reply }).map_err(|e| match e {
+        SubmitError::Busy => ApiError { code: Some("queue_full"), ..ApiError::unavailable("the encoder's queue is full; retry later") },
+        SubmitError::Unavailable => unavailable(app.state()),
+    })?;
+    let (embeddings, tokens) = answer.await.map_err(|_| ApiError::unavailable("the encoder stopped before answering"))?.map_err(failure_error)?;
+    debug_assert_eq!(embeddings.len(), count);
+    Ok(Json(api::embedding_answer(&embeddings, tokens, request.base64, &app.model_id)).into_response())
 }
 
 async fn chat(State(app): State<Arc<App>>, body: Body) -> Response {
@@ -105,17 +144,18 @@ async fn completions(State(app): State<Arc<App>>, body: Body) -> Response {
 
 async fn answer(app: Arc<App>, body: Body, endpoint: Endpoint) -> Result<Response, ApiError> {
     let received = Instant::now();
-    let limit = app.limits.body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError { status: 413, code: Some("body_too_large"), ..ApiError::bad_request(format!("the request body is over this server's limit of {limit} bytes")) })?;
-    let object = api::parse_object(&bytes)?;
+    let Backend::Decoder { engine, tokenizer, limits } = &app.backend else {
+        return Err(ApiError::bad_request(format!("the served model `{}` is an encoder; it answers /v1/embeddings only", app.model_id)));
+    };
+    let object = api::parse_object(&app.body(body).await?)?;
     let n = app.requests.fetch_add(1, Ordering::Relaxed);
     let generation = api::generation(&object, app.seed_base.wrapping_add(n))?;
     let prompt = match endpoint {
         Endpoint::Chat => api::chat_prompt(&object)?,
-        Endpoint::Completion => api::completion_prompt(&object, app.limits.vocab)?,
+        Endpoint::Completion => api::completion_prompt(&object, limits.vocab)?,
     };
     // Templates and long prompts take CPU time: off the async workers.
-    let tokenizer = app.tokenizer.clone();
+    let tokenizer = tokenizer.clone();
     let ids = tokio::task::spawn_blocking(move || match prompt {
         Prompt::Chat(messages) => tokenizer.encode_chat_with(&messages, true, SpecialText::Plain),
         Prompt::Text(text) => tokenizer.encode_with(&text, SpecialText::Plain),
@@ -127,7 +167,7 @@ async fn answer(app: Arc<App>, body: Body, endpoint: Endpoint) -> Result<Respons
     if ids.is_empty() {
         return Err(ApiError::invalid(if endpoint == Endpoint::Chat { "messages" } else { "prompt" }, "the prompt is empty"));
     }
-    let max_tokens = generation.max_tokens_for(ids.len(), &app.limits)?;
+    let max_tokens = generation.max_tokens_for(ids.len(), limits)?;
     let header = Header { id: format!("{}-{n}", endpoint.id_prefix()), created: unix_seconds(), model: app.model_id.clone(), endpoint };
     let (events, rx) = unbounded_channel();
     let job = Job {
@@ -141,9 +181,9 @@ async fn answer(app: Arc<App>, body: Body, endpoint: Endpoint) -> Result<Respons
         events,
         received,
     };
-    app.engine.submit(job).map_err(|e| match e {
+    engine.submit(job).map_err(|e| match e {
         SubmitError::Busy => ApiError { code: Some("queue_full"), ..ApiError::unavailable("every slot is busy and the queue is full; retry later") },
-        SubmitError::Unavailable => unavailable(&app),
+        SubmitError::Unavailable => unavailable(&engine.state),
     })?;
     if generation.stream {
         Ok(stream(header, rx, generation.include_usage))
@@ -152,8 +192,8 @@ async fn answer(app: Arc<App>, body: Body, endpoint: Endpoint) -> Result<Respons
     }
 }
 
-fn unavailable(app: &App) -> ApiError {
-    if !app.engine.state.healthy.load(Ordering::Relaxed) {
+fn unavailable(state: &EngineState) -> ApiError {
+    if !state.healthy.load(Ordering::Relaxed) {
         ApiError::unavailable("the GPU device was lost; restart the server")
     } else {
         ApiError::unavailable("the server is shutting down")

@@ -3,11 +3,13 @@
 //! ([`engine`]). Native only.
 
 pub mod api;
+pub mod embed;
 pub mod engine;
 mod http;
 pub mod log;
 
 use crate::gpu::Context;
+use crate::model::bert::Embedder;
 use crate::model::llama::Llama;
 use crate::model::tokenizer::Tokenizer;
 use std::net::SocketAddr;
@@ -45,21 +47,33 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// What a server serves.
+pub enum Model {
+    /// A language model: chat and text completions.
+    Decoder(Llama, Tokenizer),
+    /// A sentence encoder: embeddings.
+    Encoder(Embedder),
+}
+
 /// Serves `model` until SIGINT or SIGTERM; `listening` is called with the bound address (port 0
 /// picks a free one) once requests can be made.
-pub fn serve(ctx: Context, model: Llama, tokenizer: Tokenizer, options: ServeOptions, listening: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
-    let limits = api::Limits {
-        body_bytes: options.body_bytes,
-        context: model.context(),
-        max_tokens: options.max_tokens.unwrap_or(model.context()).min(model.context()),
-        vocab: model.config().vocab,
+pub fn serve(ctx: Context, model: Model, options: ServeOptions, listening: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+    let (backend, thread) = match model {
+        Model::Decoder(model, tokenizer) => {
+            let limits = api::Limits { context: model.context(), max_tokens: options.max_tokens.unwrap_or(model.context()).min(model.context()), vocab: model.config().vocab };
+            let tokenizer = Arc::new(tokenizer);
+            let engine_options = engine::EngineOptions { queue: options.queue, prefill_step: options.prefill_step, grace: options.grace };
+            let (engine, thread) = engine::start(ctx, model, tokenizer.clone(), engine_options, log::Logger { format: options.log });
+            (http::Backend::Decoder { engine, tokenizer, limits }, thread)
+        }
+        Model::Encoder(embedder) => {
+            let (handle, thread) = embed::start(ctx, embedder, options.queue);
+            (http::Backend::Encoder(handle), thread)
+        }
     };
-    let tokenizer = Arc::new(tokenizer);
-    let engine_options = engine::EngineOptions { queue: options.queue, prefill_step: options.prefill_step, grace: options.grace };
-    let (engine, thread) = engine::start(ctx, model, tokenizer.clone(), engine_options, log::Logger { format: options.log });
     let seed_base = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let state = engine.state.clone();
-    let app = Arc::new(http::App { engine, tokenizer, limits, model_id: options.model_id.clone(), api_key: options.api_key.clone(), requests: AtomicU64::new(0), seed_base });
+    let app = Arc::new(http::App { backend, body_bytes: options.body_bytes, model_id: options.model_id.clone(), api_key: options.api_key.clone(), requests: AtomicU64::new(0), seed_base });
+    let state = app.state().clone();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
         let addr = format!("{}:{}", options.host, options.port);
