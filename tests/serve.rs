@@ -166,7 +166,7 @@ fn openai_embeddings_from_an_encoder() {
     let dir = std::env::temp_dir().join(format!("qgpu-serve-embed-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("server.log");
-    let (server, url) = start_server(&["--port", "0"], &minilm, &log);
+    let (server, url) = start_server(&["--port", "0", "--log-format", "json"], &minilm, &log);
     let passed = run_client(
         &python,
         "tests/serve/openai_embeddings.py",
@@ -177,4 +177,7 @@ fn openai_embeddings_from_an_encoder() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(passed, "the openai client failed; server log:\n{text}");
     assert!(status.success(), "qgpu serve after SIGTERM: {status}\n{text}");
+    // --log-format json: one object per answered request (3 formats, 1 single input).
+    let lines: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(lines.len() >= 4 && lines.iter().all(|l| l["id"].as_str().is_some_and(|id| id.starts_with("embd-")) && l["prompt_tokens"].as_u64() > Some(0)), "request log:\n{text}");
 }

@@ -308,7 +308,9 @@ impl Engine {
 
     /// Feeds every decoding sequence's pending token in one pass and samples the next.
     fn decode_step(&mut self) -> Result<(), Error> {
-        let batch: Vec<(usize, u32)> = self.running.iter().filter_map(|s| s.pending.map(|t| (s.slot, t))).collect();
+        let mut batch: Vec<(usize, u32)> = self.running.iter().filter_map(|s| s.pending.map(|t| (s.slot, t))).collect();
+        // In slot order: the model plans each distinct batch once.
+        batch.sort_unstable_by_key(|&(slot, _)| slot);
         if batch.is_empty() {
             return Ok(());
         }

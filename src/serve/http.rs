@@ -37,6 +37,8 @@ pub struct App {
     pub requests: AtomicU64,
     /// Seeds requests without a `seed` differently from run to run.
     pub seed_base: u64,
+    /// The per-request log line (the decoder's engine writes its own).
+    pub logger: super::log::Logger,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -125,12 +127,16 @@ async fn embed(app: Arc<App>, body: Body) -> Result<Response, ApiError> {
     let request = api::embedding_request(&object)?;
     let (reply, answer) = tokio::sync::oneshot::channel();
     let count = request.texts.len();
+    let received = Instant::now();
+    let id = format!("embd-{}", app.requests.fetch_add(1, Ordering::Relaxed));
     embedder.submit(EmbedJob { texts: request.texts, reply }).map_err(|e| match e {
         SubmitError::Busy => ApiError { code: Some("queue_full"), ..ApiError::unavailable("the encoder's queue is full; retry later") },
         SubmitError::Unavailable => unavailable(app.state()),
     })?;
     let (embeddings, tokens) = answer.await.map_err(|_| ApiError::unavailable("the encoder stopped before answering"))?.map_err(failure_error)?;
     debug_assert_eq!(embeddings.len(), count);
+    let ms = received.elapsed().as_secs_f64() * 1e3;
+    app.logger.request(&super::log::RequestLog { id: &id, prompt_tokens: tokens, cached_tokens: 0, generated_tokens: 0, ttft_ms: Some(ms), tokens_per_second: None, finish: "stop" });
     Ok(Json(api::embedding_answer(&embeddings, tokens, request.base64, &app.model_id)).into_response())
 }
 

@@ -25,7 +25,7 @@ pub struct RequestLog<'a> {
     pub prompt_tokens: usize,
     pub cached_tokens: usize,
     pub generated_tokens: usize,
-    /// From the request's arrival to its first sampled token.
+    /// From the request's arrival to its first sampled token (embeddings: to the answer).
     pub ttft_ms: Option<f64>,
     /// Generated tokens after the first, per second.
     pub tokens_per_second: Option<f64>,

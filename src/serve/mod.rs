@@ -72,7 +72,8 @@ pub fn serve(ctx: Context, model: Model, options: ServeOptions, listening: impl 
         }
     };
     let seed_base = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let app = Arc::new(http::App { backend, body_bytes: options.body_bytes, model_id: options.model_id.clone(), api_key: options.api_key.clone(), requests: AtomicU64::new(0), seed_base });
+    let logger = log::Logger { format: options.log };
+    let app = Arc::new(http::App { backend, body_bytes: options.body_bytes, model_id: options.model_id.clone(), api_key: options.api_key.clone(), requests: AtomicU64::new(0), seed_base, logger });
     let state = app.state().clone();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {

@@ -188,6 +188,9 @@ struct Sequence {
 /// Which rows of a forward pass belong to which sequence: (slot, tokens) in row order.
 type Layout = Vec<(usize, usize)>;
 
+/// Forward-pass plans kept at most (see [`Llama::ensure_plan`]).
+const MAX_PLANS: usize = 64;
+
 pub struct Llama {
     config: LlamaConfig,
     options: LlamaOptions,
@@ -464,6 +467,12 @@ impl Llama {
 
     async fn ensure_plan(&mut self, ctx: &Context, key: &(Layout, Logits)) -> Result<(), Error> {
         if !self.plans.contains_key(key) {
+            // Slots, prompt lengths and batches make many layouts; each plan holds bind groups
+            // and uniform buffers, so the cache is bounded. The plans made at load stay.
+            if self.plans.len() >= MAX_PLANS {
+                let chunk = self.options.chunk;
+                self.plans.retain(|(layout, logits), _| *logits == Logits::Last && matches!(layout.as_slice(), [(0, t)] if *t == 1 || *t == chunk || *t == CPU_MATVEC_PASS_ROWS.min(chunk)));
+            }
             let plan = self.plan(ctx, &key.0, key.1, None).await?;
             self.plans.insert(key.clone(), plan);
         }
