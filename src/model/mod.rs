@@ -65,7 +65,7 @@ pub enum ModelError {
     #[error("a context of {context} positions needs a {what} of {needed} bytes, over this adapter's binding limit of {limit}; at most {fits} positions fit (a smaller --context or --kv-type)")]
     ContextTooLarge { context: usize, what: &'static str, needed: u64, limit: u64, fits: usize },
     /// The GPU ran out of memory allocating the model at the requested context.
-    #[error("GPU memory ran out allocating {needed} bytes (weights {weights}, KV cache {kv_cache}) for a context of {context} positions; a smaller --context or --kv-type needs less")]
+    #[error("GPU memory ran out allocating {needed} bytes (weights {weights}, KV cache {kv_cache}) for a context of {context} positions; a smaller --context or --kv-type (or, serving, fewer --parallel slots) needs less")]
     OutOfMemory { context: usize, needed: u64, weights: u64, kv_cache: u64 },
     /// A count in the file is above qgpu's budget for it (docs/security.md).
     #[error(transparent)]

@@ -289,7 +289,8 @@ impl Engine {
     /// Prefills the next piece of the oldest prompt still waiting; its last piece yields the
     /// first token.
     fn prefill_piece(&mut self) -> Result<(), Error> {
-        let Some(i) = self.running.iter().position(|s| s.prefilled < s.job.prompt.len()) else { return Ok(()) };
+        let waiting = (0..self.running.len()).filter(|&i| self.running[i].prefilled < self.running[i].job.prompt.len());
+        let Some(i) = waiting.min_by_key(|&i| self.running[i].job.received) else { return Ok(()) };
         let decoding = self.running.iter().any(|s| s.pending.is_some());
         let step = if decoding { self.options.prefill_step } else { self.model.chunk() }.max(1);
         let seq = &self.running[i];

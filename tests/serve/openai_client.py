@@ -15,21 +15,13 @@ import urllib.error
 import urllib.request
 
 import openai
+from checks import check, done
 
 URL = os.environ["QGPU_SERVE_URL"]
 KEY = os.environ["QGPU_API_KEY"]
 N = int(os.environ["QGPU_MAX_TOKENS"])
 CONTEXT = int(os.environ["QGPU_CONTEXT"])
 client = openai.OpenAI(base_url=URL + "/v1", api_key=KEY, max_retries=0, timeout=600)
-checks = 0
-
-
-def check(cond, what):
-    global checks
-    if not cond:
-        raise AssertionError(what)
-    checks += 1
-    print(f"ok: {what}", flush=True)
 
 
 def raw(path, body, key=KEY, method="POST"):
@@ -183,4 +175,4 @@ for r in held:
     body = r.read().decode()
     check(body.rstrip().endswith("data: [DONE]"), "a held stream finishes")
 check(wait_idle(), "every slot is free afterwards")
-print(f"{checks} checks passed", flush=True)
+done()
