@@ -6,7 +6,7 @@ mod common;
 use common::{compare, context, context_with};
 use qgpu::quant::reference::TestRng as Rng;
 use qgpu::gpu::{Context, ContextOptions};
-use qgpu::ops::{linear, plan_embed, GpuIds, GpuMatrix, GpuTensor, LinearKernel, MatvecKernel, MatvecVariant};
+use qgpu::ops::{linear, plan_embed, GpuIds, GpuMatrix, GpuTensor, LinearKernel, MatvecKernel, MatvecVariant, CPU_MATVEC_PASS_ROWS};
 use qgpu::quant::{reference, Format, QuantMatrix};
 
 /// Relative L2 error allowed against the f64 oracle: every path accumulates in f32.
@@ -24,11 +24,16 @@ const INPUTS_K: [usize; 5] = [32, 96, 576, 1536, 4192];
 const INPUTS_K_SUPER: [usize; 4] = [256, 768, 1536, 4352];
 
 /// Every exact kernel: the matmul, and each matvec variant (in passes of at most
-/// `MATVEC_MAX_ROWS` rows when M is larger); for 1 and 17 rows (one pass, three passes) also
-/// the wider steps (16 and 32 weights an invocation takes per iteration) where K allows them.
+/// `MATVEC_MAX_ROWS` rows when M is larger) up to the rows qgpu ever gives a matvec
+/// (`CPU_MATVEC_PASS_ROWS`; 17 rows already runs three passes, the last one partial); for 1 and
+/// 17 rows also the wider steps (16 and 32 weights an invocation takes per iteration) where K
+/// allows them.
 fn kernels_for(ctx: &Context, format: Format, m: usize, k: usize) -> Vec<LinearKernel> {
     let exact = MatvecKernel::ALL.into_iter().filter(|v| v.supported(ctx.capabilities()) && !v.quantizes_activations());
     let mut kernels = vec![LinearKernel::Matmul];
+    if m > CPU_MATVEC_PASS_ROWS {
+        return kernels;
+    }
     kernels.extend(exact.clone().map(LinearKernel::Matvec));
     if m == 1 || m == 17 {
         for step in [16, 32] {
