@@ -168,7 +168,7 @@ async fn answer(app: Arc<App>, body: Body, endpoint: Endpoint) -> Result<Respons
         Prompt::Tokens(ids) => Ok(ids),
     })
     .await
-    .map_err(|e| ApiError { status: 500, ..ApiError::bad_request(format!("tokenizing failed: {e}")) })?
+    .map_err(|e| ApiError { status: 500, kind: "server_error", ..ApiError::bad_request(format!("tokenizing failed: {e}")) })?
     .map_err(|e| ApiError::bad_request(format!("the prompt cannot be tokenized: {e}")))?;
     if ids.is_empty() {
         return Err(ApiError::invalid(if endpoint == Endpoint::Chat { "messages" } else { "prompt" }, "the prompt is empty"));
