@@ -153,7 +153,7 @@ pub fn generation(obj: &Map<String, Value>, seed: u64) -> Result<Generation, Api
     let sampler = SamplerConfig {
         temperature: f.number("temperature", 0.0, 2.0)?.unwrap_or(1.0) as f32,
         top_p: match f.number("top_p", 0.0, 1.0)? {
-            Some(p) if p == 0.0 => return Err(ApiError::invalid("top_p", "`top_p` must be above 0")),
+            Some(0.0) => return Err(ApiError::invalid("top_p", "`top_p` must be above 0")),
             p => p.unwrap_or(1.0) as f32,
         },
         // llama-server's extensions, which many clients send.

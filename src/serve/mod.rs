@@ -47,7 +47,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// What a server serves.
+/// What a server serves. Built once and moved once, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Model {
     /// A language model: chat and text completions.
     Decoder(Llama, Tokenizer),

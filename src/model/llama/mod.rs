@@ -208,6 +208,8 @@ pub struct Llama {
     /// The identity table of layers without RoPE (SmolLM3).
     no_rope: Option<RopeTable>,
     plans: HashMap<(Layout, Logits), Vec<Dispatch>>,
+    /// The plans made at load, which the bounded cache never evicts.
+    pinned: Vec<(Layout, Logits)>,
     /// Plans of the observed forward (calibration), with their read-back points, by slot and
     /// length.
     observed_plans: HashMap<(usize, usize), (Vec<Dispatch>, Vec<observed::Tap>)>,
@@ -286,6 +288,7 @@ impl Llama {
             slot: 0,
             attn_work,
             plans: HashMap::new(),
+            pinned: Vec::new(),
             observed_plans: HashMap::new(),
             all_logits: None,
             memory,
@@ -299,6 +302,7 @@ impl Llama {
         }
         for key in lengths.into_iter().map(|t| (vec![(0, t)], Logits::Last)) {
             let plan = model.plan(ctx, &key.0, key.1, None).await?;
+            model.pinned.push(key.clone());
             model.plans.insert(key, plan);
         }
         Ok(model)
@@ -384,7 +388,7 @@ impl Llama {
     /// Appends `tokens` to the sequence and returns logits: the last position's (`vocab`
     /// values) or every position's (`tokens.len() × vocab`, row-major).
     pub async fn forward(&mut self, ctx: &Context, tokens: &[u32], logits: Logits) -> Result<Vec<f32>, Error> {
-        self.check_tokens(tokens)?;
+        self.check_tokens(self.slot, tokens)?;
         if logits == Logits::All {
             self.ensure_all_logits(ctx)?;
         }
@@ -411,7 +415,7 @@ impl Llama {
     /// the first `tokens.len()` rows of the returned tensor, which the next call overwrites.
     /// Evaluation compares two models there without reading `vocab` logits per token back.
     pub async fn forward_logits_on_gpu(&mut self, ctx: &Context, tokens: &[u32]) -> Result<&GpuTensor, Error> {
-        self.check_tokens(tokens)?;
+        self.check_tokens(self.slot, tokens)?;
         if tokens.len() > self.options.chunk {
             return Err(crate::tensor::ShapeError::TooLarge { op: "forward", what: "tokens", actual: tokens.len(), max: self.options.chunk }.into());
         }
@@ -425,14 +429,15 @@ impl Llama {
         self.options.chunk
     }
 
-    fn check_tokens(&self, tokens: &[u32]) -> Result<(), Error> {
+    /// Checks that `tokens` can be appended to slot `slot`'s sequence.
+    fn check_tokens(&self, slot: usize, tokens: &[u32]) -> Result<(), Error> {
         if tokens.is_empty() {
             return Err(ModelError::EmptyInput.into());
         }
         if let Some(&id) = tokens.iter().find(|&&id| id as usize >= self.config.vocab) {
             return Err(ModelError::TokenOutOfRange { id, vocab: self.config.vocab }.into());
         }
-        let pos = self.seqs[self.slot].pos;
+        let pos = self.seqs[slot].pos;
         if pos + tokens.len() > self.options.context {
             return Err(ModelError::ContextFull { needed: pos + tokens.len(), context: self.options.context }.into());
         }
@@ -472,8 +477,8 @@ impl Llama {
             // Slots, prompt lengths and batches make many layouts; each plan holds bind groups
             // and uniform buffers, so the cache is bounded. The plans made at load stay.
             if self.plans.len() >= MAX_PLANS {
-                let chunk = self.options.chunk;
-                self.plans.retain(|(layout, logits), _| *logits == Logits::Last && matches!(layout.as_slice(), [(0, t)] if *t == 1 || *t == chunk || *t == CPU_MATVEC_PASS_ROWS.min(chunk)));
+                let pinned = &self.pinned;
+                self.plans.retain(|key, _| pinned.contains(key));
             }
             let plan = self.plan(ctx, &key.0, key.1, None).await?;
             self.plans.insert(key.clone(), plan);
@@ -511,16 +516,13 @@ impl Llama {
             return Err(crate::tensor::ShapeError::TooLarge { op: "decode batch", what: "sequences", actual: batch.len(), max: self.options.chunk }.into());
         }
         for (i, &(slot, id)) in batch.iter().enumerate() {
-            let Some(seq) = self.seqs.get(slot) else { return Err(ModelError::NoSuchSlot { slot, slots: self.seqs.len() }.into()) };
+            if slot >= self.seqs.len() {
+                return Err(ModelError::NoSuchSlot { slot, slots: self.seqs.len() }.into());
+            }
             if batch[..i].iter().any(|&(s, _)| s == slot) {
                 return Err(ModelError::SlotRepeated { slot }.into());
             }
-            if id as usize >= self.config.vocab {
-                return Err(ModelError::TokenOutOfRange { id, vocab: self.config.vocab }.into());
-            }
-            if seq.pos + 1 > self.options.context {
-                return Err(ModelError::ContextFull { needed: seq.pos + 1, context: self.options.context }.into());
-            }
+            self.check_tokens(slot, &[id])?;
         }
         self.ensure_all_logits(ctx)?;
         let key = (batch.iter().map(|&(slot, _)| (slot, 1)).collect::<Layout>(), Logits::All);

@@ -33,7 +33,7 @@ impl Llama {
     /// the layer's weight. The head's input is reported under `output.weight`, or
     /// `token_embd.weight` when the head is tied to the embedding.
     pub async fn forward_observed(&mut self, ctx: &Context, tokens: &[u32], observer: &mut dyn LinearInputObserver) -> Result<(), Error> {
-        self.check_tokens(tokens)?;
+        self.check_tokens(self.slot, tokens)?;
         self.ensure_all_logits(ctx)?;
         for chunk in tokens.chunks(self.options.chunk) {
             let t = chunk.len();
