@@ -22,13 +22,16 @@ const FORMAT_Q3_K: u32 = 12u;
 const FORMAT_Q2_K: u32 = 13u;
 const FORMAT_IQ4_XS: u32 = 14u;
 const FORMAT_MXFP4: u32 = 15u;
+const FORMAT_NF4: u32 = 16u;
+const FORMAT_FP4: u32 = 17u;
 
 // Row-major quants of the rows this dispatch covers (one chunk of a split matrix). Q4_K, Q5_K,
 // Q2_K: whole GGUF blocks. Q6_K, Q3_K: each block without its trailing f16 d. IQ4_XS: d and
 // scales, then nibbles in value order (src/quant/repack.rs).
 @group(0) @binding(0) var<storage, read> w_quants: array<u32>;
 // Per-block scales: f16 pairs (Q8_0, Q5_0, Q4_0, IQ4_NL, Q6_K's and Q3_K's d), one (d, m) f16
-// pair per block (Q4_1, Q5_1), or E8M0 exponent bytes, four a word (MXFP4). Empty for Q4_K,
+// pair per block (Q4_1, Q5_1), E8M0 exponent bytes, four a word (MXFP4), or the f32 absmax of
+// each 64-value block (NF4, FP4). Empty for Q4_K,
 // Q5_K, Q2_K and IQ4_XS, whose scales stay inside their blocks.
 @group(0) @binding(1) var<storage, read> w_scales: array<u32>;
 
@@ -43,6 +46,37 @@ const IQ4_NL_BOOK: vec4<u32> = vec4<u32>(0xbfad9881u, 0xf6eaddcfu, 0x26190d01u, 
 // MXFP4's E2M1 values doubled (src/quant/mxfp4.rs: MXFP4_VALUES), packed the same way:
 // 0 1 2 3 | 4 6 8 12 | 0 -1 -2 -3 | -4 -6 -8 -12.
 const MXFP4_BOOK: vec4<u32> = vec4<u32>(0x03020100u, 0x0c080604u, 0xfdfeff00u, 0xf4f8fafcu);
+
+// bitsandbytes' NF4 and FP4 codebooks (src/quant/bnb4.rs), four f32 entries a vector: their
+// values are not integers, so they cannot share the int8 packing above. Selects and a vector
+// component pick an entry without an indexed private array (see IQ4_NL_BOOK).
+const NF4_BOOK_0: vec4<f32> = vec4<f32>(-1.0, -0.6961928, -0.52507305, -0.3949175);
+const NF4_BOOK_1: vec4<f32> = vec4<f32>(-0.28444138, -0.18477343, -0.091050036, 0.0);
+const NF4_BOOK_2: vec4<f32> = vec4<f32>(0.0795803, 0.1609302, 0.2461123, 0.33791524);
+const NF4_BOOK_3: vec4<f32> = vec4<f32>(0.44070983, 0.562617, 0.72295684, 1.0);
+// FP4: 0, 0.0625, 8, 12, 4, 6, 2, 3 over 12, then the same negated (bit 3 is the sign).
+const FP4_BOOK_0: vec4<f32> = vec4<f32>(0.0, 0.0625 / 12.0, 8.0 / 12.0, 1.0);
+const FP4_BOOK_1: vec4<f32> = vec4<f32>(4.0 / 12.0, 0.5, 2.0 / 12.0, 0.25);
+
+// Entry `n` (0-15) of the NF4 or FP4 codebook, whichever FORMAT is.
+fn bnb4_value(n: u32) -> f32 {
+    let high = (n & 4u) != 0u;
+    var v: vec4<f32>;
+    if (FORMAT == FORMAT_FP4) {
+        v = select(FP4_BOOK_0, FP4_BOOK_1, high) * select(1.0, -1.0, (n & 8u) != 0u);
+    } else {
+        v = select(select(NF4_BOOK_0, NF4_BOOK_1, high), select(NF4_BOOK_2, NF4_BOOK_3, high), (n & 8u) != 0u);
+    }
+    return v[n & 3u];
+}
+
+// Eight NF4 / FP4 values, one per nibble of `q` (nibble j = value j), times the block's absmax.
+fn bnb4_group8(q: u32, absmax: f32) -> Group8 {
+    return Group8(absmax * vec4<f32>(bnb4_value(q & 15u), bnb4_value((q >> 4u) & 15u),
+                                     bnb4_value((q >> 8u) & 15u), bnb4_value((q >> 12u) & 15u)),
+                  absmax * vec4<f32>(bnb4_value((q >> 16u) & 15u), bnb4_value((q >> 20u) & 15u),
+                                     bnb4_value((q >> 24u) & 15u), bnb4_value(q >> 28u)));
+}
 
 // Entry `n` (0-15) of a 16-entry int8 codebook packed in four words.
 fn codebook_value(book: vec4<u32>, n: u32) -> f32 {

@@ -246,6 +246,9 @@ fn load_group8(row: u32, g: u32, k: u32) -> Group8 {
         case FORMAT_MXFP4: {
             return codebook_group8(MXFP4_BOOK, w_quants[row * (k / 8u) + g], mxfp4_scale(row * (k / 32u) + g / 4u));
         }
+        case FORMAT_NF4, FORMAT_FP4: {
+            return bnb4_group8(w_quants[row * (k / 8u) + g], bitcast<f32>(w_scales[row * (k / 64u) + g / 8u]));
+        }
         case FORMAT_IQ4_NL: {
             return iq4_nl_group8(w_quants[row * (k / 8u) + g], half_scale(row * (k / 32u) + g / 4u));
         }

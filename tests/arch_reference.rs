@@ -72,7 +72,7 @@ fn quantized(file: &GgufFile, format: Format) -> GgufFile {
             let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
             let values: Vec<f32> = bytemuck::pod_collect_to_vec(bytes);
             let q = reference::quantize(format, rows, cols, &values).unwrap();
-            owned.push((t.name.clone(), t.dims.clone(), GgmlType::from_id(format.ggml_type()).unwrap(), q.as_ref().data().to_vec()));
+            owned.push((t.name.clone(), t.dims.clone(), GgmlType::from_element_id(format.ggml_type()).unwrap(), q.as_ref().data().to_vec()));
         } else {
             owned.push((t.name.clone(), t.dims.clone(), t.ggml_type, bytes.to_vec()));
         }

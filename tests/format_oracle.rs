@@ -35,7 +35,8 @@ fn read(name: &str) -> Fixture {
 
 #[test]
 fn every_format_dequantizes_as_gguf_py_does() {
-    for format in Format::ALL {
+    // NF4 and FP4 have no GGUF type: tests/bnb4.rs checks them against bitsandbytes.
+    for format in Format::ALL.into_iter().filter(|f| f.in_gguf()) {
         let f = read(format.name());
         assert_eq!(f.ggml_type, format.ggml_type(), "{format}: ggml type id");
         assert_eq!((f.block_bytes, f.block_size), (format.block_bytes(), format.block_size()), "{format}: block layout");
@@ -70,5 +71,5 @@ fn every_fixture_is_a_known_format() {
             "fixture {name} is for no format qgpu knows"
         );
     }
-    assert!(names.len() >= Format::ALL.len());
+    assert!(names.len() >= Format::ALL.iter().filter(|f| f.in_gguf()).count());
 }

@@ -22,6 +22,9 @@ const INPUTS_K: [usize; 5] = [32, 96, 576, 1536, 4192];
 /// 1, 3, 6 and 17 super-blocks, so odd counts of blocks per row (and of Q6_K's f16 scales,
 /// packed two a word) are covered.
 const INPUTS_K_SUPER: [usize; 4] = [256, 768, 1536, 4352];
+/// K for NF4 and FP4, whose blocks are 64 values (bitsandbytes' default): 1, 3, 9, 24 and 65
+/// blocks a row.
+const INPUTS_K_64: [usize; 5] = [64, 192, 576, 1536, 4160];
 
 /// Every exact kernel: the matmul, and each matvec variant (in passes of at most
 /// `MATVEC_MAX_ROWS` rows when M is larger) up to the rows qgpu ever gives a matvec
@@ -75,7 +78,11 @@ fn check_case(ctx: &Context, rng: &mut Rng, w: &QuantMatrix, gw: &GpuMatrix, m: 
 fn format_matches_oracle(format: Format, seed: u64) {
     let Some(ctx) = context() else { return };
     let mut rng = Rng::new(seed);
-    let inputs: &[usize] = if format.k_multiple() == 256 { &INPUTS_K_SUPER } else { &INPUTS_K };
+    let inputs: &[usize] = match format.k_multiple() {
+        256 => &INPUTS_K_SUPER,
+        64 => &INPUTS_K_64,
+        _ => &INPUTS_K,
+    };
     for &k in inputs {
         assert_eq!(k % format.k_multiple(), 0, "{format}: K = {k}");
         for &n in &OUTPUTS_N {
@@ -158,6 +165,16 @@ fn iq4_xs_weights_match_oracle() {
 #[test]
 fn mxfp4_weights_match_oracle() {
     format_matches_oracle(Format::MXFP4, 24);
+}
+
+#[test]
+fn nf4_weights_match_oracle() {
+    format_matches_oracle(Format::NF4, 25);
+}
+
+#[test]
+fn fp4_weights_match_oracle() {
+    format_matches_oracle(Format::FP4, 26);
 }
 
 #[test]

@@ -177,7 +177,7 @@ fn malformed_host_matrices_are_typed_errors() {
 #[test]
 fn every_format_matches_its_ggml_type() {
     for format in Format::ALL {
-        let ty = GgmlType::from_id(format.ggml_type()).unwrap();
+        let ty = GgmlType::from_element_id(format.ggml_type()).unwrap();
         assert_eq!(ty.name(), format.name());
         assert_eq!(ty.block_layout(), (format.block_size() as u64, format.block_bytes() as u64), "{format}");
     }

@@ -185,6 +185,8 @@ pub fn llama_file_type(format: Format) -> u32 {
         Format::Q2_K => 10,
         Format::IQ4_XS => 30,
         Format::MXFP4 => 38,
+        // No llama.cpp file type holds them (they never go into a GGUF): its "guessed".
+        Format::NF4 | Format::FP4 => 1024,
     }
 }
 

@@ -257,7 +257,9 @@ pub fn fallback(requested: Format, k: usize) -> Format {
             Format::Q4_K | Format::Q3_K | Format::Q2_K | Format::IQ4_XS => Format::IQ4_NL,
             Format::Q5_K => Format::Q5_1,
             Format::Q6_K => Format::Q8_0,
-            Format::Q8_0 | Format::Q5_0 | Format::Q5_1 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL | Format::MXFP4 => Format::F16,
+            Format::Q8_0 | Format::Q5_0 | Format::Q5_1 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL | Format::MXFP4 | Format::NF4 | Format::FP4 => {
+                Format::F16
+            }
             Format::F16 | Format::BF16 | Format::F32 => return Format::F32,
         };
     }

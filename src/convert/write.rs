@@ -89,7 +89,7 @@ fn describe(plan: &QuantPlan, options: &ConvertOptions<'_>) -> String {
 }
 
 fn ggml_type(format: Format) -> GgmlType {
-    GgmlType::from_id(format.ggml_type()).expect("every Format is a ggml type")
+    GgmlType::from_element_id(format.ggml_type()).expect("every Format is an element type")
 }
 
 /// One tensor's output bytes and report.

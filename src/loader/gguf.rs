@@ -143,6 +143,10 @@ pub enum GgufError {
     /// A ggml type id this parser does not know.
     #[error("GGUF: tensor `{tensor}` has unknown ggml type {type_id}")]
     UnknownTensorType { tensor: String, type_id: u32 },
+    /// A tensor handed to the writer in one of qgpu's own element types (NF4, FP4), which
+    /// llama.cpp could not read: it must be re-quantized to a ggml type first.
+    #[error("GGUF: tensor `{tensor}` is {ggml_type}, which GGUF has no type for; re-quantize it to a ggml type")]
+    NotAGgufType { tensor: String, ggml_type: GgmlType },
     /// The first dimension is not a whole number of quantization blocks.
     #[error(
         "GGUF: tensor `{tensor}`: first dimension {ne0} is not a multiple of \
@@ -249,6 +253,9 @@ impl TensorInfo {
 /// Element count and byte size of a tensor, with every GGUF/ggml shape rule
 /// checked. Shared by the parser and the writer.
 pub(crate) fn tensor_layout(name: &str, dims: &[u64], ty: GgmlType) -> Result<(u64, u64), GgufError> {
+    if !ty.in_gguf() {
+        return Err(GgufError::NotAGgufType { tensor: name.to_owned(), ggml_type: ty });
+    }
     if dims.is_empty() || dims.len() > MAX_DIMS {
         return Err(GgufError::InvalidDimCount {
             tensor: name.to_owned(),

@@ -165,6 +165,17 @@ pub struct BlockMXFP4 {
     pub qs: [u8; QK / 2],
 }
 
+/// NF4 / FP4 (bitsandbytes): the f32 absmax of 64 values, then their 32 packed nibble bytes in
+/// bitsandbytes' order (byte i: value 2i high, value 2i + 1 low); see [`super::bnb4`]. Not a
+/// ggml block: GGUF has no such type, so these live only in memory and in bnb checkpoints.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockBnb4 {
+    pub absmax: f32,
+    pub qs: [u8; 32],
+}
+
+const _: () = assert!(std::mem::size_of::<BlockBnb4>() == 36);
 const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
 const _: () = assert!(std::mem::size_of::<BlockMXFP4>() == 17);
 const _: () = assert!(std::mem::size_of::<BlockQ5_0>() == 22);

@@ -1,7 +1,8 @@
 //! The weight formats qgpu multiplies by, and their sizes.
 
+use super::bnb4::BNB_BLOCK;
 use super::block::{
-    BlockIQ4_NL, BlockIQ4_XS, BlockMXFP4, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
+    BlockBnb4, BlockIQ4_NL, BlockIQ4_XS, BlockMXFP4, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
 };
 
 /// A weight storage format. The numeric codes of [`Format::shader_code`] are the `FORMAT`
@@ -44,10 +45,19 @@ pub enum Format {
     IQ4_XS,
     /// OCP MXFP4: 32 E2M1 values sharing a power-of-two scale, 4.25 bits a weight.
     MXFP4,
+    /// bitsandbytes' NF4: 64 NormalFloat nibbles and an f32 absmax, 4.5 bits a weight (see
+    /// [`super::bnb4`]). qgpu's own: GGUF has no type for it.
+    NF4,
+    /// bitsandbytes' FP4: NF4's layout with a 4-bit float codebook.
+    FP4,
 }
 
+/// Type ids at and above this are qgpu's own (NF4, FP4): they name an element type in memory
+/// and in a [`crate::loader::TensorSource`], but never appear in a GGUF file.
+pub const QGPU_TYPE_BASE: u32 = 0x7167_0000;
+
 impl Format {
-    pub const ALL: [Format; 16] = [
+    pub const ALL: [Format; 18] = [
         Format::F32,
         Format::F16,
         Format::Q8_0,
@@ -64,6 +74,8 @@ impl Format {
         Format::Q2_K,
         Format::IQ4_XS,
         Format::MXFP4,
+        Format::NF4,
+        Format::FP4,
     ];
 
     /// Values per block as stored in GGUF.
@@ -72,6 +84,7 @@ impl Format {
             Format::F32 | Format::F16 | Format::BF16 => 1,
             Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL | Format::Q5_0 | Format::Q5_1 | Format::MXFP4 => QK,
             Format::Q4_K | Format::Q6_K | Format::Q5_K | Format::Q3_K | Format::Q2_K | Format::IQ4_XS => QK_K,
+            Format::NF4 | Format::FP4 => BNB_BLOCK,
         }
     }
 
@@ -87,6 +100,7 @@ impl Format {
             Format::Q2_K => std::mem::size_of::<BlockQ2_K>(),
             Format::IQ4_XS => std::mem::size_of::<BlockIQ4_XS>(),
             Format::MXFP4 => std::mem::size_of::<BlockMXFP4>(),
+            Format::NF4 | Format::FP4 => std::mem::size_of::<BlockBnb4>(),
             Format::Q8_0 => std::mem::size_of::<BlockQ8_0>(),
             Format::Q4_0 => std::mem::size_of::<BlockQ4_0>(),
             Format::Q4_1 => std::mem::size_of::<BlockQ4_1>(),
@@ -109,10 +123,12 @@ impl Format {
             Format::F32 | Format::F16 | Format::BF16 => 8,
             Format::Q8_0 | Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL | Format::Q5_0 | Format::Q5_1 | Format::MXFP4 => QK,
             Format::Q4_K | Format::Q6_K | Format::Q5_K | Format::Q3_K | Format::Q2_K | Format::IQ4_XS => QK_K,
+            Format::NF4 | Format::FP4 => BNB_BLOCK,
         }
     }
 
-    /// The ggml type id used in GGUF files.
+    /// The ggml type id used in GGUF files; for qgpu's own formats an id from
+    /// [`QGPU_TYPE_BASE`] up, which no GGUF file may carry.
     pub const fn ggml_type(self) -> u32 {
         match self {
             Format::F32 => 0,
@@ -131,6 +147,8 @@ impl Format {
             Format::Q2_K => 10,
             Format::IQ4_XS => 23,
             Format::MXFP4 => 39,
+            Format::NF4 => QGPU_TYPE_BASE,
+            Format::FP4 => QGPU_TYPE_BASE + 1,
         }
     }
 
@@ -158,6 +176,8 @@ impl Format {
             Format::Q2_K => 13,
             Format::IQ4_XS => 14,
             Format::MXFP4 => 15,
+            Format::NF4 => 16,
+            Format::FP4 => 17,
         }
     }
 
@@ -179,7 +199,14 @@ impl Format {
             Format::Q2_K => "Q2_K",
             Format::IQ4_XS => "IQ4_XS",
             Format::MXFP4 => "MXFP4",
+            Format::NF4 => "NF4",
+            Format::FP4 => "FP4",
         }
+    }
+
+    /// Whether GGUF has a type for this format (all but qgpu's own NF4 and FP4).
+    pub const fn in_gguf(self) -> bool {
+        self.ggml_type() < QGPU_TYPE_BASE
     }
 
     /// Bytes of one row of `k` values as stored in GGUF, or `None` on overflow.

@@ -1,6 +1,7 @@
 //! Block formats and their CPU reference. Knows nothing of the GPU.
 
 pub mod block;
+pub mod bnb4;
 mod format;
 pub mod iq4nl;
 pub mod kquants;
@@ -12,7 +13,7 @@ pub mod reference;
 pub mod repack;
 pub mod weighted;
 
-pub use format::Format;
+pub use format::{Format, QGPU_TYPE_BASE};
 pub use matrix::{QuantMatrix, QuantMatrixRef};
 
 /// The names of every format, comma-separated, for error messages.

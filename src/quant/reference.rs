@@ -8,10 +8,11 @@
 //! their quantization follows ggml's algorithm but is not guaranteed bit-identical.
 
 use super::block::{
-    BlockIQ4_NL, BlockIQ4_XS, BlockMXFP4, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
+    BlockBnb4, BlockIQ4_NL, BlockIQ4_XS, BlockMXFP4, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
 };
 pub use super::iq4nl::{dequantize_iq4_nl, dequantize_iq4_xs, quantize_iq4_nl, quantize_iq4_nl_weighted, quantize_iq4_xs, IQ4_NL_VALUES};
 pub use super::kquants::{dequantize_q4_k, dequantize_q6_k, get_scale_min_k4, quantize_q4_k, quantize_q6_k};
+pub use super::bnb4::{dequantize_bnb4, quantize_bnb4, Bnb4Kind, BNB_BLOCK, FP4_VALUES, NF4_VALUES};
 pub use super::mxfp4::{dequantize_mxfp4, quantize_mxfp4, MXFP4_VALUES};
 pub use super::kquants_low::{dequantize_q2_k, dequantize_q3_k, dequantize_q5_k, quantize_q2_k, quantize_q3_k, quantize_q5_k};
 use super::{Format, QuantError, QuantMatrix, QuantMatrixRef};
@@ -47,6 +48,10 @@ pub fn quantize(format: Format, rows: usize, cols: usize, values: &[f32]) -> Res
         Format::Q2_K => values.chunks_exact(QK_K).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_q2_k(b)))),
         Format::MXFP4 => values.chunks_exact(QK).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_mxfp4(b)))),
         Format::IQ4_XS => values.chunks_exact(QK_K).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_iq4_xs(b)))),
+        Format::NF4 | Format::FP4 => {
+            let kind = bnb4_kind(format).expect("NF4 or FP4");
+            values.chunks_exact(BNB_BLOCK).for_each(|b| out.extend_from_slice(bytemuck::bytes_of(&quantize_bnb4(kind, b))))
+        }
     }
     QuantMatrix::new(format, rows, cols, out)
 }
@@ -146,6 +151,15 @@ pub fn quantize_q5_1(x: &[f32]) -> BlockQ5_1 {
     BlockQ5_1 { d: f16::from_f32(d), m: f16::from_f32(min), qh: qh.to_le_bytes(), qs }
 }
 
+/// The bitsandbytes codebook of NF4 and FP4; `None` for every other format.
+pub fn bnb4_kind(format: Format) -> Option<Bnb4Kind> {
+    match format {
+        Format::NF4 => Some(Bnb4Kind::Nf4),
+        Format::FP4 => Some(Bnb4Kind::Fp4),
+        _ => None,
+    }
+}
+
 /// Dequantizes a whole matrix to f32, row-major.
 pub fn dequantize(w: QuantMatrixRef<'_>) -> Vec<f32> {
     let mut out = vec![0.0f32; w.rows() * w.cols()];
@@ -192,6 +206,9 @@ pub fn dequantize_into(format: Format, bytes: &[u8], out: &mut [f32]) {
             Format::Q2_K => dequantize_q2_k(&bytemuck::pod_read_unaligned::<BlockQ2_K>(block), dst),
             Format::MXFP4 => dequantize_mxfp4(&bytemuck::pod_read_unaligned::<BlockMXFP4>(block), dst),
             Format::IQ4_XS => dequantize_iq4_xs(&bytemuck::pod_read_unaligned::<BlockIQ4_XS>(block), dst),
+            Format::NF4 | Format::FP4 => {
+                dequantize_bnb4(bnb4_kind(format).expect("NF4 or FP4"), &bytemuck::pod_read_unaligned::<BlockBnb4>(block), dst)
+            }
             Format::BF16 => dst[0] = bf16::from_le_bytes([block[0], block[1]]).to_f32(),
             Format::Q5_0 => {
                 let b: BlockQ5_0 = bytemuck::pod_read_unaligned(block);

@@ -27,17 +27,21 @@
 //!   - IQ4_XS: per block, word 0 = `d | scales_h << 16`, word 1 = `scales_l`, then each
 //!     sub-block's 16 bytes of nibbles in value order as Q4_0's (4 words).
 //!   - MXFP4: eight nibbles per word, value order, as Q4_0.
+//!   - NF4 / FP4: eight nibbles per word, value order (bitsandbytes puts the even value in the
+//!     high nibble; reordered here as Q4_0's).
 //! * `scales`: per block, row-major. Q8_0 / Q5_0 / Q4_0 / IQ4_NL / Q6_K: one f16 `d` per block,
 //!   two per word (lower half first); Q3_K likewise. Q4_1 / Q5_1: one word per block, `d` in the lower half and
-//!   `m` in the upper. MXFP4: one E8M0 byte per block, four per word. F32 / F16 / BF16 / Q4_K / Q5_K / Q2_K / IQ4_XS: none.
+//!   `m` in the upper. MXFP4: one E8M0 byte per block, four per word. NF4 / FP4: the
+//!   f32 absmax of each 64-value block, one word each. F32 / F16 / BF16 / Q4_K / Q5_K / Q2_K / IQ4_XS: none.
 //!
 //! The byte count equals the GGUF byte count (4.5 bits per weight for Q4_0 and Q4_K, 6.5625 for
 //! Q6_K; plus at most 2 bytes of padding when the halves of a chunk are odd in number): weights
 //! stay quantized on the GPU.
 
 use super::block::{
-    BlockIQ4_NL, BlockIQ4_XS, BlockMXFP4, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
+    BlockBnb4, BlockIQ4_NL, BlockIQ4_XS, BlockMXFP4, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_0, QK, QK_K,
 };
+use super::bnb4::BNB_BLOCK;
 use super::{Format, QuantMatrixRef};
 
 /// One row range of a matrix in GPU layout.
@@ -77,7 +81,7 @@ pub const fn quant_words_per_row(format: Format, k: usize) -> usize {
         Format::F16 | Format::BF16 => k / 2,
         Format::Q5_0 | Format::Q5_1 => k / QK * Q5_WORDS,
         Format::Q8_0 => k / 4,
-        Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL | Format::MXFP4 => k / 8,
+        Format::Q4_0 | Format::Q4_1 | Format::IQ4_NL | Format::MXFP4 | Format::NF4 | Format::FP4 => k / 8,
         Format::Q4_K => k / QK_K * Q4_K_WORDS,
         Format::Q6_K => k / QK_K * Q6_K_WORDS,
         Format::Q5_K => k / QK_K * Q5_K_WORDS,
@@ -95,6 +99,7 @@ pub const fn scale_words(format: Format, rows: usize, k: usize) -> usize {
         Format::Q4_1 | Format::Q5_1 => rows * (k / QK),
         Format::Q6_K | Format::Q3_K => (rows * (k / QK_K)).div_ceil(2),
         Format::MXFP4 => (rows * (k / QK)).div_ceil(4),
+        Format::NF4 | Format::FP4 => rows * (k / BNB_BLOCK),
     }
 }
 
@@ -168,6 +173,16 @@ pub fn repack(w: QuantMatrixRef<'_>, start: usize, end: usize) -> GpuLayout {
                 exponents.push(b.e);
             }
             scales.extend(exponents.chunks(4).map(|e| (0..4).fold(0u32, |w, i| w | (*e.get(i).unwrap_or(&0) as u32) << (8 * i))));
+        }
+        Format::NF4 | Format::FP4 => {
+            for raw in bytes.chunks_exact(std::mem::size_of::<BlockBnb4>()) {
+                let b: BlockBnb4 = bytemuck::pod_read_unaligned(raw);
+                for w in b.qs.chunks_exact(4) {
+                    // Bytes of value pairs (even high, odd low) → nibble j = value 8w + j.
+                    quants.push(w.iter().enumerate().fold(0u32, |acc, (i, &q)| acc | ((q >> 4) as u32) << (8 * i) | ((q & 0xF) as u32) << (8 * i + 4)));
+                }
+                scales.push(b.absmax.to_bits());
+            }
         }
         Format::IQ4_XS => {
             for raw in bytes.chunks_exact(std::mem::size_of::<BlockIQ4_XS>()) {

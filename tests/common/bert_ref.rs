@@ -80,7 +80,7 @@ impl TinyBert {
         meta("bert.attention.causal", false.into());
         meta("bert.pooling_type", 1u32.into());
         meta("tokenizer.ggml.token_type_count", (s.types as u32).into());
-        let ty = |f: Format| GgmlType::from_id(f.ggml_type()).unwrap();
+        let ty = |f: Format| GgmlType::from_element_id(f.ggml_type()).unwrap();
         let mut matrix = |w: &mut GgufWriter<'static>, name: String, format: Format, rows: usize, cols: usize, scale: f32| {
             let values: Vec<f32> = (0..rows * cols).map(|_| rng.uniform() * scale).collect();
             let q = quantize(format, rows, cols, &values).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -88,7 +88,7 @@ impl TinySpec {
 }
 
 fn ggml_type(f: Format) -> GgmlType {
-    GgmlType::from_id(f.ggml_type()).expect("every qgpu format is a ggml type")
+    GgmlType::from_element_id(f.ggml_type()).expect("every qgpu format is a ggml type")
 }
 
 /// A synthetic llama GGUF: embedding uniform in ±1, block matrices uniform in ±1/sqrt(K) (so

@@ -47,6 +47,10 @@ pub enum GgmlType {
     TQ1_0 = 34,
     TQ2_0 = 35,
     MXFP4 = 39,
+    /// bitsandbytes' NF4 in qgpu's block (`quant::bnb4`): qgpu's own, never in a GGUF file.
+    NF4 = crate::quant::QGPU_TYPE_BASE,
+    /// bitsandbytes' FP4, likewise.
+    FP4 = crate::quant::QGPU_TYPE_BASE + 1,
 }
 
 impl GgmlType {
@@ -86,9 +90,24 @@ impl GgmlType {
         Self::MXFP4,
     ];
 
-    /// Looks up a type by its on-disk id; `None` for unknown or retired ids.
+    /// qgpu's own element types: a [`crate::loader::TensorSource`] may carry them (a
+    /// bitsandbytes checkpoint), a GGUF file may not.
+    pub const QGPU: [GgmlType; 2] = [Self::NF4, Self::FP4];
+
+    /// Looks up a type by its on-disk id; `None` for unknown or retired ids, and for qgpu's own
+    /// types, which no GGUF file may declare.
     pub fn from_id(id: u32) -> Option<Self> {
         Self::ALL.iter().copied().find(|t| t.id() == id)
+    }
+
+    /// Looks up any element type by id, qgpu's own ([`GgmlType::QGPU`]) included.
+    pub fn from_element_id(id: u32) -> Option<Self> {
+        Self::from_id(id).or_else(|| Self::QGPU.iter().copied().find(|t| t.id() == id))
+    }
+
+    /// Whether a GGUF file may hold this type (false for qgpu's own).
+    pub fn in_gguf(self) -> bool {
+        !Self::QGPU.contains(&self)
     }
 
     /// The on-disk id.
@@ -130,6 +149,7 @@ impl GgmlType {
             TQ1_0 => (256, 54),
             TQ2_0 => (256, 66),
             MXFP4 => (32, 17),
+            NF4 | FP4 => (64, 36),
         }
     }
 
@@ -194,6 +214,8 @@ impl GgmlType {
             TQ1_0 => "TQ1_0",
             TQ2_0 => "TQ2_0",
             MXFP4 => "MXFP4",
+            NF4 => "NF4",
+            FP4 => "FP4",
         }
     }
 }
