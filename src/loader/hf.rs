@@ -17,6 +17,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use super::bnb::{self, Bnb4Weight, Quantization};
 use super::hf_llama::{self, LlamaHeads};
 use super::source::{LoadError, SourceTensor, TensorSource};
 use super::{Metadata, MetadataValue, SafetensorsSet};
@@ -61,6 +62,8 @@ struct Mapped {
     hf: String,
     /// Rows reordered over this many heads on the way out (LLaMA q and k).
     permute_heads: Option<usize>,
+    /// A bitsandbytes 4-bit weight, assembled from its companion tensors on the way out.
+    bnb: Option<Bnb4Weight>,
 }
 
 /// A Hugging Face BERT or LLaMA model as a [`TensorSource`].
@@ -105,20 +108,20 @@ impl HfModel {
             chat_template: chat_template.as_deref(),
         };
         // The config first: a directory of another architecture is named as such.
-        let (metadata, layout) = describe(&shown, &files)?;
+        let (metadata, layout, quantization) = describe(&shown, &files)?;
         if !dir.join("model.safetensors").exists() && !dir.join("model.safetensors.index.json").exists() {
             return Err(bad(&shown, "no model.safetensors (or model.safetensors.index.json)".into()));
         }
-        Self::with_metadata(&shown, metadata, layout, SafetensorsSet::open(dir)?)
+        Self::with_metadata(&shown, metadata, layout, quantization, SafetensorsSet::open(dir)?)
     }
 
     /// Builds the source from the directory's files; `path` names the model in errors.
     pub fn from_parts(path: &str, files: HfFiles<'_>, weights: SafetensorsSet) -> Result<Self, LoadError> {
-        let (metadata, layout) = describe(path, &files)?;
-        Self::with_metadata(path, metadata, layout, weights)
+        let (metadata, layout, quantization) = describe(path, &files)?;
+        Self::with_metadata(path, metadata, layout, quantization, weights)
     }
 
-    fn with_metadata(path: &str, metadata: Metadata, layout: Layout, weights: SafetensorsSet) -> Result<Self, LoadError> {
+    fn with_metadata(path: &str, metadata: Metadata, layout: Layout, quantization: Quantization, weights: SafetensorsSet) -> Result<Self, LoadError> {
         let mut tensors = Vec::new();
         for t in weights.tensors() {
             let (name, permute_heads) = match layout {
@@ -130,7 +133,14 @@ impl HfModel {
                 }
             };
             let Some(name) = name else { continue };
-            let info = SourceTensor { name, dims: t.gguf_dims(), ggml_type: t.dtype };
+            let bnb = match quantization {
+                Quantization::Bnb4 => bnb::describe(&weights, &t.name)?,
+                Quantization::None => None,
+            };
+            let info = match &bnb {
+                Some(w) => SourceTensor { name, dims: vec![w.cols as u64, w.rows as u64], ggml_type: w.ggml_type() },
+                None => SourceTensor { name, dims: t.gguf_dims(), ggml_type: t.dtype },
+            };
             if let (Some(heads), Layout::Llama(shape)) = (permute_heads, layout) {
                 // Checked here so that reading the tensor later cannot fail on its shape, and a
                 // config that does not match the weights is caught before any rows move.
@@ -140,7 +150,7 @@ impl HfModel {
                     return Err(bad(path, format!("`{}` has shape {:?}, config.json says {want}", t.name, t.shape)));
                 }
             }
-            tensors.push(Mapped { info, hf: t.name.clone(), permute_heads });
+            tensors.push(Mapped { info, hf: t.name.clone(), permute_heads, bnb });
         }
         let mut by_name = HashMap::with_capacity(tensors.len());
         for (i, t) in tensors.iter().enumerate() {
@@ -154,14 +164,16 @@ impl HfModel {
     }
 }
 
-/// `config.json`'s `model_type` decides the metadata and the name mapping.
-fn describe(path: &str, files: &HfFiles<'_>) -> Result<(Metadata, Layout), LoadError> {
+/// `config.json`'s `model_type` decides the metadata and the name mapping; its
+/// `quantization_config`, how quantized weights are stored.
+fn describe(path: &str, files: &HfFiles<'_>) -> Result<(Metadata, Layout, Quantization), LoadError> {
     let config = parse_json(path, "config.json", files.config)?;
+    let quantization = bnb::quantization(&config)?;
     match config.get("model_type").and_then(|v| v.as_str()).unwrap_or("") {
-        "bert" => Ok((bert_metadata(path, &config, files)?, Layout::Bert)),
+        "bert" => Ok((bert_metadata(path, &config, files)?, Layout::Bert, quantization)),
         "llama" => {
             let (metadata, heads) = hf_llama::llama_metadata(path, &config, files)?;
-            Ok((metadata, Layout::Llama(heads)))
+            Ok((metadata, Layout::Llama(heads), quantization))
         }
         other => Err(bad(path, format!("config.json: model_type `{other}` is not supported (bert, llama)"))),
     }
@@ -183,12 +195,16 @@ impl TensorSource for HfModel {
     fn tensor_bytes(&self, name: &str) -> Result<Cow<'_, [u8]>, LoadError> {
         let missing = || LoadError::MissingTensor { name: name.to_owned() };
         let mapped = self.mapped(name).ok_or_else(missing)?;
-        let (_, bytes) = self.weights.get(&mapped.hf).ok_or_else(missing)?;
+        let (_, stored) = self.weights.get(&mapped.hf).ok_or_else(missing)?;
+        let bytes = match &mapped.bnb {
+            Some(w) => Cow::Owned(bnb::blocks(&self.weights, w)?),
+            None => Cow::Borrowed(stored),
+        };
         match mapped.permute_heads {
-            None => Ok(Cow::Borrowed(bytes)),
+            None => Ok(bytes),
             Some(heads) => {
                 let rows = mapped.info.dims[1] as usize;
-                hf_llama::permute_rows(bytes, rows, heads)
+                hf_llama::permute_rows(&bytes, rows, heads)
                     .map(Cow::Owned)
                     .ok_or_else(|| bad(&self.path, format!("`{}`: {} bytes do not split into {rows} rows of {heads} heads", mapped.hf, bytes.len())))
             }

@@ -1,5 +1,6 @@
 //! Model file loaders.
 
+pub mod bnb;
 pub mod gguf;
 pub mod gguf_write;
 pub mod hf;

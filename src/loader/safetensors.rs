@@ -35,7 +35,7 @@ pub enum SafetensorsError {
     BadHeader { reason: String },
     /// A dtype without a ggml equivalent (qgpu lists F32, F16, BF16, F64 and I8-I64 tensors;
     /// only the float ones convert to f32).
-    #[error("safetensors: tensor `{tensor}` has dtype {dtype} (qgpu reads F32, F16, BF16, F64, I8, I16, I32, I64)")]
+    #[error("safetensors: tensor `{tensor}` has dtype {dtype} (qgpu reads F32, F16, BF16, F64, U8, I8, I16, I32, I64)")]
     UnsupportedDtype { tensor: String, dtype: String },
     /// `data_offsets` outside the data section or reversed.
     #[error("safetensors: tensor `{tensor}` spans {begin}..{end}, data section holds {data_len} bytes")]
@@ -180,6 +180,9 @@ fn parse_entry(name: String, entry: &serde_json::Value, data_start: u64, data_le
         // never convert to f32.
         "F64" => GgmlType::F64,
         "I8" => GgmlType::I8,
+        // bitsandbytes' packed nibbles and absmax codes. Listed as I8, which has the same size
+        // (ggml has no U8): qgpu only ever reads their bytes.
+        "U8" => GgmlType::I8,
         "I16" => GgmlType::I16,
         "I32" => GgmlType::I32,
         "I64" => GgmlType::I64,

@@ -53,6 +53,14 @@ pub enum LoadError {
     /// The stored bytes do not match the tensor's dims and type.
     #[error("tensor `{name}`: {actual} bytes stored, {expected} expected for its dims and type")]
     SizeMismatch { name: String, expected: u64, actual: u64 },
+    /// A quantized checkpoint's metadata is wrong or inconsistent: `key` names the quant-state
+    /// field or companion tensor (`X.weight.absmax`, `X.weight.quant_state...shape`).
+    #[error("tensor `{tensor}`: `{key}`: {reason}")]
+    BadQuantization { tensor: String, key: String, reason: String },
+    /// `config.json` asks for a quantization qgpu cannot run (`key` is the field, `value` its
+    /// value).
+    #[error("config.json: `{key}` = {value}: {reason}")]
+    UnsupportedQuantization { key: String, value: String, reason: String },
     /// A model directory that lacks a file or whose config cannot be used.
     #[error("model `{path}`: {reason}")]
     BadModel { path: String, reason: String },
