@@ -4,7 +4,9 @@
 use anyhow::{bail, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use qgpu::convert::{quantize_model, ConvertOptions, Progress, QuantPlan, Report};
+use qgpu::convert::{quantize_model, write_bnb4, ConvertOptions, Progress, QuantPlan, Report};
+use qgpu::quant::bnb4::Bnb4Kind;
+use qgpu::quant::Format;
 use qgpu::gpu::ContextOptions;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -15,13 +17,16 @@ pub struct QuantizeArgs {
     /// in f32/f16/bf16, single or sharded, tokenizer.json).
     #[arg(long)]
     model: PathBuf,
-    /// The GGUF file to write (via a temporary file renamed at the end).
+    /// The GGUF file to write (via a temporary file renamed at the end); with `--format NF4` or
+    /// `FP4`, the bitsandbytes directory to create.
     #[arg(long)]
     out: PathBuf,
     /// A llama.cpp file-type preset, with its per-tensor rules (Q2_K, Q3_K_S, Q3_K_M, Q3_K_L,
     /// Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_XS, IQ4_NL), or a
     /// format for every weight matrix that is not a preset name (Q4_K, Q5_K, Q3_K, MXFP4, F16, BF16, F32).
     /// For one type everywhere even where a preset has that name: --mix '*=Q4_0'.
+    /// NF4 or FP4 write a bitsandbytes 4-bit Hugging Face directory (from one) that transformers
+    /// and qgpu both load.
     #[arg(long, default_value = "Q4_K")]
     format: String,
     /// Per-tensor exceptions, PATTERN=FORMAT comma separated; the first match wins. PATTERN is a
@@ -46,6 +51,9 @@ pub struct QuantizeArgs {
 const ABORT_AFTER_ENV: &str = "QGPU_QUANTIZE_ABORT_AFTER";
 
 pub fn quantize(args: QuantizeArgs, gpu: ContextOptions) -> Result<()> {
+    if let Some(kind) = bnb_kind(&args.format) {
+        return quantize_bnb(&args, kind);
+    }
     // Before any work (calibration included): a directory or device as --out is a mistake.
     qgpu::convert::check_out(&args.out)?;
     let model = super::ModelSource::open(&args.model)?;
@@ -81,6 +89,50 @@ pub fn quantize(args: QuantizeArgs, gpu: ContextOptions) -> Result<()> {
     let report = quantize_model(source, &plan, &options, &args.out, &mut progress)?;
     bar.finish_and_clear();
     print_report(&report, &args.out, start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// `--format NF4` / `FP4`: bitsandbytes' codebooks, written as a bitsandbytes directory.
+fn bnb_kind(format: &str) -> Option<Bnb4Kind> {
+    match format.trim().parse::<Format>() {
+        Ok(Format::NF4) => Some(Bnb4Kind::Nf4),
+        Ok(Format::FP4) => Some(Bnb4Kind::Fp4),
+        _ => None,
+    }
+}
+
+/// A Hugging Face directory → a bitsandbytes 4-bit directory at `--out`.
+fn quantize_bnb(args: &QuantizeArgs, kind: Bnb4Kind) -> Result<()> {
+    if !args.mix.trim().is_empty() || args.calibrate.is_some() {
+        bail!("--format {} writes every linear layer in {}: --mix and --calibrate do not apply", args.format, args.format);
+    }
+    if !args.model.is_dir() {
+        bail!("--format {} needs a Hugging Face directory with float weights as --model; {} is not a directory", args.format, args.model.display());
+    }
+    if args.out.exists() {
+        bail!("--out {} exists; --format {} writes a new directory there", args.out.display(), args.format);
+    }
+    let start = std::time::Instant::now();
+    let report = write_bnb4(&args.model, kind, &args.out)?;
+    let (mut quantized, mut values, mut bytes) = (0usize, 0u64, 0u64);
+    for t in report.tensors.iter().filter(|t| t.quantized) {
+        quantized += 1;
+        values += t.values;
+        bytes += t.bytes;
+    }
+    let all: u64 = report.tensors.iter().map(|t| t.values).sum();
+    eprintln!(
+        "{}: {quantized} linear layers, {values} values in {:.2} MiB ({:.3} bits/w); {} other tensors kept as stored",
+        args.format.trim().to_uppercase(),
+        mib(bytes),
+        bytes as f64 * 8.0 / values.max(1) as f64,
+        report.tensors.len() - quantized
+    );
+    for m in &report.skipped_modules {
+        eprintln!("kept in float (rows not whole 64-value blocks): {m}");
+    }
+    eprintln!("wrote {:.2} MiB ({:.3} bits per value over all {all}) in {:.1} s", mib(report.file_bytes), report.file_bytes as f64 * 8.0 / all.max(1) as f64, start.elapsed().as_secs_f64());
+    println!("{}", args.out.display());
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! end, so an error, a cancel or a crash never leaves a half-written model under the final name
 //! (an older file there stays intact until the rename).
 
+mod bnb_write;
 mod plan;
 mod preset;
 mod write;
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 
 pub use plan::{fallback, is_quantizable, Decision, DecisionKind, MixRule, NamePattern, PlanError, QuantPlan};
 pub use preset::{layer_index, llama_fallback, use_more_bits, ModelFacts, Preset, TensorFacts, TensorRole};
+pub use bnb_write::{write_bnb4, BnbReport, BnbTensorReport};
 pub use write::{check_out, quantize_model};
 
 use crate::loader::{GgmlType, GgufError, LoadError};
@@ -54,6 +56,10 @@ pub enum ConvertError {
     /// The directory `dir` that would hold `path` does not exist.
     #[error("`{}`: its directory `{}` does not exist", path.display(), dir.display())]
     OutDirMissing { path: PathBuf, dir: PathBuf },
+    /// `--format NF4`/`FP4` writes a bitsandbytes directory from an unquantized Hugging Face
+    /// directory; `path` is not one.
+    #[error("`{}`: cannot write a bitsandbytes checkpoint from it: {reason}", path.display())]
+    BnbSource { path: PathBuf, reason: String },
     /// The progress callback asked to stop after `done` of `total` tensors; nothing was kept.
     #[error("cancelled after {done} of {total} tensors; no output written")]
     Cancelled { done: usize, total: usize },

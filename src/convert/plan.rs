@@ -24,6 +24,9 @@ pub enum PlanError {
     /// A mix rule that names no quantizable tensor of the source (a typo, usually).
     #[error("mix rule `{pattern}` matches no quantizable tensor")]
     RuleMatchesNothing { pattern: String },
+    /// A format GGUF has no type for (NF4, FP4) asked for a GGUF's tensor.
+    #[error("{format} has no GGUF type: `--format {format}` on its own writes a bitsandbytes Hugging Face directory instead")]
+    NoGgufType { format: Format },
     /// Calibration was asked for, but no tensor's format has an importance-weighted search.
     #[error("--calibrate needs Q4_0, Q4_1, IQ4_NL, Q4_K or Q6_K for some tensor; the plan quantizes none that way")]
     CalibrationUnused,
@@ -204,6 +207,9 @@ impl QuantPlan {
                 Decision { tensor: t.clone(), kind }
             })
             .collect();
+        if let Some(d) = decisions.iter().find(|d| !d.written().in_gguf()) {
+            return Err(PlanError::NoGgufType { format: d.written() });
+        }
         if let Some(i) = used.iter().position(|u| !u) {
             return Err(PlanError::RuleMatchesNothing { pattern: self.rules[i].pattern.to_string() });
         }

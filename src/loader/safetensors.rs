@@ -58,8 +58,10 @@ pub enum SafetensorsError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SafetensorsTensor {
     pub name: String,
-    /// Element type (F32, F16, BF16, F64 or I8-I64).
+    /// Element type (F32, F16, BF16, F64 or I8-I64; U8 is listed as I8).
     pub dtype: GgmlType,
+    /// The dtype as the file names it (`"U8"`, `"F32"`, ...), for writing it back unchanged.
+    pub dtype_name: &'static str,
     /// Shape in PyTorch order (last dim fastest), as stored.
     pub shape: Vec<u64>,
     /// Absolute byte range in the file.
@@ -172,20 +174,20 @@ fn parse_header(bytes: &[u8]) -> Result<Header, SafetensorsError> {
 fn parse_entry(name: String, entry: &serde_json::Value, data_start: u64, data_len: u64) -> Result<SafetensorsTensor, SafetensorsError> {
     let field = |key: &str| entry.get(key).ok_or_else(|| bad(format!("tensor `{name}` has no `{key}`")));
     let dtype_name = field("dtype")?.as_str().ok_or_else(|| bad(format!("tensor `{name}`: dtype is not a string")))?;
-    let dtype = match dtype_name {
-        "F32" => GgmlType::F32,
-        "F16" => GgmlType::F16,
-        "BF16" => GgmlType::BF16,
+    let (dtype, dtype_name) = match dtype_name {
+        "F32" => (GgmlType::F32, "F32"),
+        "F16" => (GgmlType::F16, "F16"),
+        "BF16" => (GgmlType::BF16, "BF16"),
         // Integer buffers (BERT's `position_ids`) are listed, so a model holding one opens; they
         // never convert to f32.
-        "F64" => GgmlType::F64,
-        "I8" => GgmlType::I8,
+        "F64" => (GgmlType::F64, "F64"),
+        "I8" => (GgmlType::I8, "I8"),
         // bitsandbytes' packed nibbles and absmax codes. Listed as I8, which has the same size
         // (ggml has no U8): qgpu only ever reads their bytes.
-        "U8" => GgmlType::I8,
-        "I16" => GgmlType::I16,
-        "I32" => GgmlType::I32,
-        "I64" => GgmlType::I64,
+        "U8" => (GgmlType::I8, "U8"),
+        "I16" => (GgmlType::I16, "I16"),
+        "I32" => (GgmlType::I32, "I32"),
+        "I64" => (GgmlType::I64, "I64"),
         other => return Err(SafetensorsError::UnsupportedDtype { tensor: name, dtype: other.to_owned() }),
     };
     let numbers = |key: &str| -> Result<Vec<u64>, SafetensorsError> {
@@ -209,7 +211,7 @@ fn parse_entry(name: String, entry: &serde_json::Value, data_start: u64, data_le
     if expected != end - begin {
         return Err(SafetensorsError::SizeMismatch { tensor: name, expected, actual: end - begin });
     }
-    Ok(SafetensorsTensor { name, dtype, shape, start: data_start + begin, end: data_start + end })
+    Ok(SafetensorsTensor { name, dtype, dtype_name, shape, start: data_start + begin, end: data_start + end })
 }
 
 /// The safetensors of one model: a single `model.safetensors`, or the shards listed in
