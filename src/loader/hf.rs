@@ -17,7 +17,9 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::bnb::{self, Bnb4Weight, Quantization};
+use super::bnb::{self, Bnb4Weight};
+use super::int4::{self, Int4Weight};
+use super::quant_config::{self, Quantization};
 use super::hf_llama::{self, LlamaHeads};
 use super::source::{LoadError, SourceTensor, TensorSource};
 use super::{Metadata, MetadataValue, SafetensorsSet};
@@ -62,8 +64,15 @@ struct Mapped {
     hf: String,
     /// Rows reordered over this many heads on the way out (LLaMA q and k).
     permute_heads: Option<usize>,
-    /// A bitsandbytes 4-bit weight, assembled from its companion tensors on the way out.
-    bnb: Option<Bnb4Weight>,
+    /// A quantized weight assembled from its companion tensors on the way out.
+    packed: Option<Packed>,
+}
+
+/// A weight stored as several tensors of a quantized checkpoint.
+#[derive(Debug)]
+enum Packed {
+    Bnb4(Bnb4Weight),
+    Int4(Int4Weight),
 }
 
 /// A Hugging Face BERT or LLaMA model as a [`TensorSource`].
@@ -124,21 +133,29 @@ impl HfModel {
     fn with_metadata(path: &str, metadata: Metadata, layout: Layout, quantization: Quantization, weights: SafetensorsSet) -> Result<Self, LoadError> {
         let mut tensors = Vec::new();
         for t in weights.tensors() {
+            // A GPTQ/AWQ layer `X` has `X.qweight` and companions, no `X.weight`.
+            let int4_prefix = match quantization {
+                Quantization::Int4(_) => t.name.strip_suffix(".qweight"),
+                _ => None,
+            };
+            let hf_name = int4_prefix.map_or_else(|| t.name.clone(), |p| format!("{p}.weight"));
             let (name, permute_heads) = match layout {
-                Layout::Bert => (gguf_name(&t.name), None),
+                Layout::Bert => (gguf_name(&hf_name), None),
                 Layout::Llama(heads) => {
-                    let name = hf_llama::gguf_name(&t.name);
+                    let name = hf_llama::gguf_name(&hf_name);
                     let permute = name.as_deref().and_then(|n| hf_llama::permuted_heads(n, heads));
                     (name, permute)
                 }
             };
             let Some(name) = name else { continue };
-            let bnb = match quantization {
-                Quantization::Bnb4 => bnb::describe(&weights, &t.name)?,
-                Quantization::None => None,
+            let packed = match (quantization, int4_prefix) {
+                (Quantization::Bnb4, _) => bnb::describe(&weights, &t.name)?.map(Packed::Bnb4),
+                (Quantization::Int4(config), Some(prefix)) => Some(Packed::Int4(int4::describe(&weights, prefix, config)?)),
+                _ => None,
             };
-            let info = match &bnb {
-                Some(w) => SourceTensor { name, dims: vec![w.cols as u64, w.rows as u64], ggml_type: w.ggml_type() },
+            let info = match &packed {
+                Some(Packed::Bnb4(w)) => SourceTensor { name, dims: vec![w.cols as u64, w.rows as u64], ggml_type: w.ggml_type() },
+                Some(Packed::Int4(w)) => SourceTensor { name, dims: vec![w.cols as u64, w.rows as u64], ggml_type: w.ggml_type() },
                 None => SourceTensor { name, dims: t.gguf_dims(), ggml_type: t.dtype },
             };
             if let (Some(heads), Layout::Llama(shape)) = (permute_heads, layout) {
@@ -150,7 +167,7 @@ impl HfModel {
                     return Err(bad(path, format!("`{}` has shape {:?}, config.json says {want}", t.name, t.shape)));
                 }
             }
-            tensors.push(Mapped { info, hf: t.name.clone(), permute_heads, bnb });
+            tensors.push(Mapped { info, hf: t.name.clone(), permute_heads, packed });
         }
         let mut by_name = HashMap::with_capacity(tensors.len());
         for (i, t) in tensors.iter().enumerate() {
@@ -168,7 +185,7 @@ impl HfModel {
 /// `quantization_config`, how quantized weights are stored.
 fn describe(path: &str, files: &HfFiles<'_>) -> Result<(Metadata, Layout, Quantization), LoadError> {
     let config = parse_json(path, "config.json", files.config)?;
-    let quantization = bnb::quantization(&config)?;
+    let quantization = quant_config::quantization(&config)?;
     match config.get("model_type").and_then(|v| v.as_str()).unwrap_or("") {
         "bert" => Ok((bert_metadata(path, &config, files)?, Layout::Bert, quantization)),
         "llama" => {
@@ -196,8 +213,9 @@ impl TensorSource for HfModel {
         let missing = || LoadError::MissingTensor { name: name.to_owned() };
         let mapped = self.mapped(name).ok_or_else(missing)?;
         let (_, stored) = self.weights.get(&mapped.hf).ok_or_else(missing)?;
-        let bytes = match &mapped.bnb {
-            Some(w) => Cow::Owned(bnb::blocks(&self.weights, w)?),
+        let bytes = match &mapped.packed {
+            Some(Packed::Bnb4(w)) => Cow::Owned(bnb::blocks(&self.weights, w)?),
+            Some(Packed::Int4(w)) => Cow::Owned(int4::blocks(&self.weights, w)?),
             None => Cow::Borrowed(stored),
         };
         match mapped.permute_heads {

@@ -5,6 +5,8 @@ pub mod gguf;
 pub mod gguf_write;
 pub mod hf;
 pub mod hf_llama;
+pub mod int4;
+mod quant_config;
 pub mod safetensors;
 pub mod source;
 
