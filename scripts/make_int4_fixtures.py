@@ -40,23 +40,29 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "f
 AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]
 
 
-def quantize(w, group, sym):
-    """Round-to-nearest int4 per group of inputs: scales f16 [groups, out], zeros [groups, out],
-    q [in, out] (as GPTQ/AWQ's quantizers do before packing)."""
+def quantize(w, group, sym, min_zero=0):
+    """Round-to-nearest int4 per group of inputs (the last group may be shorter): scales f16
+    [groups, out], zeros [groups, out], q [in, out] (as GPTQ/AWQ's quantizers do before
+    packing). `min_zero` 1 keeps zeros storable in the original GPTQ format, which stores zero − 1
+    in a nibble (a zero of 0 would read back as 16)."""
     out_f, in_f = w.shape
-    groups = in_f // group
-    wg = w.reshape(out_f, groups, group)
-    if sym:
-        scale = np.abs(wg).max(axis=2) / 7.5
-        zero = np.full((out_f, groups), 8, dtype=np.int64)
-    else:
-        lo, hi = wg.min(axis=2), wg.max(axis=2)
-        scale = (hi - lo) / 15.0
-        zero = np.clip(np.round(-lo / np.maximum(scale, 1e-8)), 0, 15).astype(np.int64)
-    scale = np.maximum(scale, 1e-6).astype(np.float16)
-    s32 = scale.astype(np.float32)
-    q = np.clip(np.round(wg / s32[:, :, None]) + zero[:, :, None], 0, 15).astype(np.int64)
-    return scale.T.copy(), zero.T.copy(), q.reshape(out_f, in_f).T.copy()
+    groups = -(-in_f // group)
+    scale = np.zeros((out_f, groups), dtype=np.float16)
+    zero = np.zeros((out_f, groups), dtype=np.int64)
+    q = np.zeros((out_f, in_f), dtype=np.int64)
+    for g in range(groups):
+        wg = w[:, g * group:(g + 1) * group]
+        if sym:
+            s = np.abs(wg).max(axis=1) / 7.5
+            z = np.full(out_f, 8, dtype=np.int64)
+        else:
+            lo, hi = wg.min(axis=1), wg.max(axis=1)
+            s = (hi - lo) / 15.0
+            z = np.clip(np.round(-lo / np.maximum(s, 1e-8)), min_zero, 15).astype(np.int64)
+        s = np.maximum(s, 1e-6).astype(np.float16)
+        scale[:, g], zero[:, g] = s, z
+        q[:, g * group:(g + 1) * group] = np.clip(np.round(wg / s.astype(np.float32)[:, None]) + z[:, None], 0, 15)
+    return scale.T.copy(), zero.T.copy(), q.T.copy()
 
 
 def dequantize(scale, zero, q, g_of_input):

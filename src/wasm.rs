@@ -429,8 +429,13 @@ async fn self_test(ctx: &Context) -> Result<Value, crate::Error> {
     let mut cases = Vec::new();
     let mut passed = true;
     for format in Format::ALL {
-        // Odd block counts: 3 and 18 blocks of 32, or 1 and 3 super-blocks of 256 (K-quants).
-        let ks = if format.k_multiple() == 256 { [256usize, 768] } else { [96, 576] };
+        // Odd block counts: 3 and 18 blocks of 32, 1 and 9 blocks of 64 (NF4, FP4), or 1 and 3
+        // super-blocks of 256 (K-quants).
+        let ks = match format.k_multiple() {
+            256 => [256usize, 768],
+            64 => [64, 576],
+            _ => [96, 576],
+        };
         for k in ks {
             for n in [3usize, 67] {
                 let w = reference::quantize(format, n, k, &rng.vec(n * k))?;
