@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Static server for the browser demo: web/ at /, the model cache at /models/ (127.0.0.1 only)."""
+"""Static server for the browser demo: web/ at /, the model cache at /models/, and the browser
+test's own models ($QGPU_TEST_MODELS, when set) at /test-models/ (127.0.0.1 only)."""
 import argparse
 import http.server
 import os
@@ -26,6 +27,8 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         base, rest = ROOT, path
         if path.startswith("/models/"):
             base, rest = cache_dir(), path[len("/models/"):]
+        elif path.startswith("/test-models/") and os.environ.get("QGPU_TEST_MODELS"):
+            base, rest = os.environ["QGPU_TEST_MODELS"], path[len("/test-models/"):]
         parts = [p for p in posixpath.normpath(rest).split("/") if p not in ("", ".", "..")]
         return os.path.join(base, *parts)
 

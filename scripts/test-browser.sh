@@ -42,6 +42,16 @@ QGPU_NATIVE_Q8_0_KV="$("$QGPU" run --model "$MODEL" --prompt "$(node -e "console
     --max-tokens 8 --temperature 0 --repeat-penalty 1 --kv-type q8_0)"
 export QGPU_NATIVE_Q8_0_KV
 
+# A bitsandbytes NF4 copy of MiniLM, written by qgpu, and what native qgpu embeds with it: the page
+# loads the directory's files as they are (tests/browser/run.mjs).
+TEST_MODELS="${CARGO_TARGET_DIR:-target}/browser-models"
+rm -rf "$TEST_MODELS/minilm-nf4"
+mkdir -p "$TEST_MODELS"
+"$QGPU" quantize --model "$("$QGPU" fetch minilm)" --out "$TEST_MODELS/minilm-nf4" --format NF4 >/dev/null 2>&1
+QGPU_NATIVE_NF4_EMBED="$("$QGPU" embed --model "$TEST_MODELS/minilm-nf4" --text "A man is playing a guitar." --text "Quantized weights keep most of the accuracy.")"
+QGPU_TEST_MODELS="$(cd "$TEST_MODELS" && pwd)"
+export QGPU_NATIVE_NF4_EMBED QGPU_TEST_MODELS
+
 scripts/build-web.sh
 export CHROMIUM
 node tests/browser/run.mjs

@@ -13,6 +13,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use common::hf_dir::{f32_tensor, write_raw_safetensors};
 use common::TempDir;
 use qgpu::loader::bnb::{self, Bnb4Weight};
 use qgpu::loader::{HfModel, LoadError, SafetensorsFile, SafetensorsSet, TensorSource};
@@ -36,11 +37,6 @@ fn blocks_set() -> SafetensorsSet {
     SafetensorsSet::from_files(vec![SafetensorsFile::open(fixtures().join("blocks.safetensors")).unwrap()]).unwrap()
 }
 
-fn f32s(set: &SafetensorsSet, name: &str) -> Vec<f32> {
-    let (_, bytes) = set.get(name).unwrap_or_else(|| panic!("fixture lacks {name}"));
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
-}
-
 fn weight(set: &SafetensorsSet, variant: &str) -> Bnb4Weight {
     bnb::describe(set, &format!("{variant}.weight")).unwrap().expect("a bitsandbytes weight")
 }
@@ -57,7 +53,7 @@ fn blocks_dequantize_as_bitsandbytes_does() {
         assert_eq!(blocks.len(), ROWS * COLS / 64 * 36);
         let mut got = vec![f32::NAN; ROWS * COLS];
         reference::dequantize_into(format, &blocks, &mut got);
-        let want = f32s(&set, &format!("{variant}.dequantized"));
+        let want = f32_tensor(&set, &format!("{variant}.dequantized"));
         let bad: Vec<usize> = (0..got.len()).filter(|&i| got[i] != want[i]).collect();
         assert!(bad.is_empty(), "{variant}: {} values differ from bitsandbytes; first at {}: {} vs {}", bad.len(), bad[0], got[bad[0]], want[bad[0]]);
         // Not degenerate: both signs, the all-zero block, the large block.
@@ -73,7 +69,7 @@ fn blocks_dequantize_as_bitsandbytes_does() {
 #[test]
 fn quantizer_matches_bitsandbytes() {
     let set = blocks_set();
-    let original = f32s(&set, "original");
+    let original = f32_tensor(&set, "original");
     for (variant, format, _) in VARIANTS.into_iter().filter(|v| !v.2) {
         let ours = reference::quantize(format, ROWS, COLS, &original).unwrap();
         let theirs = bnb::blocks(&set, &weight(&set, variant)).unwrap();
@@ -102,7 +98,7 @@ fn gpu_multiplies_by_bitsandbytes_values() {
         let blocks = bnb::blocks(&set, &weight(&set, variant)).unwrap();
         let w = QuantMatrixRef::new(format, ROWS, COLS, &blocks).unwrap();
         let gw = GpuMatrix::upload(&ctx, w).unwrap();
-        let deq = f32s(&set, &format!("{variant}.dequantized"));
+        let deq = f32_tensor(&set, &format!("{variant}.dequantized"));
         for m in [1, 7] {
             let x = rng.vec(m * COLS);
             let gx = GpuTensor::from_slice(&ctx, m, COLS, &x).unwrap();
@@ -183,23 +179,6 @@ fn bert_checkpoint_gives_transformers_embeddings() {
 
 // ---- metadata that lies ---------------------------------------------------------------------
 
-/// A safetensors file of raw tensors: (name, dtype, shape, bytes).
-fn write_raw_safetensors(path: &Path, tensors: &[(String, &str, Vec<u64>, Vec<u8>)]) {
-    let mut header = serde_json::Map::new();
-    let mut offset = 0usize;
-    for (name, dtype, shape, bytes) in tensors {
-        header.insert(name.clone(), serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes.len()]}));
-        offset += bytes.len();
-    }
-    let json = Value::Object(header).to_string();
-    let mut out = (json.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(json.as_bytes());
-    for t in tensors {
-        out.extend_from_slice(&t.3);
-    }
-    std::fs::write(path, out).unwrap();
-}
-
 /// The `nf4_double` tensors of the blocks fixture, renamed to `w.weight...`, after `edit`.
 fn edited(edit: impl Fn(&mut BTreeMap<String, (String, Vec<u64>, Vec<u8>)>)) -> SafetensorsSet {
     let set = blocks_set();
@@ -214,7 +193,7 @@ fn edited(edit: impl Fn(&mut BTreeMap<String, (String, Vec<u64>, Vec<u8>)>)) -> 
     edit(&mut tensors);
     let dir = TempDir::new("bnb-hostile");
     let path = dir.0.join("model.safetensors");
-    let list: Vec<(String, &str, Vec<u64>, Vec<u8>)> = tensors.iter().map(|(n, (d, s, b))| (n.clone(), d.as_str(), s.clone(), b.clone())).collect();
+    let list: Vec<_> = tensors.into_iter().map(|(n, (d, s, b))| (n, d, s, b)).collect();
     write_raw_safetensors(&path, &list);
     SafetensorsSet::from_files(vec![SafetensorsFile::open(&path).unwrap()]).unwrap()
 }

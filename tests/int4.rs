@@ -12,6 +12,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use common::hf_dir::{f32_tensor, write_raw_safetensors};
 use common::TempDir;
 use qgpu::convert::{no_progress, quantize_model, ConvertOptions, QuantPlan};
 use qgpu::loader::int4::{self, Int4Config, Packing};
@@ -48,11 +49,6 @@ const LAYERS: [(&str, Packing, usize, bool); 6] = [
     ("awq_g32_sym", Packing::Awq, 32, true),
 ];
 
-fn f32s(set: &SafetensorsSet, name: &str) -> Vec<f32> {
-    let (_, bytes) = set.get(name).unwrap_or_else(|| panic!("fixture lacks {name}"));
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
-}
-
 #[test]
 fn layers_become_blocks_of_their_values() {
     let set = layers();
@@ -63,7 +59,7 @@ fn layers_become_blocks_of_their_values() {
         let blocks = int4::blocks(&set, &w).unwrap();
         let mut got = vec![f32::NAN; OUT * IN];
         reference::dequantize_into(w.format, &blocks, &mut got);
-        let want = f32s(&set, &format!("{layer}.dequantized"));
+        let want = f32_tensor(&set, &format!("{layer}.dequantized"));
         for (i, (&g, &v)) in got.iter().zip(&want).enumerate() {
             if symmetric {
                 assert_eq!(g.to_bits(), v.to_bits(), "{layer} [{}, {}]: {g} vs {v}", i / IN, i % IN);
@@ -148,19 +144,9 @@ fn edited(edit: impl Fn(&mut Tensors)) -> SafetensorsSet {
         }
     }
     edit(&mut tensors);
-    let mut header = serde_json::Map::new();
-    let mut data = Vec::new();
-    for (name, (dtype, shape, bytes)) in &tensors {
-        header.insert(name.clone(), serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [data.len(), data.len() + bytes.len()]}));
-        data.extend_from_slice(bytes);
-    }
-    let json = Value::Object(header).to_string();
-    let mut file = (json.len() as u64).to_le_bytes().to_vec();
-    file.extend_from_slice(json.as_bytes());
-    file.extend(data);
     let dir = TempDir::new("int4-hostile");
     let path = dir.0.join("model.safetensors");
-    std::fs::write(&path, file).unwrap();
+    write_raw_safetensors(&path, &tensors.into_iter().map(|(n, (d, s, b))| (n, d, s, b)).collect::<Vec<_>>());
     SafetensorsSet::from_files(vec![SafetensorsFile::open(&path).unwrap()]).unwrap()
 }
 

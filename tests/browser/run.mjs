@@ -3,6 +3,7 @@
 //  (b) greedy continuation of the reference prompt matches tests/fixtures/smollm2_reference.json;
 //  (c) the demo page answers through its UI; a screenshot is saved;
 //  (e) QgpuEmbedder: all-MiniLM-L6-v2 from the model cache against tests/fixtures/minilm_reference.json;
+//  (e') a bitsandbytes NF4 MiniLM directory (qgpu quantize --format NF4) against native qgpu embed;
 //  (f) Gemma 3 270M Q4_K_M's greedy tokens against tests/fixtures/gemma3_reference.json;
 //  and a Q8_0 KV cache against native `qgpu run --kv-type q8_0`.
 // Run through scripts/test-browser.sh (it builds web/pkg and installs what is missing).
@@ -108,6 +109,32 @@ try {
       `${minilm.cases.length} sentences in ${emb.embedSeconds.toFixed(2)} s (${(minilm.cases.length / emb.embedSeconds).toFixed(1)} sentences/s)`);
   } catch (e) {
     check(false, 'MiniLM embeddings match sentence-transformers', String(e.stack || e));
+  }
+
+  // (e') A bitsandbytes NF4 checkpoint (qgpu quantize --format NF4 of MiniLM, written by
+  // scripts/test-browser.sh) loads from its files as they are and embeds as native qgpu does.
+  try {
+    const native = process.env.QGPU_NATIVE_NF4_EMBED.trim().split('\n').map((l) => JSON.parse(l));
+    const texts = ['A man is playing a guitar.', 'Quantized weights keep most of the accuracy.'];
+    const vectors = await page.evaluate(async (texts) => {
+      const { QgpuEmbedder } = await import('/qgpu.js');
+      const base = '/test-models/minilm-nf4/';
+      const e = await QgpuEmbedder.load({ safetensors: base + 'model.safetensors', config: base + 'config.json',
+        tokenizer: base + 'tokenizer.json', sentenceConfig: base + 'sentence_bert_config.json' });
+      const out = await e.embed(texts);
+      e.destroy();
+      return out.map((v) => Array.from(v));
+    }, texts);
+    const cosines = native.map((b, i) => {
+      const a = vectors[i];
+      let dot = 0, na = 0, nb = 0;
+      for (let j = 0; j < b.length; j++) { dot += a[j] * b[j]; na += a[j] * a[j]; nb += b[j] * b[j]; }
+      return dot / Math.sqrt(na * nb);
+    });
+    check(native.length === texts.length && cosines.every((c) => c >= 0.99999), 'NF4 MiniLM directory embeds as native',
+      `cosines ${cosines.map((c) => c.toFixed(7)).join(', ')}`);
+  } catch (e) {
+    check(false, 'NF4 MiniLM directory embeds as native', String(e.stack || e));
   }
 
   // (b) the reference model's greedy continuation.

@@ -98,3 +98,26 @@ pub fn write_safetensors(path: &Path, tensors: &[&HfTensor]) {
     file.extend(data);
     std::fs::write(path, file).unwrap();
 }
+
+/// A safetensors file of raw tensors: (name, dtype as safetensors names it, shape, bytes).
+pub fn write_raw_safetensors(path: &Path, tensors: &[(String, String, Vec<u64>, Vec<u8>)]) {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, dtype, shape, bytes) in tensors {
+        header.insert(name.clone(), json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes.len()]}));
+        offset += bytes.len();
+    }
+    let header = Value::Object(header).to_string();
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    for t in tensors {
+        out.extend_from_slice(&t.3);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// An F32 tensor of a safetensors set, as values.
+pub fn f32_tensor(set: &qgpu::loader::SafetensorsSet, name: &str) -> Vec<f32> {
+    let (_, bytes) = set.get(name).unwrap_or_else(|| panic!("no tensor {name}"));
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+}
