@@ -8,8 +8,8 @@ Writes tests/fixtures/bnb/:
   `.weight.nested_absmax`, `.weight.nested_quant_map`,
   `.weight.quant_state.bitsandbytes__nf4`), with bitsandbytes' `dequantize_4bit` of each as
   `<variant>.dequantized`. 260 blocks of 64, so double quantization has two nested blocks.
-- llama-nf4/, llama-fp4/: tiny LLaMA directories quantized by transformers'
-  BitsAndBytesConfig (nf4 with double quantization; fp4 without) and saved by
+- llama-nf4/, llama-fp4/, qwen2-nf4/: tiny LLaMA (and Qwen2, with q/k/v biases) directories
+  quantized by transformers' BitsAndBytesConfig (nf4 with double quantization; fp4 without) and saved by
   `save_pretrained`, with a byte-level BPE tokenizer.json, plus logits.json: the quantized
   model's logits (transformers + bitsandbytes, f32 compute) for a fixed token sequence.
 - bert-nf4/: a tiny BERT encoder likewise (nf4, double quantization), with a WordPiece
@@ -31,7 +31,7 @@ import torch
 from bitsandbytes import functional as F
 from safetensors.torch import save_file
 from transformers import (AutoModelForCausalLM, BertConfig, BertModel, BitsAndBytesConfig, LlamaConfig,
-                          LlamaForCausalLM)
+                          LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM)
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "bnb")
 LAST = 4
@@ -101,17 +101,21 @@ def quantize_dir(model, out, load, quant_type, double, **kwargs):
     return quantized
 
 
-def llama(name, quant_type, double, layers, tied):
+def llama(name, quant_type, double, layers, tied, arch="llama"):
     torch.manual_seed(2)
-    config = LlamaConfig(vocab_size=263, hidden_size=128, intermediate_size=192, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5,
-                         rope_theta=10000.0, tie_word_embeddings=tied, bos_token_id=260, eos_token_id=262)
-    model = LlamaForCausalLM(config).float()
-    # Larger weights than the init's 0.02 spread, so the logits differ visibly between tokens.
+    Config, Model = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[arch]
+    config = Config(vocab_size=263, hidden_size=128, intermediate_size=192, num_hidden_layers=layers,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5,
+                    rope_theta=10000.0, tie_word_embeddings=tied, bos_token_id=260, eos_token_id=262)
+    model = Model(config).float()
+    # Larger weights than the init's 0.02 spread, so the logits differ visibly between tokens;
+    # Qwen2's q/k/v biases (initialised to zero) get values too.
     with torch.no_grad():
-        for p in model.parameters():
+        for pname, p in model.named_parameters():
             if p.dim() == 2:
                 p.mul_(4.0)
+            elif pname.endswith(".bias"):
+                p.copy_(torch.randn_like(p) * 0.5)
     out = os.path.join(OUT, name)
     quantized = quantize_dir(model, out, AutoModelForCausalLM, quant_type, double)
     with open(os.path.join(out, "tokenizer.json"), "w") as f:
@@ -178,6 +182,7 @@ def main():
     blocks()
     llama("llama-nf4", "nf4", True, 2, True)
     llama("llama-fp4", "fp4", False, 1, False)
+    llama("qwen2-nf4", "nf4", False, 2, True, arch="qwen2")
     bert()
     print("wrote", os.path.normpath(OUT), file=sys.stderr)
 

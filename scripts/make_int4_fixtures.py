@@ -14,7 +14,8 @@ Writes tests/fixtures/int4/:
   g_idx whose groups are permuted but contiguous), `gptq_v2_g32` (zeros stored as they are),
   `awq_g64`, `awq_g32_sym`, each with `<layer>.dequantized` (f32 `[out, in]`: scale · (q − zero)
   in f32).
-- llama-gptq/, llama-awq/: tiny LLaMA directories (config.json with the quantization_config
+- llama-gptq/, llama-awq/, qwen3-gptq/: tiny LLaMA (and Qwen3: q/k norms, head size 64 at
+  width 128) directories (config.json with the quantization_config
   transformers writes, model.safetensors, a byte-level BPE tokenizer.json) and logits.json: the
   logits of the same model with every layer dequantized to f32 (transformers, f32).
 
@@ -31,7 +32,7 @@ import sys
 import numpy as np
 import torch
 from safetensors.numpy import save_file
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_bnb_fixtures import bpe_tokenizer_json, TOKENS  # noqa: E402
@@ -155,18 +156,27 @@ def layers(autoawq):
     save_file(out, os.path.join(OUT, "layers.safetensors"))
 
 
-def llama(name, kind, group, autoawq):
+def llama(name, kind, group, autoawq, arch="llama"):
     torch.manual_seed(4)
-    config = LlamaConfig(vocab_size=263, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5,
-                         tie_word_embeddings=True, bos_token_id=260, eos_token_id=262)
-    model = LlamaForCausalLM(config).float()
+    if arch == "qwen3":
+        # Qwen3: per-head q/k norms, and a head size (64) that is not width / heads (32).
+        config = Qwen3Config(vocab_size=263, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=256,
+                             rms_norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=260, eos_token_id=262)
+        model = Qwen3ForCausalLM(config).float()
+    else:
+        config = LlamaConfig(vocab_size=263, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5,
+                             tie_word_embeddings=True, bos_token_id=260, eos_token_id=262)
+        model = LlamaForCausalLM(config).float()
     rng = np.random.default_rng(11)
     tensors = {}
     with torch.no_grad():
-        for p in model.parameters():
+        for pname, p in model.named_parameters():
             if p.dim() == 2:
                 p.mul_(4.0)
+            elif "q_norm" in pname or "k_norm" in pname:
+                p.copy_(1.0 + torch.randn_like(p) * 0.3)
         for module_name, module in model.named_modules():
             if not isinstance(module, torch.nn.Linear) or module_name == "lm_head":
                 continue
@@ -218,6 +228,7 @@ def main():
     layers(args.autoawq)
     llama("llama-gptq", "gptq", 32, args.autoawq)
     llama("llama-awq", "awq", 64, args.autoawq)
+    llama("qwen3-gptq", "gptq", 32, args.autoawq, arch="qwen3")
     print("wrote", os.path.normpath(OUT), file=sys.stderr)
 
 

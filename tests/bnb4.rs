@@ -129,12 +129,17 @@ fn argmax(v: &[f32]) -> usize {
 /// transformers computed with them (f32 compute), far closer than to the unquantized model's.
 #[test]
 fn llama_checkpoints_give_transformers_logits() {
-    for (name, format) in [("llama-nf4", Format::NF4), ("llama-fp4", Format::FP4)] {
+    // Qwen2: q/k/v biases, and q/k rows kept in Hugging Face's order (its RoPE rotates halves).
+    for (name, format, arch) in [("llama-nf4", Format::NF4, "llama"), ("llama-fp4", Format::FP4, "llama"), ("qwen2-nf4", Format::NF4, "qwen2")] {
         let dir = fixtures().join(name);
         let source = HfModel::open(&dir).unwrap();
+        assert_eq!(source.metadata().get_str("general.architecture").unwrap(), arch);
         let quantized: Vec<_> = source.tensors().into_iter().filter(|t| t.ggml_type.name() == format.name()).collect();
         // q, k, v, o, gate, up, down in every layer; embeddings and norms stay float.
-        assert_eq!(quantized.len(), 7 * source.metadata().get_u32("llama.block_count").unwrap() as usize, "{name}");
+        let layers = source.metadata().get_u32(&format!("{arch}.block_count")).unwrap() as usize;
+        assert_eq!(quantized.len(), 7 * layers, "{name}");
+        let biases = source.tensors().iter().filter(|t| t.name.ends_with(".bias")).count();
+        assert_eq!(biases, if arch == "qwen2" { 3 * layers } else { 0 }, "{name}");
         let fixture: Value = serde_json::from_slice(&std::fs::read(dir.join("logits.json")).unwrap()).unwrap();
         let tokens: Vec<u32> = fixture["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let want: Vec<Vec<f32>> =

@@ -82,9 +82,15 @@ fn argmax(v: &[f32]) -> usize {
 /// The checkpoints run as they are and give their dequantized model's logits.
 #[test]
 fn llama_checkpoints_give_dequantized_logits() {
-    for name in ["llama-gptq", "llama-awq"] {
+    // Qwen3: per-head q/k norms and a head size of 64 at width 128.
+    for name in ["llama-gptq", "llama-awq", "qwen3-gptq"] {
         let dir = fixtures().join(name);
         let source = HfModel::open(&dir).unwrap();
+        if name.starts_with("qwen3") {
+            assert_eq!(source.metadata().get_u32("qwen3.attention.key_length").unwrap(), 64);
+            let qk_norms = source.tensors().iter().filter(|t| t.name.ends_with("attn_q_norm.weight") || t.name.ends_with("attn_k_norm.weight")).count();
+            assert_eq!(qk_norms, 2 * 2);
+        }
         let quantized = source.tensors().iter().filter(|t| matches!(t.ggml_type.name(), "Q4_0" | "Q4_1")).count();
         assert_eq!(quantized, 14, "{name}: q, k, v, o, gate, up, down in 2 layers");
         let fixture: Value = serde_json::from_slice(&std::fs::read(dir.join("logits.json")).unwrap()).unwrap();

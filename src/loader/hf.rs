@@ -188,11 +188,11 @@ fn describe(path: &str, files: &HfFiles<'_>) -> Result<(Metadata, Layout, Quanti
     let quantization = quant_config::quantization(&config)?;
     match config.get("model_type").and_then(|v| v.as_str()).unwrap_or("") {
         "bert" => Ok((bert_metadata(path, &config, files)?, Layout::Bert, quantization)),
-        "llama" => {
-            let (metadata, heads) = hf_llama::llama_metadata(path, &config, files)?;
+        arch if hf_llama::MODEL_TYPES.contains(&arch) => {
+            let (metadata, heads) = hf_llama::llama_metadata(path, arch, &config, files)?;
             Ok((metadata, Layout::Llama(heads), quantization))
         }
-        other => Err(bad(path, format!("config.json: model_type `{other}` is not supported (bert, llama)"))),
+        other => Err(bad(path, format!("config.json: model_type `{other}` is not supported (bert, llama, qwen2, qwen3)"))),
     }
 }
 

@@ -41,11 +41,30 @@ pub(crate) struct LlamaHeads {
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
+    /// Reorder q and k rows (llama, whose GGUF RoPE pairs adjacent dimensions); Qwen2/3 keep
+    /// Hugging Face's order, as llama.cpp's converter does (their RoPE rotates halves).
+    pub permute: bool,
 }
 
-/// llama.cpp's GGUF name for a Hugging Face LLaMA tensor; `None` for tensors the model does not
-/// use (`rotary_emb.inv_freq` buffers).
+/// The Hugging Face `model_type`s read as this decoder family: llama, and Qwen2/3 (same
+/// tensors, plus q/k/v biases in Qwen2 and per-head q/k norms in Qwen3).
+pub const MODEL_TYPES: [&str; 3] = ["llama", "qwen2", "qwen3"];
+
+/// llama.cpp's GGUF name for a Hugging Face LLaMA (or Qwen2/3) tensor; `None` for tensors the
+/// model does not use (`rotary_emb.inv_freq` buffers).
 pub fn gguf_name(hf: &str) -> Option<String> {
+    // Qwen2's q, k and v biases.
+    if let Some(stem) = hf.strip_suffix(".bias") {
+        let (layer, part) = stem.strip_prefix("model.layers.")?.split_once('.')?;
+        let layer: usize = layer.parse().ok()?;
+        let part = match part {
+            "self_attn.q_proj" => "attn_q",
+            "self_attn.k_proj" => "attn_k",
+            "self_attn.v_proj" => "attn_v",
+            _ => return None,
+        };
+        return Some(format!("blk.{layer}.{part}.bias"));
+    }
     let stem = hf.strip_suffix(".weight")?;
     let mapped = match stem {
         "model.embed_tokens" => "token_embd".to_owned(),
@@ -64,6 +83,8 @@ pub fn gguf_name(hf: &str) -> Option<String> {
                 "mlp.down_proj" => "ffn_down",
                 "input_layernorm" => "attn_norm",
                 "post_attention_layernorm" => "ffn_norm",
+                "self_attn.q_norm" => "attn_q_norm",
+                "self_attn.k_norm" => "attn_k_norm",
                 _ => return None,
             };
             format!("blk.{layer}.{part}")
@@ -75,7 +96,9 @@ pub fn gguf_name(hf: &str) -> Option<String> {
 /// How many heads the rows of GGUF tensor `name` are reordered over: q by the query heads, k by
 /// the key/value heads, nothing else.
 pub(crate) fn permuted_heads(name: &str, heads: LlamaHeads) -> Option<usize> {
-    if name.ends_with(".attn_q.weight") {
+    if !heads.permute {
+        None
+    } else if name.ends_with(".attn_q.weight") {
         Some(heads.heads)
     } else if name.ends_with(".attn_k.weight") {
         Some(heads.kv_heads)
@@ -115,8 +138,9 @@ fn parse_json(path: &str, what: &str, bytes: &[u8]) -> Result<Value, LoadError> 
     Ok(value)
 }
 
-/// `config.json` and the tokenizer files as GGUF metadata, and the head counts for q/k rows.
-pub(crate) fn llama_metadata(path: &str, config: &Value, files: &HfFiles<'_>) -> Result<(Metadata, LlamaHeads), LoadError> {
+/// `config.json` and the tokenizer files as GGUF metadata under `arch`'s keys (`llama`,
+/// `qwen2`, `qwen3`: the `model_type`), and the head counts for q/k rows.
+pub(crate) fn llama_metadata(path: &str, arch: &str, config: &Value, files: &HfFiles<'_>) -> Result<(Metadata, LlamaHeads), LoadError> {
     let positive = |key: &str| -> Result<u32, LoadError> {
         config
             .get(key)
@@ -135,9 +159,10 @@ pub(crate) fn llama_metadata(path: &str, config: &Value, files: &HfFiles<'_>) ->
     if set("rope_scaling") {
         return Err(bad(path, "config.json: `rope_scaling` is set; qgpu runs plain RoPE only".into()));
     }
+    // Qwen2's q/k/v biases are in every checkpoint (no flag); llama's would need permuting too.
     for flag in ["attention_bias", "mlp_bias"] {
         if config.get(flag).and_then(Value::as_bool) == Some(true) {
-            return Err(bad(path, format!("config.json: `{flag}` is true; qgpu's llama has no biases")));
+            return Err(bad(path, format!("config.json: `{flag}` is true; qgpu reads no {arch} biases but Qwen2's q/k/v ones")));
         }
     }
     let act = config.get("hidden_act").and_then(Value::as_str).unwrap_or("silu");
@@ -147,33 +172,37 @@ pub(crate) fn llama_metadata(path: &str, config: &Value, files: &HfFiles<'_>) ->
     let hidden = positive("hidden_size")?;
     let heads = positive("num_attention_heads")?;
     let kv_heads = if set("num_key_value_heads") { positive("num_key_value_heads")? } else { heads };
-    if hidden % heads != 0 || heads % kv_heads != 0 || (hidden / heads) % 2 != 0 {
+    if (arch != "qwen3" && hidden % heads != 0) || heads % kv_heads != 0 || (arch != "qwen3" && (hidden / heads) % 2 != 0) {
         return Err(bad(path, format!("config.json: {heads} heads sharing {kv_heads} KV heads do not split width {hidden} into even head sizes")));
     }
-    let head_dim = hidden / heads;
-    if set("head_dim") && positive("head_dim")? != head_dim {
+    // Qwen3 states its head size, which need not be width / heads.
+    let head_dim = if arch == "qwen3" && set("head_dim") { positive("head_dim")? } else { hidden / heads };
+    if head_dim % 2 != 0 || (arch != "qwen3" && set("head_dim") && positive("head_dim")? != head_dim) {
         return Err(bad(path, format!("config.json: `head_dim` differs from hidden_size / num_attention_heads = {head_dim}")));
     }
     let vocab = positive("vocab_size")?;
 
     let mut m = Metadata::new();
     let mut put = |key: &str, value: MetadataValue| m.insert(key, value).map_err(LoadError::from);
-    put("general.architecture", "llama".into())?;
+    put("general.architecture", arch.into())?;
     if let Some(name) = config.get("_name_or_path").and_then(Value::as_str).filter(|s| !s.is_empty()) {
         put("general.name", name.into())?;
     }
-    put("llama.context_length", positive("max_position_embeddings")?.into())?;
-    put("llama.embedding_length", hidden.into())?;
-    put("llama.feed_forward_length", positive("intermediate_size")?.into())?;
-    put("llama.block_count", positive("num_hidden_layers")?.into())?;
-    put("llama.attention.head_count", heads.into())?;
-    put("llama.attention.head_count_kv", kv_heads.into())?;
-    put("llama.rope.freq_base", (number("rope_theta", 10_000.0)? as f32).into())?;
-    put("llama.attention.layer_norm_rms_epsilon", (number("rms_norm_eps", 1e-6)? as f32).into())?;
-    put("llama.rope.dimension_count", head_dim.into())?;
-    put("llama.vocab_size", vocab.into())?;
+    let key = |k: &str| format!("{arch}.{k}");
+    put(&key("context_length"), positive("max_position_embeddings")?.into())?;
+    put(&key("embedding_length"), hidden.into())?;
+    put(&key("feed_forward_length"), positive("intermediate_size")?.into())?;
+    put(&key("block_count"), positive("num_hidden_layers")?.into())?;
+    put(&key("attention.head_count"), heads.into())?;
+    put(&key("attention.head_count_kv"), kv_heads.into())?;
+    put(&key("attention.key_length"), head_dim.into())?;
+    put(&key("attention.value_length"), head_dim.into())?;
+    put(&key("rope.freq_base"), (number("rope_theta", 10_000.0)? as f32).into())?;
+    put(&key("attention.layer_norm_rms_epsilon"), (number("rms_norm_eps", 1e-6)? as f32).into())?;
+    put(&key("rope.dimension_count"), head_dim.into())?;
+    put(&key("vocab_size"), vocab.into())?;
     tokenizer_metadata(path, config, files, vocab as usize, &mut m)?;
-    Ok((m, LlamaHeads { heads: heads as usize, kv_heads: kv_heads as usize, head_dim: head_dim as usize }))
+    Ok((m, LlamaHeads { heads: heads as usize, kv_heads: kv_heads as usize, head_dim: head_dim as usize, permute: arch == "llama" }))
 }
 
 /// `"<s>"` or `{"content": "<s>", ...}` (how tokenizer_config.json spells special tokens).
