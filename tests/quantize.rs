@@ -128,7 +128,8 @@ fn check_written(source: &dyn TensorSource, plan: &QuantPlan, out: &std::path::P
 fn float_source_round_trips_in_every_format_and_a_mix() {
     let dir = TempDir::new("float");
     let source = FloatSource::new(3);
-    for format in Format::ALL.into_iter().filter(|&f| f != Format::F32) {
+    // NF4 and FP4 have no GGUF type (a plan for one is refused: tests/bnb4.rs).
+    for format in Format::ALL.into_iter().filter(|&f| f != Format::F32 && f.in_gguf()) {
         let plan = QuantPlan::new(format);
         check_written(&source, &plan, &dir.0.join(format!("{format}.gguf")));
     }

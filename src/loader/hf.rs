@@ -158,6 +158,12 @@ impl HfModel {
                 Some(Packed::Int4(w)) => SourceTensor { name, dims: vec![w.cols as u64, w.rows as u64], ggml_type: w.ggml_type() },
                 None => SourceTensor { name, dims: t.gguf_dims(), ggml_type: t.dtype },
             };
+            if let Layout::Llama(shape) = layout {
+                // llama's q/k rows are reordered for its RoPE; their biases would need the same.
+                if shape.permute && info.name.ends_with(".bias") {
+                    return Err(bad(path, format!("`{}`: llama q/k/v biases are not supported (Qwen2's are)", t.name)));
+                }
+            }
             if let (Some(heads), Layout::Llama(shape)) = (permute_heads, layout) {
                 // Checked here so that reading the tensor later cannot fail on its shape, and a
                 // config that does not match the weights is caught before any rows move.
