@@ -73,9 +73,10 @@ struct Planned<'a> {
 enum Bytes<'a> {
     Stored(&'a [u8]),
     Owned(Vec<u8>),
-    /// The packed nibbles and (`absmax`) the f32 absmax of weight `source`: both come from one
-    /// quantization, made when the nibbles are written and kept for the absmax.
+    /// The packed nibbles of weight `source`, quantized as they are written; the same
+    /// quantization's f32 absmax values are kept for the `Absmax` part that follows.
     Nibbles { source: &'a SafetensorsTensor, data: &'a [u8], kind: Bnb4Kind },
+    /// The absmax of the weight written just before.
     Absmax,
 }
 
