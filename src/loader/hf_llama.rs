@@ -53,19 +53,7 @@ pub const MODEL_TYPES: [&str; 3] = ["llama", "qwen2", "qwen3"];
 /// llama.cpp's GGUF name for a Hugging Face LLaMA (or Qwen2/3) tensor; `None` for tensors the
 /// model does not use (`rotary_emb.inv_freq` buffers).
 pub fn gguf_name(hf: &str) -> Option<String> {
-    // Qwen2's q, k and v biases.
-    if let Some(stem) = hf.strip_suffix(".bias") {
-        let (layer, part) = stem.strip_prefix("model.layers.")?.split_once('.')?;
-        let layer: usize = layer.parse().ok()?;
-        let part = match part {
-            "self_attn.q_proj" => "attn_q",
-            "self_attn.k_proj" => "attn_k",
-            "self_attn.v_proj" => "attn_v",
-            _ => return None,
-        };
-        return Some(format!("blk.{layer}.{part}.bias"));
-    }
-    let stem = hf.strip_suffix(".weight")?;
+    let (stem, param) = hf.rsplit_once('.')?;
     let mapped = match stem {
         "model.embed_tokens" => "token_embd".to_owned(),
         "model.norm" => "output_norm".to_owned(),
@@ -90,7 +78,13 @@ pub fn gguf_name(hf: &str) -> Option<String> {
             format!("blk.{layer}.{part}")
         }
     };
-    Some(format!("{mapped}.weight"))
+    // Weights everywhere; biases only on q, k and v (Qwen2's).
+    let biased = [".attn_q", ".attn_k", ".attn_v"].iter().any(|p| mapped.ends_with(p));
+    match param {
+        "weight" => Some(format!("{mapped}.weight")),
+        "bias" if biased => Some(format!("{mapped}.bias")),
+        _ => None,
+    }
 }
 
 /// How many heads the rows of GGUF tensor `name` are reordered over: q by the query heads, k by
