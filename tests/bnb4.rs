@@ -10,16 +10,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::hf_dir::{f32_tensor, write_raw_safetensors};
+use common::hf_dir::{f32_tensor, logits_against_fixture, open_set, raw_set, renamed, RawTensors};
 use common::TempDir;
 use qgpu::loader::bnb::{self, Bnb4Weight};
-use qgpu::loader::{HfModel, LoadError, SafetensorsFile, SafetensorsSet, TensorSource};
+use qgpu::loader::{HfModel, LoadError, SafetensorsSet, TensorSource};
 use qgpu::model::bert::{BertOptions, Embedder};
-use qgpu::model::llama::{Llama, LlamaOptions, Logits};
-use qgpu::ops::{linear, GpuMatrix, GpuTensor, KvType};
+use qgpu::ops::{linear, GpuMatrix, GpuTensor};
 use qgpu::quant::reference::{self, Bnb4Kind, TestRng};
 use qgpu::quant::{Format, QuantMatrixRef};
 use serde_json::Value;
@@ -34,7 +32,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn blocks_set() -> SafetensorsSet {
-    SafetensorsSet::from_files(vec![SafetensorsFile::open(fixtures().join("blocks.safetensors")).unwrap()]).unwrap()
+    open_set(&fixtures().join("blocks.safetensors"))
 }
 
 fn weight(set: &SafetensorsSet, variant: &str) -> Bnb4Weight {
@@ -141,22 +139,13 @@ fn llama_checkpoints_give_transformers_logits() {
         let biases = source.tensors().iter().filter(|t| t.name.ends_with(".bias")).count();
         assert_eq!(biases, if arch == "qwen2" { 3 * layers } else { 0 }, "{name}");
         let fixture: Value = serde_json::from_slice(&std::fs::read(dir.join("logits.json")).unwrap()).unwrap();
-        let tokens: Vec<u32> = fixture["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        let want: Vec<Vec<f32>> =
-            fixture["logits"].as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()).collect();
         let quantization_effect = fixture["max_abs_change_from_f32"].as_f64().unwrap() as f32;
-        let Some(ctx) = common::context() else { return };
-        let options = LlamaOptions { context: 64, chunk: 16, kv_type: KvType::F32, ..Default::default() };
-        let mut model = pollster::block_on(Llama::load(&ctx, &source, options, &mut |_, _| {})).unwrap();
-        let all = pollster::block_on(model.forward(&ctx, &tokens, Logits::All)).unwrap();
-        let vocab = want[0].len();
-        let first = tokens.len() - want.len();
-        for (i, w) in want.iter().enumerate() {
-            let got = &all[(first + i) * vocab..(first + i + 1) * vocab];
-            let d = max_diff(got, w);
-            eprintln!("{name} position {}: max |Δ| {d:.2e} (quantization moved logits by up to {quantization_effect:.2})", first + i);
-            assert!(d <= 1e-4 && d < quantization_effect / 1000.0, "{name} position {}: {d}", first + i);
-            assert_eq!(argmax(got), argmax(w), "{name} position {}", first + i);
+        let Some(positions) = logits_against_fixture(&source, &dir) else { return };
+        for (pos, got, want) in positions {
+            let d = max_diff(&got, &want);
+            eprintln!("{name} position {pos}: max |Δ| {d:.2e} (quantization moved logits by up to {quantization_effect:.2})");
+            assert!(d <= 1e-4 && d < quantization_effect / 1000.0, "{name} position {pos}: {d}");
+            assert_eq!(argmax(&got), argmax(&want), "{name} position {pos}");
         }
     }
 }
@@ -185,27 +174,15 @@ fn bert_checkpoint_gives_transformers_embeddings() {
 // ---- metadata that lies ---------------------------------------------------------------------
 
 /// The `nf4_double` tensors of the blocks fixture, renamed to `w.weight...`, after `edit`.
-fn edited(edit: impl Fn(&mut BTreeMap<String, (String, Vec<u64>, Vec<u8>)>)) -> SafetensorsSet {
-    let set = blocks_set();
-    let mut tensors = BTreeMap::new();
-    for t in set.tensors() {
-        if let Some(rest) = t.name.strip_prefix("nf4_double.weight") {
-            let (_, bytes) = set.get(&t.name).unwrap();
-            let dtype = if t.dtype.name() == "I8" { "U8" } else { t.dtype.name() };
-            tensors.insert(format!("w.weight{rest}"), (dtype.to_owned(), t.shape.clone(), bytes.to_vec()));
-        }
-    }
+fn edited(edit: impl Fn(&mut RawTensors)) -> SafetensorsSet {
+    let mut tensors = renamed(&blocks_set(), "nf4_double.weight", "w.weight");
     edit(&mut tensors);
-    let dir = TempDir::new("bnb-hostile");
-    let path = dir.0.join("model.safetensors");
-    let list: Vec<_> = tensors.into_iter().map(|(n, (d, s, b))| (n, d, s, b)).collect();
-    write_raw_safetensors(&path, &list);
-    SafetensorsSet::from_files(vec![SafetensorsFile::open(&path).unwrap()]).unwrap()
+    raw_set(&tensors)
 }
 
 const STATE: &str = "w.weight.quant_state.bitsandbytes__nf4";
 
-fn edit_state(tensors: &mut BTreeMap<String, (String, Vec<u64>, Vec<u8>)>, edit: impl Fn(&mut Value)) {
+fn edit_state(tensors: &mut RawTensors, edit: impl Fn(&mut Value)) {
     let entry = tensors.get_mut(STATE).unwrap();
     let mut state: Value = serde_json::from_slice(&entry.2).unwrap();
     edit(&mut state);

@@ -9,16 +9,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::hf_dir::{f32_tensor, write_raw_safetensors};
+use common::hf_dir::{f32_tensor, logits_against_fixture, open_set, raw_set, renamed, RawTensors};
 use common::TempDir;
 use qgpu::convert::{no_progress, quantize_model, ConvertOptions, QuantPlan};
 use qgpu::loader::int4::{self, Int4Config, Packing};
-use qgpu::loader::{GgufFile, HfModel, LoadError, SafetensorsFile, SafetensorsSet, TensorSource};
-use qgpu::model::llama::{Llama, LlamaOptions, Logits};
-use qgpu::ops::KvType;
+use qgpu::loader::{GgufFile, HfModel, LoadError, SafetensorsSet, TensorSource};
 use qgpu::quant::{reference, Format};
 use serde_json::Value;
 
@@ -30,7 +27,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn layers() -> SafetensorsSet {
-    SafetensorsSet::from_files(vec![SafetensorsFile::open(fixtures().join("layers.safetensors")).unwrap()]).unwrap()
+    open_set(&fixtures().join("layers.safetensors"))
 }
 
 fn config(packing: Packing, group: usize) -> Int4Config {
@@ -93,24 +90,14 @@ fn llama_checkpoints_give_dequantized_logits() {
         }
         let quantized = source.tensors().iter().filter(|t| matches!(t.ggml_type.name(), "Q4_0" | "Q4_1")).count();
         assert_eq!(quantized, 14, "{name}: q, k, v, o, gate, up, down in 2 layers");
-        let fixture: Value = serde_json::from_slice(&std::fs::read(dir.join("logits.json")).unwrap()).unwrap();
-        let tokens: Vec<u32> = fixture["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        let want: Vec<Vec<f32>> =
-            fixture["logits"].as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()).collect();
-        let Some(ctx) = common::context() else { return };
-        let options = LlamaOptions { context: 64, chunk: 16, kv_type: KvType::F32, ..Default::default() };
-        let mut model = pollster::block_on(Llama::load(&ctx, &source, options, &mut |_, _| {})).unwrap();
-        let all = pollster::block_on(model.forward(&ctx, &tokens, Logits::All)).unwrap();
-        let vocab = want[0].len();
-        let first = tokens.len() - want.len();
-        for (i, w) in want.iter().enumerate() {
-            let got = &all[(first + i) * vocab..(first + i + 1) * vocab];
-            let d = got.iter().zip(w).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-            eprintln!("{name} position {}: max |Δ| {d:.2e}", first + i);
+        let Some(positions) = logits_against_fixture(&source, &dir) else { return };
+        for (pos, got, want) in positions {
+            let d = got.iter().zip(&want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            eprintln!("{name} position {pos}: max |Δ| {d:.2e}");
             // Q4_1 rounds each block's offset to f16 (3.6e-3 measured on GPTQ, whose attention
             // layers are asymmetric; all of AWQ is), not the kernels.
-            assert!(d <= 1e-2, "{name} position {}: {d}", first + i);
-            assert_eq!(argmax(got), argmax(w), "{name} position {}", first + i);
+            assert!(d <= 1e-2, "{name} position {pos}: {d}");
+            assert_eq!(argmax(&got), argmax(&want), "{name} position {pos}");
         }
     }
 }
@@ -137,23 +124,13 @@ fn quantize_to_q4_0_and_q4_1_copies_the_blocks() {
 
 // ---- metadata that lies ---------------------------------------------------------------------
 
-type Tensors = BTreeMap<String, (String, Vec<u64>, Vec<u8>)>;
+type Tensors = RawTensors;
 
 /// Layer `gptq_g64_act` renamed to `w`, after `edit`.
 fn edited(edit: impl Fn(&mut Tensors)) -> SafetensorsSet {
-    let set = layers();
-    let mut tensors = Tensors::new();
-    for t in set.tensors() {
-        if let Some(rest) = t.name.strip_prefix("gptq_g64_act.") {
-            let (_, bytes) = set.get(&t.name).unwrap();
-            tensors.insert(format!("w.{rest}"), (t.dtype_name.to_owned(), t.shape.clone(), bytes.to_vec()));
-        }
-    }
+    let mut tensors = renamed(&layers(), "gptq_g64_act.", "w.");
     edit(&mut tensors);
-    let dir = TempDir::new("int4-hostile");
-    let path = dir.0.join("model.safetensors");
-    write_raw_safetensors(&path, &tensors.into_iter().map(|(n, (d, s, b))| (n, d, s, b)).collect::<Vec<_>>());
-    SafetensorsSet::from_files(vec![SafetensorsFile::open(&path).unwrap()]).unwrap()
+    raw_set(&tensors)
 }
 
 fn bad_key(set: &SafetensorsSet) -> String {

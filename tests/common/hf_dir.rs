@@ -99,21 +99,60 @@ pub fn write_safetensors(path: &Path, tensors: &[&HfTensor]) {
     std::fs::write(path, file).unwrap();
 }
 
-/// A safetensors file of raw tensors: (name, dtype as safetensors names it, shape, bytes).
-pub fn write_raw_safetensors(path: &Path, tensors: &[(String, String, Vec<u64>, Vec<u8>)]) {
+/// Tensors as stored: name → (dtype as safetensors names it, shape, bytes).
+pub type RawTensors = std::collections::BTreeMap<String, (String, Vec<u64>, Vec<u8>)>;
+
+/// The tensors of `set` named `{from}{rest}`, renamed `{to}{rest}`, with their stored bytes.
+pub fn renamed(set: &qgpu::loader::SafetensorsSet, from: &str, to: &str) -> RawTensors {
+    set.tensors()
+        .filter_map(|t| {
+            let rest = t.name.strip_prefix(from)?;
+            let (_, bytes) = set.get(&t.name)?;
+            Some((format!("{to}{rest}"), (t.dtype_name.to_owned(), t.shape.clone(), bytes.to_vec())))
+        })
+        .collect()
+}
+
+/// `tensors` as one in-memory safetensors file, opened as a set.
+pub fn raw_set(tensors: &RawTensors) -> qgpu::loader::SafetensorsSet {
     let mut header = serde_json::Map::new();
-    let mut offset = 0usize;
-    for (name, dtype, shape, bytes) in tensors {
-        header.insert(name.clone(), json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes.len()]}));
-        offset += bytes.len();
+    let mut data = Vec::new();
+    for (name, (dtype, shape, bytes)) in tensors {
+        header.insert(name.clone(), json!({"dtype": dtype, "shape": shape, "data_offsets": [data.len(), data.len() + bytes.len()]}));
+        data.extend_from_slice(bytes);
     }
     let header = Value::Object(header).to_string();
-    let mut out = (header.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(header.as_bytes());
-    for t in tensors {
-        out.extend_from_slice(&t.3);
-    }
-    std::fs::write(path, out).unwrap();
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(header.as_bytes());
+    file.extend(data);
+    let file = qgpu::loader::SafetensorsFile::from_bytes(file).unwrap();
+    qgpu::loader::SafetensorsSet::from_files(vec![file]).unwrap()
+}
+
+/// One safetensors file on disk, opened as a set.
+pub fn open_set(path: &Path) -> qgpu::loader::SafetensorsSet {
+    qgpu::loader::SafetensorsSet::from_files(vec![qgpu::loader::SafetensorsFile::open(path).unwrap()]).unwrap()
+}
+
+/// One position's logits: (position, qgpu's, the fixture's).
+pub type PositionLogits = (usize, Vec<f32>, Vec<f32>);
+
+/// The decoder loaded from `source` over the tokens of `dir/logits.json`, against the logits
+/// that fixture stores for its last positions: (position, qgpu's logits, the fixture's) for
+/// each; `None` without a GPU adapter (`common::context`).
+pub fn logits_against_fixture(source: &dyn qgpu::loader::TensorSource, dir: &Path) -> Option<Vec<PositionLogits>> {
+    use qgpu::model::llama::{Llama, LlamaOptions, Logits};
+    let fixture: Value = serde_json::from_slice(&std::fs::read(dir.join("logits.json")).unwrap()).unwrap();
+    let tokens: Vec<u32> = fixture["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let want: Vec<Vec<f32>> =
+        fixture["logits"].as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()).collect();
+    let ctx = super::context()?;
+    let options = LlamaOptions { context: 64, chunk: 16, kv_type: qgpu::ops::KvType::F32, ..Default::default() };
+    let mut model = pollster::block_on(Llama::load(&ctx, source, options, &mut |_, _| {})).unwrap();
+    let all = pollster::block_on(model.forward(&ctx, &tokens, Logits::All)).unwrap();
+    let vocab = want[0].len();
+    let first = tokens.len() - want.len();
+    Some(want.into_iter().enumerate().map(|(i, w)| (first + i, all[(first + i) * vocab..(first + i + 1) * vocab].to_vec(), w)).collect())
 }
 
 /// An F32 tensor of a safetensors set, as values.
