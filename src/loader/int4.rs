@@ -33,6 +33,17 @@ use crate::quant::Format;
 /// AWQ's packing order: bits `4i` of a word hold output `8c + AWQ_ORDER[i]`.
 pub const AWQ_ORDER: [usize; 8] = [0, 2, 4, 6, 1, 3, 5, 7];
 
+/// Its inverse: output `8c + j` sits at bits `4 · AWQ_NIBBLE[j]` (AutoAWQ's reverse order).
+const AWQ_NIBBLE: [usize; 8] = {
+    let mut inverse = [0; 8];
+    let mut i = 0;
+    while i < 8 {
+        inverse[AWQ_ORDER[i]] = i;
+        i += 1;
+    }
+    inverse
+};
+
 /// How a checkpoint packs its integers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Packing {
@@ -177,7 +188,7 @@ fn zero(w: &Int4Weight, zeros: &[u8], g: usize, j: usize) -> i32 {
     let word = i32_at(zeros, g * (w.rows / 8) + j / 8);
     match w.config.packing {
         Packing::Gptq { zero_minus_one } => ((word >> (4 * (j % 8))) & 15) as i32 + zero_minus_one as i32,
-        Packing::Awq => ((word >> (4 * AWQ_ORDER.iter().position(|&o| o == j % 8).expect("0..8"))) & 15) as i32,
+        Packing::Awq => ((word >> (4 * AWQ_NIBBLE[j % 8])) & 15) as i32,
     }
 }
 
@@ -197,7 +208,7 @@ pub fn blocks(set: &SafetensorsSet, w: &Int4Weight) -> Result<Vec<u8>, LoadError
     let q = |k: usize, j: usize| -> u8 {
         let (word, shift) = match w.config.packing {
             Packing::Gptq { .. } => (i32_at(qweight, (k / 8) * w.rows + j), 4 * (k % 8)),
-            Packing::Awq => (i32_at(qweight, k * (w.rows / 8) + j / 8), 4 * AWQ_ORDER.iter().position(|&o| o == j % 8).expect("0..8")),
+            Packing::Awq => (i32_at(qweight, k * (w.rows / 8) + j / 8), 4 * AWQ_NIBBLE[j % 8]),
         };
         ((word >> shift) & 15) as u8
     };
