@@ -49,8 +49,19 @@ rm -rf "$TEST_MODELS/minilm-nf4"
 mkdir -p "$TEST_MODELS"
 "$QGPU" quantize --model "$("$QGPU" fetch minilm)" --out "$TEST_MODELS/minilm-nf4" --format NF4 >/dev/null 2>&1
 QGPU_NATIVE_NF4_EMBED="$("$QGPU" embed --model "$TEST_MODELS/minilm-nf4" --text "A man is playing a guitar." --text "Quantized weights keep most of the accuracy.")"
+# Two quantized decoder directories from the fixtures (bitsandbytes NF4 LLaMA, GPTQ Qwen3), and
+# native qgpu's greedy text with each: the page loads them from a URL and from a directory pick.
+HF_PROMPT="Hello world"
+for dir in tests/fixtures/bnb/llama-nf4 tests/fixtures/int4/qwen3-gptq; do
+    rm -rf "$TEST_MODELS/$(basename "$dir")"
+    cp -r "$dir" "$TEST_MODELS/"
+done
+QGPU_NATIVE_HF_GREEDY="$(for dir in tests/fixtures/bnb/llama-nf4 tests/fixtures/int4/qwen3-gptq; do
+    "$QGPU" run --model "$dir" --prompt "$HF_PROMPT" --max-tokens 8 --temperature 0 --repeat-penalty 1 |
+        node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.stringify(s)))'
+done)"
 QGPU_TEST_MODELS="$(cd "$TEST_MODELS" && pwd)"
-export QGPU_NATIVE_NF4_EMBED QGPU_TEST_MODELS
+export QGPU_NATIVE_NF4_EMBED QGPU_TEST_MODELS QGPU_NATIVE_HF_GREEDY HF_PROMPT
 
 scripts/build-web.sh
 export CHROMIUM

@@ -10,7 +10,7 @@
 //! reported where it happens; device loss is, through `deviceLost()` and the next call.
 
 use crate::gpu::{Context, ContextOptions};
-use crate::loader::GgufFile;
+use crate::loader::{GgufFile, HfFiles, HfModel, SafetensorsFile, SafetensorsSet, TensorSource};
 use crate::model::generate::{GenerateOptions, GenerationStats, Generator, StopReason};
 use crate::model::tokenizer::SpecialText;
 use crate::model::llama::{Llama, LlamaOptions};
@@ -70,6 +70,55 @@ impl ModelBytes {
     #[wasm_bindgen(getter)]
     pub fn length(&self) -> usize {
         self.data.len()
+    }
+}
+
+/// The text files of a Hugging Face directory, as JavaScript read them.
+struct HfParts {
+    config: String,
+    tokenizer: String,
+    tokenizer_config: Option<String>,
+    chat_template: Option<String>,
+    sentence_config: Option<String>,
+}
+
+/// A model's bytes as the page handed them over: one GGUF file, or a Hugging Face directory's
+/// safetensors shards with its text files.
+enum ModelSource {
+    Gguf(Vec<u8>),
+    Hf(Vec<Vec<u8>>, HfParts),
+}
+
+impl ModelSource {
+    /// Bytes of the weights files together.
+    fn len(&self) -> usize {
+        match self {
+            ModelSource::Gguf(bytes) => bytes.len(),
+            ModelSource::Hf(shards, _) => shards.iter().map(Vec::len).sum(),
+        }
+    }
+
+    /// Parses the files (checking every header against its bytes) into a tensor source.
+    fn open(self) -> Result<Box<dyn TensorSource>, JsValue> {
+        match self {
+            ModelSource::Gguf(bytes) => Ok(Box::new(GgufFile::from_bytes(bytes).map_err(js_err)?)),
+            ModelSource::Hf(shards, parts) => {
+                if shards.is_empty() {
+                    return Err(js_err("a Hugging Face model needs at least one .safetensors file"));
+                }
+                let files = shards.into_iter().map(SafetensorsFile::from_bytes).collect::<Result<Vec<_>, _>>().map_err(js_err)?;
+                let weights = SafetensorsSet::from_files(files).map_err(js_err)?;
+                let files = HfFiles {
+                    config: parts.config.as_bytes(),
+                    tokenizer: parts.tokenizer.as_bytes(),
+                    sentence_config: parts.sentence_config.as_deref().map(str::as_bytes),
+                    pooling_config: None,
+                    tokenizer_config: parts.tokenizer_config.as_deref().map(str::as_bytes),
+                    chat_template: parts.chat_template.as_deref().map(str::as_bytes),
+                };
+                Ok(Box::new(HfModel::from_parts("model.safetensors", files, weights).map_err(js_err)?))
+            }
+        }
     }
 }
 
@@ -143,20 +192,41 @@ impl Qgpu {
     }
 
     /// Parses and uploads a GGUF model held in `bytes` (consumed), replacing any loaded model.
+    /// (A Hugging Face directory loads through `loadHfModel`.)
     /// `on_progress(done, total)` is called after each tensor; `kv_type` (`f32`, `f16`, `q8_0`,
     /// `q4_0`; default `f16`) is how the KV cache stores values. Resolves to model information.
     #[wasm_bindgen(js_name = loadModel)]
     pub fn load_model(&self, bytes: ModelBytes, on_progress: Option<js_sys::Function>, kv_type: Option<String>) -> js_sys::Promise {
-        self.load(bytes.data, on_progress, kv_type)
+        self.load(ModelSource::Gguf(bytes.data), on_progress, kv_type)
     }
 
     /// Like `loadModel`, from a `Uint8Array` (copied into WebAssembly memory).
     #[wasm_bindgen(js_name = loadModelFromArray)]
     pub fn load_model_from_array(&self, bytes: &js_sys::Uint8Array, on_progress: Option<js_sys::Function>, kv_type: Option<String>) -> js_sys::Promise {
-        self.load(bytes.to_vec(), on_progress, kv_type)
+        self.load(ModelSource::Gguf(bytes.to_vec()), on_progress, kv_type)
     }
 
-    fn load(&self, bytes: Vec<u8>, on_progress: Option<js_sys::Function>, kv_type: Option<String>) -> js_sys::Promise {
+    /// Loads a Hugging Face directory's files: `weights` holds its safetensors shards (consumed),
+    /// `config` its config.json, `tokenizer` its tokenizer.json, and the optional
+    /// `tokenizer_config` and `chat_template` its tokenizer_config.json and chat_template.jinja.
+    /// Quantized checkpoints (bitsandbytes 4-bit, GPTQ, AWQ) upload in their own format.
+    /// Otherwise as `loadModel`.
+    #[wasm_bindgen(js_name = loadHfModel)]
+    pub fn load_hf_model(
+        &self,
+        weights: Vec<ModelBytes>,
+        config: String,
+        tokenizer: String,
+        tokenizer_config: Option<String>,
+        chat_template: Option<String>,
+        on_progress: Option<js_sys::Function>,
+        kv_type: Option<String>,
+    ) -> js_sys::Promise {
+        let parts = HfParts { config, tokenizer, tokenizer_config, chat_template, sentence_config: None };
+        self.load(ModelSource::Hf(weights.into_iter().map(|w| w.data).collect(), parts), on_progress, kv_type)
+    }
+
+    fn load(&self, source: ModelSource, on_progress: Option<js_sys::Function>, kv_type: Option<String>) -> js_sys::Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let kv_type: crate::quant::kv::KvType = kv_type.as_deref().map(str::parse).transpose().map_err(js_err)?.unwrap_or_default();
@@ -165,8 +235,8 @@ impl Qgpu {
             // Free the old model's GPU memory before allocating the new one.
             inner.generator.borrow_mut().take();
             inner.model_info.borrow_mut().take();
-            let file_bytes = bytes.len();
-            let file = GgufFile::from_bytes(bytes).map_err(js_err)?;
+            let file_bytes = source.len();
+            let file = source.open()?;
             let tokenizer = Tokenizer::from_gguf(file.metadata()).map_err(js_err)?;
             let mut progress = |done: usize, total: usize| {
                 if let Some(f) = &on_progress {
@@ -174,7 +244,7 @@ impl Qgpu {
                 }
             };
             let options = LlamaOptions { tune: bench::stored_tune_table().map(std::sync::Arc::new), kv_type, ..Default::default() };
-            let model = Llama::load(&inner.ctx, &file, options, &mut progress).await.map_err(js_err)?;
+            let model = Llama::load(&inner.ctx, file.as_ref(), options, &mut progress).await.map_err(js_err)?;
             drop(file);
             inner.ctx.check_lost().map_err(js_err)?;
             let c = model.config();

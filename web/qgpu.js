@@ -2,7 +2,8 @@
 //
 //   import { Qgpu } from './qgpu.js';
 //   const q = await Qgpu.create();            // q.info: adapter, limits, kernel variants
-//   await q.loadModel('/models/model.gguf', (p) => console.log(p));
+//   await q.loadModel('/models/model.gguf', (p) => console.log(p));   // or a Hugging Face directory:
+//   // await q.loadModel('/models/Qwen3-0.6B-GPTQ-Int4/');            // (URL ending in '/', picked Files, {config, ...})
 //   const text = await q.generate('Hello', { maxTokens: 32 }, (piece) => { out.textContent += piece; });
 //   console.log(q.stats());
 //
@@ -44,49 +45,28 @@ export class Qgpu {
   }
 
   /**
-   * Loads a GGUF model from a URL (string or URL), a File/Blob, a Response, or bytes
-   * (Uint8Array/ArrayBuffer). `onProgress({phase, loaded, total})` reports the download
-   * ('download', bytes) and the upload to the GPU ('upload', tensors). `kvType` ('f32', 'f16',
-   * 'q8_0', 'q4_0'; default 'f16') is how the KV cache stores values.
-   * The download streams straight into WebAssembly memory: no second copy is kept in JS.
+   * Loads a model, replacing any loaded one. `source` is either
+   * - a GGUF file: a URL (string or URL), a File/Blob, a Response, or bytes (Uint8Array/ArrayBuffer);
+   * - a Hugging Face directory (see `hfDirectory`): a base URL ending in '/', the Files of an
+   *   `<input type=file webkitdirectory>` pick, or `{safetensors, config, tokenizer, tokenizerConfig?,
+   *   chatTemplate?}`. Quantized checkpoints (bitsandbytes NF4/FP4, GPTQ, AWQ) load as they are.
+   * `onProgress({phase, loaded, total})` reports the download ('download', bytes) and the upload
+   * to the GPU ('upload', tensors). `kvType` ('f32', 'f16', 'q8_0', 'q4_0'; default 'f16') is how
+   * the KV cache stores values. Downloads stream straight into WebAssembly memory: no second
+   * copy is kept in JS.
    */
   async loadModel(source, onProgress = () => {}, { kvType } = {}) {
-    let bytes;
-    if (source instanceof Uint8Array || source instanceof ArrayBuffer) {
-      const array = source instanceof Uint8Array ? source : new Uint8Array(source);
-      bytes = new ModelBytes(array.length);
-      bytes.push(array);
-      onProgress({ phase: 'download', loaded: array.length, total: array.length });
+    const upload = (done, total) => onProgress({ phase: 'upload', loaded: done, total });
+    let info;
+    if (isHfDirectory(source)) {
+      const dir = await hfDirectory(source);
+      const weights = await readShards(dir.safetensors, onProgress);
+      // `weights` are consumed (moved into Rust) by this call.
+      info = await this.inner.loadHfModel(weights, dir.config, dir.tokenizer, dir.tokenizerConfig, dir.chatTemplate, upload, kvType);
     } else {
-      let stream, total;
-      if (typeof Blob !== 'undefined' && source instanceof Blob) {
-        stream = source.stream();
-        total = source.size;
-      } else {
-        const response = source instanceof Response ? source : await fetch(source);
-        if (!response.ok) throw new Error(`fetching the model failed: HTTP ${response.status} ${response.statusText} (${response.url})`);
-        const length = Number(response.headers.get('Content-Length'));
-        total = Number.isFinite(length) && length > 0 ? length : undefined;
-        stream = response.body;
-      }
-      bytes = new ModelBytes(total ?? 0);
-      try {
-        const reader = stream.getReader();
-        let loaded = 0;
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          bytes.push(value);
-          loaded += value.length;
-          onProgress({ phase: 'download', loaded, total });
-        }
-      } catch (e) {
-        bytes.free();
-        throw e;
-      }
+      const bytes = await readModelBytes(source, (loaded, total) => onProgress({ phase: 'download', loaded, total }));
+      info = await this.inner.loadModel(bytes, upload, kvType);
     }
-    // `bytes` is consumed (moved into Rust) by this call.
-    const info = await this.inner.loadModel(bytes, (done, total) => onProgress({ phase: 'upload', loaded: done, total }), kvType);
     this.model = info;
     return info;
   }
@@ -157,15 +137,19 @@ export class Qgpu {
 //                                       tokenizer: base + 'tokenizer.json', sentenceConfig: base + 'sentence_bert_config.json' });
 //   const [a, b] = await e.embed(['first text', 'second text']);   // L2-normalised Float32Arrays
 //
-// Or `QgpuEmbedder.load({ gguf: url })` for a GGUF that carries its tokenizer
+// Or `QgpuEmbedder.load('/models/all-MiniLM-L6-v2/')` (a directory URL), or `QgpuEmbedder.load({ gguf: url })` for a GGUF that carries its tokenizer
 // (`tokenizer.huggingface.json`, as `qgpu quantize` writes it). The embedder has its own device.
 
-/** Streams a URL, File/Blob, Response or bytes into a wasm-side ModelBytes. */
-async function readModelBytes(source) {
+/**
+ * Streams a URL, File/Blob, Response or bytes into a wasm-side ModelBytes;
+ * `onLoaded(loaded, total)` hears each chunk (total undefined when the server does not say).
+ */
+async function readModelBytes(source, onLoaded = () => {}) {
   if (source instanceof Uint8Array || source instanceof ArrayBuffer) {
     const array = source instanceof Uint8Array ? source : new Uint8Array(source);
     const bytes = new ModelBytes(array.length);
     bytes.push(array);
+    onLoaded(array.length, array.length);
     return bytes;
   }
   let stream, total;
@@ -175,22 +159,102 @@ async function readModelBytes(source) {
   } else {
     const response = source instanceof Response ? source : await fetch(source);
     if (!response.ok) throw new Error(`fetching ${response.url} failed: HTTP ${response.status} ${response.statusText}`);
-    total = Number(response.headers.get('Content-Length')) || 0;
+    const length = Number(response.headers.get('Content-Length'));
+    total = Number.isFinite(length) && length > 0 ? length : undefined;
     stream = response.body;
   }
-  const bytes = new ModelBytes(total);
+  const bytes = new ModelBytes(total ?? 0);
   try {
     const reader = stream.getReader();
+    let loaded = 0;
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
       bytes.push(value);
+      loaded += value.length;
+      onLoaded(loaded, total);
     }
   } catch (e) {
     bytes.free();
     throw e;
   }
   return bytes;
+}
+
+/** Every safetensors shard into ModelBytes, one after another, with one running progress count. */
+async function readShards(shards, onProgress) {
+  const out = [];
+  let before = 0;
+  try {
+    for (const shard of shards) {
+      const bytes = await readModelBytes(shard, (loaded) => onProgress({ phase: 'download', loaded: before + loaded, total: undefined }));
+      before += bytes.length;
+      out.push(bytes);
+    }
+  } catch (e) {
+    for (const b of out) b.free();
+    throw e;
+  }
+  return out;
+}
+
+function isFileList(source) {
+  return (typeof FileList !== 'undefined' && source instanceof FileList) ||
+    (Array.isArray(source) && source.length > 0 && source.every((f) => typeof File !== 'undefined' && f instanceof File));
+}
+
+/** Whether `source` names a Hugging Face directory rather than one GGUF file. */
+function isHfDirectory(source) {
+  if (typeof source === 'string') return source.endsWith('/');
+  if (source instanceof URL) return source.pathname.endsWith('/');
+  if (isFileList(source)) return !Array.from(source).some((f) => f.name.endsWith('.gguf'));
+  return source !== null && typeof source === 'object' && 'config' in source && 'tokenizer' in source;
+}
+
+/** A text file that may be absent: undefined on HTTP 404. */
+async function optionalText(url) {
+  const response = await fetch(url);
+  if (response.status === 404) return undefined;
+  return readText(response);
+}
+
+/**
+ * The files of a Hugging Face model directory as {safetensors: [...], config, tokenizer,
+ * tokenizerConfig, chatTemplate, sentenceConfig}: weights as sources for `readModelBytes`, text
+ * files read. From a base URL ending in '/' (model.safetensors, or the shards that
+ * model.safetensors.index.json lists; tokenizer_config.json, chat_template.jinja and
+ * sentence_bert_config.json when the server has them), from Files picked from a directory
+ * (matched by name), or from an object naming each file.
+ */
+export async function hfDirectory(source) {
+  if (typeof source === 'string' || source instanceof URL) {
+    const base = new URL(source, typeof location !== 'undefined' ? location.href : undefined);
+    const at = (name) => new URL(name, base).href;
+    const index = await optionalText(at('model.safetensors.index.json'));
+    const safetensors = index === undefined
+      ? [at('model.safetensors')]
+      : [...new Set(Object.values(JSON.parse(index).weight_map ?? {}))].sort().map(at);
+    const [config, tokenizer, tokenizerConfig, chatTemplate, sentenceConfig] = await Promise.all([
+      readText(at('config.json')), readText(at('tokenizer.json')), optionalText(at('tokenizer_config.json')),
+      optionalText(at('chat_template.jinja')), optionalText(at('sentence_bert_config.json'))]);
+    return { safetensors, config, tokenizer, tokenizerConfig, chatTemplate, sentenceConfig };
+  }
+  if (isFileList(source)) {
+    const files = Array.from(source);
+    const named = (name) => files.find((f) => f.name === name);
+    const safetensors = files.filter((f) => f.name.endsWith('.safetensors')).sort((a, b) => (a.name < b.name ? -1 : 1));
+    if (!named('config.json') || !named('tokenizer.json') || safetensors.length === 0) {
+      throw new Error('a Hugging Face directory needs config.json, tokenizer.json and .safetensors weights; ' +
+        `got ${files.map((f) => f.name).join(', ')}`);
+    }
+    const [config, tokenizer, tokenizerConfig, chatTemplate, sentenceConfig] = await Promise.all(
+      ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'sentence_bert_config.json'].map((n) => readText(named(n))));
+    return { safetensors, config, tokenizer, tokenizerConfig, chatTemplate, sentenceConfig };
+  }
+  const [config, tokenizer, tokenizerConfig, chatTemplate, sentenceConfig] = await Promise.all(
+    [source.config, source.tokenizer, source.tokenizerConfig, source.chatTemplate, source.sentenceConfig].map(readText));
+  const safetensors = Array.isArray(source.safetensors) ? source.safetensors : [source.safetensors];
+  return { safetensors, config, tokenizer, tokenizerConfig, chatTemplate, sentenceConfig };
 }
 
 /** A text file from a URL, Blob, Response or string contents ({text}). */
@@ -211,18 +275,23 @@ export class QgpuEmbedder {
   }
 
   /**
-   * Loads a BERT model: `{gguf}` or `{safetensors, config, tokenizer, sentenceConfig?}`, each a
-   * URL, File/Blob, Response or bytes (text files may also be `{text: '...'}`).
+   * Loads a BERT model: `{gguf}` (a GGUF that carries its tokenizer), or a Hugging Face directory
+   * as `Qgpu.loadModel` takes one (a base URL ending in '/', picked Files, or `{safetensors, config,
+   * tokenizer, sentenceConfig?}`), each file a URL, File/Blob, Response or bytes (text files may
+   * also be `{text: '...'}`).
    */
   static async load(files) {
     checkWebGpu();
     await initOnce();
-    const weights = await readModelBytes(files.gguf ?? files.safetensors);
-    const [config, tokenizer, sentenceConfig] = files.gguf
-      ? [undefined, undefined, undefined]
-      : await Promise.all([readText(files.config), readText(files.tokenizer), readText(files.sentenceConfig)]);
+    if (files.gguf !== undefined) {
+      const weights = await readModelBytes(files.gguf);
+      return new QgpuEmbedder(await WasmQgpuEmbedder.load(weights, undefined, undefined, undefined));
+    }
+    const dir = await hfDirectory(files);
+    if (dir.safetensors.length !== 1) throw new Error(`the embedder takes one .safetensors file, not ${dir.safetensors.length}`);
+    const weights = await readModelBytes(dir.safetensors[0]);
     // `weights` is consumed (moved into Rust) by this call.
-    return new QgpuEmbedder(await WasmQgpuEmbedder.load(weights, config, tokenizer, sentenceConfig));
+    return new QgpuEmbedder(await WasmQgpuEmbedder.load(weights, dir.config, dir.tokenizer, dir.sentenceConfig));
   }
 
   /** Resolves to one L2-normalised Float32Array per text (texts: string or string[]). */

@@ -3,9 +3,8 @@
 //! `model.safetensors` with its `config.json` and `tokenizer.json`, or a GGUF that carries its
 //! tokenizer) and embeds texts on the f32 path (no shader-f16 needed).
 
-use super::{js_err, ModelBytes};
+use super::{js_err, HfParts, ModelBytes, ModelSource};
 use crate::gpu::{BackendChoice, Context, ContextOptions};
-use crate::loader::{GgufFile, HfFiles, HfModel, SafetensorsFile, SafetensorsSet, TensorSource};
 use crate::model::bert::{BertOptions, Embedder};
 use serde_json::json;
 use std::cell::{Cell, RefCell};
@@ -33,22 +32,14 @@ impl QgpuEmbedder {
     pub fn load(weights: ModelBytes, config: Option<String>, tokenizer: Option<String>, sentence_config: Option<String>) -> js_sys::Promise {
         future_to_promise(async move {
             let data = weights.data;
-            let source: Box<dyn TensorSource> = if data.starts_with(b"GGUF") {
-                Box::new(GgufFile::from_bytes(data).map_err(js_err)?)
+            let source = if data.starts_with(b"GGUF") {
+                ModelSource::Gguf(data)
             } else {
                 let config = config.ok_or_else(|| js_err("a safetensors model needs its config.json"))?;
                 let tokenizer = tokenizer.ok_or_else(|| js_err("a safetensors model needs its tokenizer.json"))?;
-                let weights = SafetensorsSet::from_files(vec![SafetensorsFile::from_bytes(data).map_err(js_err)?]).map_err(js_err)?;
-                let files = HfFiles {
-                    config: config.as_bytes(),
-                    tokenizer: tokenizer.as_bytes(),
-                    sentence_config: sentence_config.as_deref().map(str::as_bytes),
-                    pooling_config: None,
-                    tokenizer_config: None,
-                    chat_template: None,
-                };
-                Box::new(HfModel::from_parts("model.safetensors", files, weights).map_err(js_err)?)
-            };
+                ModelSource::Hf(vec![data], HfParts { config, tokenizer, tokenizer_config: None, chat_template: None, sentence_config })
+            }
+            .open()?;
             let options = ContextOptions { backend: BackendChoice::WebGpu, ..Default::default() };
             let ctx = Context::new(options).await.map_err(js_err)?;
             let embedder = Embedder::load(&ctx, source.as_ref(), BertOptions::default()).await.map_err(js_err)?;

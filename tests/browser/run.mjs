@@ -5,6 +5,8 @@
 //  (e) QgpuEmbedder: all-MiniLM-L6-v2 from the model cache against tests/fixtures/minilm_reference.json;
 //  (e') a bitsandbytes NF4 MiniLM directory (qgpu quantize --format NF4) against native qgpu embed;
 //  (f) Gemma 3 270M Q4_K_M's greedy tokens against tests/fixtures/gemma3_reference.json;
+//  (g) quantized Hugging Face decoder directories (bitsandbytes NF4, GPTQ) from a URL and from
+//  the demo's directory picker, against native `qgpu run`;
 //  and a Q8_0 KV cache against native `qgpu run --kv-type q8_0`.
 // Run through scripts/test-browser.sh (it builds web/pkg and installs what is missing).
 // Environment: CHROMIUM (default /usr/bin/chromium), QGPU_BROWSER_ARTIFACTS (screenshot dir),
@@ -192,6 +194,25 @@ try {
   check(q8.kvType === 'q8_0' && nativeQ8 !== undefined && q8.text.trimEnd() === nativeQ8.trimEnd(), 'Q8_0 KV cache: the same greedy text as native',
     `browser ${JSON.stringify(q8.text)} (kvType ${q8.kvType}), native ${JSON.stringify(nativeQ8)}`);
 
+  // (g) Quantized Hugging Face decoder directories load as they are: a bitsandbytes NF4 LLaMA
+  // from its directory URL (files found by name), greedy text as native `qgpu run`'s.
+  const [nativeNf4, nativeGptq] = process.env.QGPU_NATIVE_HF_GREEDY.trim().split('\n').map((l) => JSON.parse(l));
+  const hfPrompt = process.env.HF_PROMPT;
+  try {
+    const nf4 = await page.evaluate(async (prompt) => {
+      const { Qgpu } = await import('/qgpu.js');
+      const q = await Qgpu.create();
+      const info = await q.loadModel('/test-models/llama-nf4/', () => {});
+      const text = await q.generate(prompt, { maxTokens: 8, temperature: 0, repetitionPenalty: 1.0, chat: false }, () => {});
+      q.destroy();
+      return { info, text };
+    }, hfPrompt);
+    check(nf4.info.architecture === 'llama' && nf4.text.trimEnd() === nativeNf4.trimEnd(), 'NF4 LLaMA directory from its URL: the same greedy text as native',
+      `browser ${JSON.stringify(nf4.text)}, native ${JSON.stringify(nativeNf4)}`);
+  } catch (e) {
+    check(false, 'NF4 LLaMA directory from its URL', String(e.stack || e));
+  }
+
   // (c) the demo UI answers; screenshot.
   await page.fill('#prompt', 'What are the three primary colors?');
   await page.fill('#max-tokens', '8');
@@ -205,6 +226,22 @@ try {
   const shot = path.join(artifacts, 'demo.png');
   await page.screenshot({ path: shot, fullPage: true });
   console.log(`     screenshot: ${shot}`);
+
+  // (g') A GPTQ Qwen3 directory picked through the demo's directory input (a FileList).
+  try {
+    await page.setInputFiles('#dir', path.join(process.env.QGPU_TEST_MODELS, 'qwen3-gptq'));
+    await page.waitForFunction(() => (!window.qgpuDemo.busy && /qwen3/.test(document.getElementById('progress-text').textContent)) ||
+      document.getElementById('error').style.display === 'block', null, { timeout: 120000 });
+    const gptq = await page.evaluate(async (prompt) => {
+      const q = window.qgpuDemo.q;
+      const text = await q.generate(prompt, { maxTokens: 8, temperature: 0, repetitionPenalty: 1.0, chat: false }, () => {});
+      return { architecture: q.model.architecture, text };
+    }, hfPrompt);
+    check(gptq.architecture === 'qwen3' && gptq.text.trimEnd() === nativeGptq.trimEnd(), 'GPTQ Qwen3 directory picked in the demo: the same greedy text as native',
+      `browser ${JSON.stringify(gptq.text)}, native ${JSON.stringify(nativeGptq)}`);
+  } catch (e) {
+    check(false, 'GPTQ Qwen3 directory picked in the demo', String(e.stack || e));
+  }
 
   // Device loss: after destroy(), calls reject with a typed message and the page offers a reload.
   const lost = await page.evaluate(async () => {
