@@ -128,7 +128,9 @@ fn argmax(v: &[f32]) -> usize {
 #[test]
 fn llama_checkpoints_give_transformers_logits() {
     // Qwen2: q/k/v biases, and q/k rows kept in Hugging Face's order (its RoPE rotates halves).
-    for (name, format, arch) in [("llama-nf4", Format::NF4, "llama"), ("llama-fp4", Format::FP4, "llama"), ("qwen2-nf4", Format::NF4, "qwen2")] {
+    // Gemma 3: four `1 + w` norms a layer and sliding windows (tests/hf_gemma.rs has the float model).
+    let cases = [("llama-nf4", Format::NF4, "llama"), ("llama-fp4", Format::FP4, "llama"), ("qwen2-nf4", Format::NF4, "qwen2"), ("gemma3-nf4", Format::NF4, "gemma3")];
+    for (name, format, arch) in cases {
         let dir = fixtures().join(name);
         let source = HfModel::open(&dir).unwrap();
         assert_eq!(source.metadata().get_str("general.architecture").unwrap(), arch);

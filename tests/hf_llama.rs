@@ -314,6 +314,9 @@ fn unusable_directories_are_typed_errors() {
         }
     };
     assert!(bad_config(&|c| c["rope_scaling"] = json!({"type": "linear", "factor": 2.0})).contains("rope_scaling"));
+    // transformers 5 writes `rope_parameters`; only plain RoPE is read from it.
+    assert!(bad_config(&|c| c["rope_parameters"] = json!({"rope_type": "yarn", "rope_theta": 1e6, "factor": 4.0})).contains("rope_parameters"));
+    assert!(bad_config(&|c| c["rope_parameters"] = json!({"rope_type": "default", "rope_theta": -1.0})).contains("rope_theta"));
     assert!(bad_config(&|c| c["model_type"] = json!("gpt_neox")).contains("gpt_neox"));
     assert!(bad_config(&|c| c["num_key_value_heads"] = json!(3)).contains("KV heads"));
     assert!(bad_config(&|c| c["hidden_act"] = json!("gelu")).contains("hidden_act"));
@@ -324,6 +327,13 @@ fn unusable_directories_are_typed_errors() {
         c["num_key_value_heads"] = json!(2);
     })
     .contains("heads"));
+
+    // ... and its base is the one used.
+    let mut config = config_json(&s);
+    config.as_object_mut().unwrap().remove("rope_theta");
+    config["rope_parameters"] = json!({"rope_type": "default", "rope_theta": 500000.0});
+    std::fs::write(dir.0.join("config.json"), config.to_string()).unwrap();
+    assert_eq!(HfModel::open(&dir.0).unwrap().metadata().get_f32("llama.rope.freq_base").unwrap(), 500000.0);
 
     std::fs::write(dir.0.join("config.json"), config_json(&s).to_string()).unwrap();
     let mut tokenizer: Value = serde_json::from_str(&tokenizer_json(false)).unwrap();

@@ -20,9 +20,9 @@ use std::collections::HashMap;
 use super::bnb::{self, Bnb4Weight};
 use super::int4::{self, Int4Weight};
 use super::quant_config::{self, Quantization};
-use super::hf_llama::{self, LlamaHeads};
-use super::source::{LoadError, SourceTensor, TensorSource};
-use super::{Metadata, MetadataValue, SafetensorsSet};
+use super::hf_decoder::{self, DecoderShape, Family};
+use super::source::{to_f32, LoadError, SourceTensor, TensorSource};
+use super::{GgmlType, Metadata, MetadataValue, SafetensorsSet};
 
 /// Metadata key holding the whole `tokenizer.json`.
 pub const TOKENIZER_JSON_KEY: &str = "tokenizer.huggingface.json";
@@ -53,7 +53,7 @@ pub struct HfFiles<'a> {
 #[derive(Clone, Copy, Debug)]
 enum Layout {
     Bert,
-    Llama(LlamaHeads),
+    Decoder(DecoderShape),
 }
 
 /// One mapped tensor.
@@ -64,6 +64,8 @@ struct Mapped {
     hf: String,
     /// Rows reordered over this many heads on the way out (LLaMA q and k).
     permute_heads: Option<usize>,
+    /// A Gemma norm weight `w` handed out as the f32 `1 + w`.
+    plus_one: bool,
     /// A quantized weight assembled from its companion tensors on the way out.
     packed: Option<Packed>,
 }
@@ -141,9 +143,9 @@ impl HfModel {
             let hf_name = int4_prefix.map_or_else(|| t.name.clone(), |p| format!("{p}.weight"));
             let (name, permute_heads) = match layout {
                 Layout::Bert => (gguf_name(&hf_name), None),
-                Layout::Llama(heads) => {
-                    let name = hf_llama::gguf_name(&hf_name);
-                    let permute = name.as_deref().and_then(|n| hf_llama::permuted_heads(n, heads));
+                Layout::Decoder(shape) => {
+                    let name = shape.family.gguf_name(&hf_name);
+                    let permute = name.as_deref().and_then(|n| shape.permuted_heads(n));
                     (name, permute)
                 }
             };
@@ -153,18 +155,23 @@ impl HfModel {
                 (Quantization::Int4(config), Some(prefix)) => Some(Packed::Int4(int4::describe(&weights, prefix, config)?)),
                 _ => None,
             };
+            let plus_one = match layout {
+                Layout::Decoder(shape) => packed.is_none() && shape.family.plus_one(&name),
+                Layout::Bert => false,
+            };
             let info = match &packed {
                 Some(Packed::Bnb4(w)) => SourceTensor { name, dims: vec![w.cols as u64, w.rows as u64], ggml_type: w.ggml_type() },
                 Some(Packed::Int4(w)) => SourceTensor { name, dims: vec![w.cols as u64, w.rows as u64], ggml_type: w.ggml_type() },
+                None if plus_one => SourceTensor { name, dims: t.gguf_dims(), ggml_type: GgmlType::F32 },
                 None => SourceTensor { name, dims: t.gguf_dims(), ggml_type: t.dtype },
             };
-            if let Layout::Llama(shape) = layout {
-                // llama's q/k rows are reordered for its RoPE; their biases would need the same.
-                if shape.permute && info.name.ends_with(".bias") {
-                    return Err(bad(path, format!("`{}`: llama q/k/v biases are not supported (Qwen2's are)", t.name)));
+            if let Layout::Decoder(shape) = layout {
+                // Only Qwen2's q/k/v biases have a place (llama's would need permuting too).
+                if !shape.family.qkv_bias && info.name.ends_with(".bias") {
+                    return Err(bad(path, format!("`{}`: {} q/k/v biases are not supported (Qwen2's are)", t.name, shape.family.model_type)));
                 }
             }
-            if let (Some(heads), Layout::Llama(shape)) = (permute_heads, layout) {
+            if let (Some(heads), Layout::Decoder(shape)) = (permute_heads, layout) {
                 // Checked here so that reading the tensor later cannot fail on its shape, and a
                 // config that does not match the weights is caught before any rows move.
                 let rows = info.dims.get(1).copied().unwrap_or(0) as usize;
@@ -173,7 +180,7 @@ impl HfModel {
                     return Err(bad(path, format!("`{}` has shape {:?}, config.json says {want}", t.name, t.shape)));
                 }
             }
-            tensors.push(Mapped { info, hf: t.name.clone(), permute_heads, packed });
+            tensors.push(Mapped { info, hf: t.name.clone(), permute_heads, plus_one, packed });
         }
         let mut by_name = HashMap::with_capacity(tensors.len());
         for (i, t) in tensors.iter().enumerate() {
@@ -194,11 +201,16 @@ fn describe(path: &str, files: &HfFiles<'_>) -> Result<(Metadata, Layout, Quanti
     let quantization = quant_config::quantization(&config)?;
     match config.get("model_type").and_then(|v| v.as_str()).unwrap_or("") {
         "bert" => Ok((bert_metadata(path, &config, files)?, Layout::Bert, quantization)),
-        arch if hf_llama::MODEL_TYPES.contains(&arch) => {
-            let (metadata, heads) = hf_llama::llama_metadata(path, arch, &config, files)?;
-            Ok((metadata, Layout::Llama(heads), quantization))
-        }
-        other => Err(bad(path, format!("config.json: model_type `{other}` is not supported (bert, llama, qwen2, qwen3)"))),
+        model_type => match Family::find(model_type) {
+            Some(family) => {
+                let (metadata, shape) = hf_decoder::decoder_metadata(path, family, &config, files)?;
+                Ok((metadata, Layout::Decoder(shape), quantization))
+            }
+            None => {
+                let known: Vec<&str> = hf_decoder::FAMILIES.iter().map(|f| f.model_type).collect();
+                Err(bad(path, format!("config.json: model_type `{model_type}` is not supported (bert, {})", known.join(", "))))
+            }
+        },
     }
 }
 
@@ -218,17 +230,21 @@ impl TensorSource for HfModel {
     fn tensor_bytes(&self, name: &str) -> Result<Cow<'_, [u8]>, LoadError> {
         let missing = || LoadError::MissingTensor { name: name.to_owned() };
         let mapped = self.mapped(name).ok_or_else(missing)?;
-        let (_, stored) = self.weights.get(&mapped.hf).ok_or_else(missing)?;
+        let (meta, stored) = self.weights.get(&mapped.hf).ok_or_else(missing)?;
         let bytes = match &mapped.packed {
             Some(Packed::Bnb4(w)) => Cow::Owned(bnb::blocks(&self.weights, w)?),
             Some(Packed::Int4(w)) => Cow::Owned(int4::blocks(&self.weights, w)?),
+            None if mapped.plus_one => {
+                let as_stored = SourceTensor { name: mapped.hf.clone(), dims: meta.gguf_dims(), ggml_type: meta.dtype };
+                Cow::Owned(to_f32(&as_stored, stored)?.into_iter().flat_map(|w| (1.0 + w).to_le_bytes()).collect())
+            }
             None => Cow::Borrowed(stored),
         };
         match mapped.permute_heads {
             None => Ok(bytes),
             Some(heads) => {
                 let rows = mapped.info.dims[1] as usize;
-                hf_llama::permute_rows(&bytes, rows, heads)
+                hf_decoder::permute_rows(&bytes, rows, heads)
                     .map(Cow::Owned)
                     .ok_or_else(|| bad(&self.path, format!("`{}`: {} bytes do not split into {rows} rows of {heads} heads", mapped.hf, bytes.len())))
             }

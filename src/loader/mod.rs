@@ -4,7 +4,7 @@ pub mod bnb;
 pub mod gguf;
 pub mod gguf_write;
 pub mod hf;
-pub mod hf_llama;
+pub mod hf_decoder;
 pub mod int4;
 mod quant_config;
 pub mod safetensors;

@@ -6,9 +6,11 @@
 //! * `gpt2` (byte-level BPE): the file's merges, the pre-tokenizer split
 //!   regexes that llama.cpp associates with `tokenizer.ggml.pre`, then GPT-2's
 //!   byte-to-char mapping.
-//! * `llama` (SentencePiece BPE): merges derived from the token scores the way
-//!   `transformers`' `LlamaConverter` does (each pair of vocabulary pieces
-//!   that concatenates to a normal piece, ranked by that piece's score), byte
+//! * `llama` (SentencePiece BPE): the file's merges when it has them (a
+//!   Hugging Face `tokenizer.json` converted by qgpu), else merges derived
+//!   from the token scores the way `transformers`' `LlamaConverter` does (each
+//!   pair of vocabulary pieces that concatenates to a normal piece, ranked by
+//!   that piece's score); byte
 //!   fallback to `<0xAB>` tokens, `▁` for spaces and an optional `▁` prefix.
 //!
 //! Control tokens (`token_type` 3, e.g. `<|im_start|>`) are matched whole only
@@ -320,9 +322,16 @@ impl Tokenizer {
 
         let add_space_prefix = spm && meta.get_bool("tokenizer.ggml.add_space_prefix").optional()?.unwrap_or(true);
         let (hf, default_add_bos) = if spm {
-            let scores = required(meta.get_f32_array("tokenizer.ggml.scores"))?;
-            per_token("tokenizer.ggml.scores", scores.len())?;
-            let merges = sentencepiece_merges(tokens, &types, &scores, &vocab)?;
+            // Ranked merges when the file has them (converted from a Hugging Face tokenizer.json),
+            // else derived from the scores as transformers does.
+            let merges = match meta.get_string_array("tokenizer.ggml.merges").optional()? {
+                Some(merges) => bpe_merges(merges, &vocab)?,
+                None => {
+                    let scores = required(meta.get_f32_array("tokenizer.ggml.scores"))?;
+                    per_token("tokenizer.ggml.scores", scores.len())?;
+                    sentencepiece_merges(tokens, &types, &scores, &vocab)?
+                }
+            };
             let mut builder =
                 BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true).fuse_unk(true).cache_capacity(NO_BPE_CACHE);
             if let Some(unk) = optional_id("tokenizer.ggml.unknown_token_id")? {

@@ -134,7 +134,8 @@ impl LlamaConfig {
             window_rope_base: positive("rope.freq_base_swa")?.or(arch.window_rope_base),
             attn_softcap: positive("attn_logit_softcapping")?,
             final_softcap: positive("final_logit_softcapping")?,
-            attn_scale: 1.0 / (query_dim as f32).sqrt(),
+            // A stated scale (Hugging Face's `query_pre_attn_scalar`, Granite's) wins.
+            attn_scale: positive("attention.scale")?.unwrap_or(1.0 / (query_dim as f32).sqrt()),
             architecture,
             arch,
         })
