@@ -12,6 +12,7 @@
 use crate::gpu::{Context, ContextOptions};
 use crate::loader::{GgufFile, HfFiles, HfModel, SafetensorsFile, SafetensorsSet, TensorSource};
 use crate::model::generate::{GenerateOptions, GenerationStats, Generator, StopReason};
+use crate::model::chat::ChatMessage;
 use crate::model::tokenizer::SpecialText;
 use crate::model::llama::{Llama, LlamaOptions};
 use crate::model::sampler::SamplerConfig;
@@ -206,23 +207,18 @@ impl Qgpu {
         self.load(ModelSource::Gguf(bytes.to_vec()), on_progress, kv_type)
     }
 
-    /// Loads a Hugging Face directory's files: `weights` holds its safetensors shards (consumed),
-    /// `config` its config.json, `tokenizer` its tokenizer.json, and the optional
-    /// `tokenizer_config` and `chat_template` its tokenizer_config.json and chat_template.jinja.
-    /// Quantized checkpoints (bitsandbytes 4-bit, GPTQ, AWQ) upload in their own format.
-    /// Otherwise as `loadModel`.
+    /// Loads a Hugging Face directory's files: `weights` holds its safetensors shards (consumed);
+    /// `texts` is `{config, tokenizer, tokenizerConfig?, chatTemplate?}`, the contents of its
+    /// config.json, tokenizer.json, tokenizer_config.json and chat_template.jinja. Quantized
+    /// checkpoints (bitsandbytes 4-bit, GPTQ, AWQ) upload in their own format. Otherwise as
+    /// `loadModel`.
     #[wasm_bindgen(js_name = loadHfModel)]
-    pub fn load_hf_model(
-        &self,
-        weights: Vec<ModelBytes>,
-        config: String,
-        tokenizer: String,
-        tokenizer_config: Option<String>,
-        chat_template: Option<String>,
-        on_progress: Option<js_sys::Function>,
-        kv_type: Option<String>,
-    ) -> js_sys::Promise {
-        let parts = HfParts { config, tokenizer, tokenizer_config, chat_template, sentence_config: None };
+    pub fn load_hf_model(&self, weights: Vec<ModelBytes>, texts: JsValue, on_progress: Option<js_sys::Function>, kv_type: Option<String>) -> js_sys::Promise {
+        let text = |key: &str| get(&texts, key).and_then(|v| v.as_string());
+        let (Some(config), Some(tokenizer)) = (text("config"), text("tokenizer")) else {
+            return js_sys::Promise::reject(&js_err("a Hugging Face model needs its config.json and tokenizer.json"));
+        };
+        let parts = HfParts { config, tokenizer, tokenizer_config: text("tokenizerConfig"), chat_template: text("chatTemplate"), sentence_config: None };
         self.load(ModelSource::Hf(weights.into_iter().map(|w| w.data).collect(), parts), on_progress, kv_type)
     }
 
@@ -263,7 +259,7 @@ impl Qgpu {
                 "memory": { "weights": m.weights, "kvCache": m.kv_cache, "activations": m.activations },
                 "kvType": kv_type.name(),
             });
-            *inner.generator.borrow_mut() = Some(Generator { model, tokenizer });
+            *inner.generator.borrow_mut() = Some(Generator::new(model, tokenizer));
             *inner.model_info.borrow_mut() = Some(info.clone());
             Ok(to_js(&info))
         })
@@ -275,8 +271,10 @@ impl Qgpu {
         self.inner.model_info.borrow().as_ref().map(to_js).unwrap_or(JsValue::NULL)
     }
 
-    /// Generates a continuation of `prompt`. `options`: `{maxTokens, temperature, topK, topP,
-    /// minP, repetitionPenalty, repeatLastN, seed, chat, stop}` (all optional; the sampling
+    /// Generates a continuation of `prompt`, or with `options.messages` (`[{role, content}]`)
+    /// the next assistant message of that chat, keeping the KV cache of the turns the previous
+    /// call already saw. `options`: `{maxTokens, temperature, topK, topP,
+    /// minP, repetitionPenalty, repeatLastN, seed, chat, stop, messages}` (all optional; the sampling
     /// defaults are `SamplerConfig::default()`'s, llama.cpp's: 0.8, 40, 0.95, 0.05, 1.0, 64,
     /// seed 42). `on_token(piece)` receives each
     /// piece of text; returning `false` cancels. Resolves to the whole text.
@@ -285,7 +283,10 @@ impl Qgpu {
         future_to_promise(async move {
             let _busy = BusyGuard::take(&inner, "generating")?;
             inner.ctx.check_lost().map_err(js_err)?;
-            let options = generate_options(&options)?;
+            let messages = chat_messages(&options)?;
+            let mut options = generate_options(&options)?;
+            // A chat's earlier turns keep their KV cache.
+            options.reuse_prefix = messages.is_some();
             let mut generator = inner.generator.borrow_mut().take().ok_or_else(|| js_err("no model is loaded"))?;
             inner.cancel.set(false);
             let mut callback_error = None;
@@ -304,7 +305,10 @@ impl Qgpu {
                     None => true,
                 }
             };
-            let result = generator.generate(&inner.ctx, &prompt, &options, &mut on_text).await;
+            let result = match &messages {
+                Some(messages) => generator.generate_chat(&inner.ctx, messages, &options, &mut on_text).await,
+                None => generator.generate(&inner.ctx, &prompt, &options, &mut on_text).await,
+            };
             *inner.generator.borrow_mut() = Some(generator);
             if let Some(e) = callback_error {
                 return Err(e);
@@ -426,6 +430,15 @@ fn generate_options(obj: &JsValue) -> Result<GenerateOptions, JsValue> {
     Ok(o)
 }
 
+/// `options.messages`: `[{role, content}, ...]`, the chat to continue, if given.
+fn chat_messages(obj: &JsValue) -> Result<Option<Vec<ChatMessage>>, JsValue> {
+    let Some(v) = get(obj, "messages") else { return Ok(None) };
+    let bad = || js_err("option `messages` must be an array of {role, content} objects with string values");
+    let arr: js_sys::Array = v.dyn_into().map_err(|_| bad())?;
+    let text = |m: &JsValue, key: &str| get(m, key).and_then(|v| v.as_string()).ok_or_else(bad);
+    arr.iter().map(|m| Ok(ChatMessage::new(text(&m, "role")?, text(&m, "content")?))).collect::<Result<Vec<_>, JsValue>>().map(Some)
+}
+
 fn info_json(ctx: &Context) -> Value {
     let info = ctx.adapter_info();
     let caps = ctx.capabilities();
@@ -473,6 +486,7 @@ fn stats_json(s: &GenerationStats) -> Value {
     };
     json!({
         "promptTokens": s.prompt_tokens,
+        "cachedTokens": s.cached_tokens,
         "prefillSeconds": s.prefill_seconds,
         "prefillTokensPerSecond": s.prefill_tokens_per_second(),
         "generatedTokens": s.generated_tokens,

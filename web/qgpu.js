@@ -62,7 +62,7 @@ export class Qgpu {
       const dir = await hfDirectory(source);
       const weights = await readShards(dir.safetensors, onProgress);
       // `weights` are consumed (moved into Rust) by this call.
-      info = await this.inner.loadHfModel(weights, dir.config, dir.tokenizer, dir.tokenizerConfig, dir.chatTemplate, upload, kvType);
+      info = await this.inner.loadHfModel(weights, dir, upload, kvType);
     } else {
       const bytes = await readModelBytes(source, (loaded, total) => onProgress({ phase: 'download', loaded, total }));
       info = await this.inner.loadModel(bytes, upload, kvType);
@@ -72,8 +72,10 @@ export class Qgpu {
   }
 
   /**
-   * Generates a continuation of `prompt`. options: {maxTokens, temperature, topK, topP, minP,
-   * repetitionPenalty, repeatLastN, seed, chat, stop, parseSpecial}; sampling defaults as llama.cpp's
+   * Generates a continuation of `prompt`; with `options.messages` ([{role, content}, ...]), the
+   * next assistant message of that chat instead (the earlier turns' KV cache is kept between
+   * calls; `stats().cachedTokens` says how much). options: {maxTokens, temperature, topK, topP, minP,
+   * repetitionPenalty, repeatLastN, seed, chat, stop, parseSpecial, messages}; sampling defaults as llama.cpp's
    * (temperature 0.8, topK 40, topP 0.95, minP 0.05, repetitionPenalty 1.0, repeatLastN 64)
    * with qgpu's fixed seed 42; temperature 0 is greedy. `onToken(piece)` gets each piece of text; return
    * false to stop. Resolves to the whole generated text.

@@ -89,7 +89,7 @@ pub fn run(args: RunArgs, options: ContextOptions) -> Result<()> {
     bar.finish_and_clear();
     let load_seconds = load_start.elapsed().as_secs_f64();
 
-    let mut generator = Generator { model, tokenizer };
+    let mut generator = Generator::new(model, tokenizer);
     let sampler = SamplerConfig {
         temperature: args.temperature,
         top_k: args.top_k,
@@ -100,7 +100,7 @@ pub fn run(args: RunArgs, options: ContextOptions) -> Result<()> {
         seed: args.seed,
     };
     let special = if args.parse_special { SpecialText::Parse } else { SpecialText::Plain };
-    let options = GenerateOptions { max_tokens: args.max_tokens, chat: args.chat, sampler, stop: args.stop, special };
+    let options = GenerateOptions { max_tokens: args.max_tokens, chat: args.chat, sampler, stop: args.stop, special, reuse_prefix: false };
     let mut stdout = std::io::stdout().lock();
     let (_, stats) = pollster::block_on(generator.generate(&ctx, &args.prompt, &options, &mut |piece| {
         // A closed pipe (`| head`) ends generation quietly instead of panicking.

@@ -273,7 +273,7 @@ pub(crate) fn decoder_metadata(path: &str, family: &'static Family, config: &Val
         None => head_dim,
         Some(f) => {
             let dims = f * head_dim as f64;
-            if !(f > 0.0 && f <= 1.0) || dims.fract() != 0.0 || dims as u32 % 2 != 0 {
+            if !(f > 0.0 && f <= 1.0) || dims.fract() != 0.0 || !(dims as u32).is_multiple_of(2) {
                 return Err(bad(path, format!("config.json: `partial_rotary_factor` {f} does not rotate an even number of the {head_dim} head dimensions")));
             }
             dims as u32
@@ -314,7 +314,7 @@ pub(crate) fn decoder_metadata(path: &str, family: &'static Family, config: &Val
 /// layers' RoPE base, soft-capping and the query scale.
 fn gemma_metadata(path: &str, family: &Family, config: &Value, layers: usize, m: &mut Metadata) -> Result<(), LoadError> {
     let arch = family.arch;
-    let mut put = |key: &str, value: MetadataValue| m.insert(&format!("{arch}.{key}"), value).map(|_| ()).map_err(LoadError::from);
+    let mut put = |key: &str, value: MetadataValue| m.insert(format!("{arch}.{key}"), value).map(|_| ()).map_err(LoadError::from);
     let positive_number = |key: &str| -> Result<Option<f64>, LoadError> {
         match config.get(key) {
             None | Some(Value::Null) => Ok(None),

@@ -22,11 +22,15 @@ pub struct GenerateOptions {
     /// Whether control-token text in the prompt (`<|im_end|>`) becomes control tokens; by
     /// default it is plain text, so a prompt cannot forge chat roles.
     pub special: SpecialText,
+    /// Keep the KV cache of the longest prefix this prompt shares with the previous sequence
+    /// (a chat's earlier turns) instead of prefilling it again. Off by default: a prefix
+    /// prefilled in other chunks can differ in the last bits, and a seeded run should repeat.
+    pub reuse_prefix: bool,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { max_tokens: 128, chat: false, sampler: SamplerConfig::default(), stop: Vec::new(), special: SpecialText::Plain }
+        Self { max_tokens: 128, chat: false, sampler: SamplerConfig::default(), stop: Vec::new(), special: SpecialText::Plain, reuse_prefix: false }
     }
 }
 
@@ -44,6 +48,8 @@ pub enum StopReason {
 #[derive(Clone, Copy, Debug)]
 pub struct GenerationStats {
     pub prompt_tokens: usize,
+    /// Prompt tokens whose KV cache was kept from the previous sequence (not prefilled).
+    pub cached_tokens: usize,
     pub prefill_seconds: f64,
     pub generated_tokens: usize,
     /// Single-token forward passes (each generated token after the first costs one).
@@ -54,8 +60,9 @@ pub struct GenerationStats {
 }
 
 impl GenerationStats {
+    /// Prompt tokens prefilled (those not kept from the previous sequence) per second.
     pub fn prefill_tokens_per_second(&self) -> f64 {
-        self.prompt_tokens as f64 / self.prefill_seconds.max(1e-9)
+        (self.prompt_tokens - self.cached_tokens) as f64 / self.prefill_seconds.max(1e-9)
     }
     pub fn decode_tokens_per_second(&self) -> f64 {
         self.decode_steps as f64 / self.decode_seconds.max(1e-9)
@@ -66,9 +73,15 @@ impl GenerationStats {
 pub struct Generator {
     pub model: Llama,
     pub tokenizer: Tokenizer,
+    /// The tokens whose keys and values the model's cache holds, in order (empty when unknown).
+    cached: Vec<u32>,
 }
 
 impl Generator {
+    pub fn new(model: Llama, tokenizer: Tokenizer) -> Self {
+        Self { model, tokenizer, cached: Vec::new() }
+    }
+
     /// Token ids of `prompt`, through the chat template when `chat` is set.
     pub fn prompt_ids(&self, prompt: &str, chat: bool, special: SpecialText) -> Result<Vec<u32>, Error> {
         Ok(if chat {
@@ -87,9 +100,46 @@ impl Generator {
         options: &GenerateOptions,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<(String, GenerationStats), Error> {
-        options.sampler.validate()?;
         let ids = self.prompt_ids(prompt, options.chat, options.special)?;
+        self.generate_ids(ctx, ids, options, on_text).await
+    }
+
+    /// Generates the next assistant message of a chat (`messages` through the chat template,
+    /// with the assistant's turn opened); `options.chat` is not consulted.
+    pub async fn generate_chat(
+        &mut self,
+        ctx: &Context,
+        messages: &[ChatMessage],
+        options: &GenerateOptions,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(String, GenerationStats), Error> {
+        let ids = self.tokenizer.encode_chat_with(messages, true, options.special)?;
+        self.generate_ids(ctx, ids, options, on_text).await
+    }
+
+    /// Where the model's cache stands for a sequence starting with `ids`: the KV of the
+    /// longest prefix shared with the cached tokens is kept when `reuse` is set (at least one
+    /// token is always fed, for its logits), else the sequence starts afresh. Returns how many
+    /// tokens were kept.
+    fn start_sequence(&mut self, ids: &[u32], reuse: bool) -> usize {
+        let cached = std::mem::take(&mut self.cached);
+        let shared = cached.iter().zip(ids).take_while(|(a, b)| a == b).count().min(ids.len().saturating_sub(1));
+        if reuse && shared > 0 && self.model.position() == cached.len() && self.model.rewind(shared).is_ok() {
+            return shared;
+        }
         self.model.reset();
+        0
+    }
+
+    async fn generate_ids(
+        &mut self,
+        ctx: &Context,
+        ids: Vec<u32>,
+        options: &GenerateOptions,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(String, GenerationStats), Error> {
+        options.sampler.validate()?;
+        let kept = self.start_sequence(&ids, options.reuse_prefix);
         let mut sampler = Sampler::new(options.sampler);
         let mut stream = TokenStream::new();
         let mut stops = StopChecker::new(options.stop.iter().cloned());
@@ -97,6 +147,7 @@ impl Generator {
         let mut text = String::new();
         let mut stats = GenerationStats {
             prompt_tokens: ids.len(),
+            cached_tokens: kept,
             prefill_seconds: 0.0,
             generated_tokens: 0,
             decode_steps: 0,
@@ -106,7 +157,9 @@ impl Generator {
         };
 
         let start = Instant::now();
-        let mut logits = self.model.forward(ctx, &ids, Logits::Last).await?;
+        let mut logits = self.model.forward(ctx, &ids[kept..], Logits::Last).await?;
+        // The cache now holds the prompt; each token fed below joins it.
+        let mut fed = ids;
         stats.prefill_seconds = start.elapsed().as_secs_f64();
 
         let mut emit = |piece: &str, text: &mut String| -> bool {
@@ -146,6 +199,7 @@ impl Generator {
                 break;
             }
             logits = self.model.forward(ctx, &[next], Logits::Last).await?;
+            fed.push(next);
             stats.decode_steps += 1;
         }
         stats.decode_seconds = decode_start.elapsed().as_secs_f64();
@@ -157,6 +211,7 @@ impl Generator {
             };
             emit(&tail, &mut text);
         }
+        self.cached = fed;
         Ok((text, stats))
     }
 }
