@@ -18,7 +18,7 @@ fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
 fi
-if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/binaryen ]; then
+if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/binaryen ] || [ ! -d tests/browser/node_modules/esbuild ]; then
     npm ci --prefix tests/browser --no-audit --no-fund
 fi
 
@@ -60,9 +60,29 @@ QGPU_NATIVE_HF_GREEDY="$(for dir in tests/fixtures/bnb/llama-nf4 tests/fixtures/
     "$QGPU" run --model "$dir" --prompt "$HF_PROMPT" --max-tokens 8 --temperature 0 --repeat-penalty 1 |
         node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.stringify(s)))'
 done)"
+# The OpenAI-style engine's greedy chat answer must equal native `qgpu run --chat`'s
+# (tests/browser/engine_check.mjs; the bundled sample app asks the same).
+QGPU_CHAT_PROMPT="What are the three primary colors?"
+QGPU_NATIVE_CHAT="$("$QGPU" run --model "$MODEL" --chat --prompt "$QGPU_CHAT_PROMPT" --max-tokens 8 --temperature 0 --repeat-penalty 1)"
+export QGPU_CHAT_PROMPT QGPU_NATIVE_CHAT
+
 QGPU_TEST_MODELS="$(cd "$TEST_MODELS" && pwd)"
 export QGPU_NATIVE_NF4_EMBED QGPU_TEST_MODELS QGPU_NATIVE_HF_GREEDY HF_PROMPT
 
 scripts/build-web.sh
+
+# The npm package from a bundler: esbuild bundles a sample app that imports `qgpu-web/engine`
+# through the package's exports (web/ linked as node_modules/qgpu-web), with the engine's
+# worker as a second entry point beside it and the wasm file copied next to both, as an app
+# ships them. Served at /test-models/sample-app/.
+SAMPLE_SRC="$TEST_MODELS/sample-src"
+rm -rf "$SAMPLE_SRC" "$TEST_MODELS/sample-app"
+mkdir -p "$SAMPLE_SRC/node_modules" "$TEST_MODELS/sample-app"
+cp tests/browser/sample-app/main.js tests/browser/sample-app/index.html "$SAMPLE_SRC/"
+ln -s "$(pwd)/web" "$SAMPLE_SRC/node_modules/qgpu-web"
+tests/browser/node_modules/.bin/esbuild "$SAMPLE_SRC/main.js" "$SAMPLE_SRC/node_modules/qgpu-web/worker.js" \
+    --bundle --format=esm --entry-names='[name]' --outdir="$TEST_MODELS/sample-app" --log-level=warning
+cp web/pkg/qgpu_bg.wasm tests/browser/sample-app/index.html "$TEST_MODELS/sample-app/"
+
 export CHROMIUM
 node tests/browser/run.mjs

@@ -53,18 +53,19 @@ export class Qgpu {
    * `onProgress({phase, loaded, total})` reports the download ('download', bytes) and the upload
    * to the GPU ('upload', tensors). `kvType` ('f32', 'f16', 'q8_0', 'q4_0'; default 'f16') is how
    * the KV cache stores values. Downloads stream straight into WebAssembly memory: no second
-   * copy is kept in JS.
+   * copy is kept in JS. `fetch` (default: the global one) fetches every URL: the engine passes
+   * one that reads through its model cache.
    */
-  async loadModel(source, onProgress = () => {}, { kvType } = {}) {
+  async loadModel(source, onProgress = () => {}, { kvType, fetch: get = fetch } = {}) {
     const upload = (done, total) => onProgress({ phase: 'upload', loaded: done, total });
     let info;
     if (isHfDirectory(source)) {
-      const dir = await hfDirectory(source);
-      const weights = await readShards(dir.safetensors, onProgress);
+      const dir = await hfDirectory(source, get);
+      const weights = await readShards(dir.safetensors, onProgress, get);
       // `weights` are consumed (moved into Rust) by this call.
       info = await this.inner.loadHfModel(weights, dir, upload, kvType);
     } else {
-      const bytes = await readModelBytes(source, (loaded, total) => onProgress({ phase: 'download', loaded, total }));
+      const bytes = await readModelBytes(source, (loaded, total) => onProgress({ phase: 'download', loaded, total }), get);
       info = await this.inner.loadModel(bytes, upload, kvType);
     }
     this.model = info;
@@ -146,7 +147,7 @@ export class Qgpu {
  * Streams a URL, File/Blob, Response or bytes into a wasm-side ModelBytes;
  * `onLoaded(loaded, total)` hears each chunk (total undefined when the server does not say).
  */
-async function readModelBytes(source, onLoaded = () => {}) {
+async function readModelBytes(source, onLoaded = () => {}, get = fetch) {
   if (source instanceof Uint8Array || source instanceof ArrayBuffer) {
     const array = source instanceof Uint8Array ? source : new Uint8Array(source);
     const bytes = new ModelBytes(array.length);
@@ -159,8 +160,8 @@ async function readModelBytes(source, onLoaded = () => {}) {
     stream = source.stream();
     total = source.size;
   } else {
-    const response = source instanceof Response ? source : await fetch(source);
-    if (!response.ok) throw new Error(`fetching ${response.url} failed: HTTP ${response.status} ${response.statusText}`);
+    const response = source instanceof Response ? source : await get(source);
+    if (!response.ok) throw new Error(`fetching ${response.url || source} failed: HTTP ${response.status} ${response.statusText}`);
     const length = Number(response.headers.get('Content-Length'));
     total = Number.isFinite(length) && length > 0 ? length : undefined;
     stream = response.body;
@@ -184,12 +185,12 @@ async function readModelBytes(source, onLoaded = () => {}) {
 }
 
 /** Every safetensors shard into ModelBytes, one after another, with one running progress count. */
-async function readShards(shards, onProgress) {
+async function readShards(shards, onProgress, get = fetch) {
   const out = [];
   let before = 0;
   try {
     for (const shard of shards) {
-      const bytes = await readModelBytes(shard, (loaded) => onProgress({ phase: 'download', loaded: before + loaded, total: undefined }));
+      const bytes = await readModelBytes(shard, (loaded) => onProgress({ phase: 'download', loaded: before + loaded, total: undefined }), get);
       before += bytes.length;
       out.push(bytes);
     }
@@ -214,8 +215,8 @@ function isHfDirectory(source) {
 }
 
 /** A text file that may be absent: undefined on HTTP 404. */
-async function optionalText(url) {
-  const response = await fetch(url);
+async function optionalText(url, get = fetch) {
+  const response = await get(url);
   if (response.status === 404) return undefined;
   return readText(response);
 }
@@ -228,17 +229,17 @@ async function optionalText(url) {
  * sentence_bert_config.json when the server has them), from Files picked from a directory
  * (matched by name), or from an object naming each file.
  */
-export async function hfDirectory(source) {
+export async function hfDirectory(source, get = fetch) {
   if (typeof source === 'string' || source instanceof URL) {
     const base = new URL(source, typeof location !== 'undefined' ? location.href : undefined);
     const at = (name) => new URL(name, base).href;
-    const index = await optionalText(at('model.safetensors.index.json'));
+    const index = await optionalText(at('model.safetensors.index.json'), get);
     const safetensors = index === undefined
       ? [at('model.safetensors')]
       : [...new Set(Object.values(JSON.parse(index).weight_map ?? {}))].sort().map(at);
     const [config, tokenizer, tokenizerConfig, chatTemplate, sentenceConfig] = await Promise.all([
-      readText(at('config.json')), readText(at('tokenizer.json')), optionalText(at('tokenizer_config.json')),
-      optionalText(at('chat_template.jinja')), optionalText(at('sentence_bert_config.json'))]);
+      readText(at('config.json'), get), readText(at('tokenizer.json'), get), optionalText(at('tokenizer_config.json'), get),
+      optionalText(at('chat_template.jinja'), get), optionalText(at('sentence_bert_config.json'), get)]);
     return { safetensors, config, tokenizer, tokenizerConfig, chatTemplate, sentenceConfig };
   }
   if (isFileList(source)) {
@@ -254,17 +255,17 @@ export async function hfDirectory(source) {
     return { safetensors, config, tokenizer, tokenizerConfig, chatTemplate, sentenceConfig };
   }
   const [config, tokenizer, tokenizerConfig, chatTemplate, sentenceConfig] = await Promise.all(
-    [source.config, source.tokenizer, source.tokenizerConfig, source.chatTemplate, source.sentenceConfig].map(readText));
+    [source.config, source.tokenizer, source.tokenizerConfig, source.chatTemplate, source.sentenceConfig].map((f) => readText(f, get)));
   const safetensors = Array.isArray(source.safetensors) ? source.safetensors : [source.safetensors];
   return { safetensors, config, tokenizer, tokenizerConfig, chatTemplate, sentenceConfig };
 }
 
 /** A text file from a URL, Blob, Response or string contents ({text}). */
-async function readText(source) {
+async function readText(source, get = fetch) {
   if (source === undefined || source === null) return undefined;
   if (typeof source === 'object' && 'text' in source && typeof source.text === 'string') return source.text;
   if (typeof Blob !== 'undefined' && source instanceof Blob) return source.text();
-  const response = source instanceof Response ? source : await fetch(source);
+  const response = source instanceof Response ? source : await get(source);
   if (!response.ok) throw new Error(`fetching ${response.url} failed: HTTP ${response.status} ${response.statusText}`);
   return response.text();
 }
@@ -282,16 +283,16 @@ export class QgpuEmbedder {
    * tokenizer, sentenceConfig?}`), each file a URL, File/Blob, Response or bytes (text files may
    * also be `{text: '...'}`).
    */
-  static async load(files) {
+  static async load(files, { fetch: get = fetch } = {}) {
     checkWebGpu();
     await initOnce();
     if (files.gguf !== undefined) {
-      const weights = await readModelBytes(files.gguf);
+      const weights = await readModelBytes(files.gguf, () => {}, get);
       return new QgpuEmbedder(await WasmQgpuEmbedder.load(weights, undefined, undefined, undefined));
     }
-    const dir = await hfDirectory(files);
+    const dir = await hfDirectory(files, get);
     if (dir.safetensors.length !== 1) throw new Error(`the embedder takes one .safetensors file, not ${dir.safetensors.length}`);
-    const weights = await readModelBytes(dir.safetensors[0]);
+    const weights = await readModelBytes(dir.safetensors[0], () => {}, get);
     // `weights` is consumed (moved into Rust) by this call.
     return new QgpuEmbedder(await WasmQgpuEmbedder.load(weights, dir.config, dir.tokenizer, dir.sentenceConfig));
   }

@@ -5,6 +5,8 @@
 //  (e) QgpuEmbedder: all-MiniLM-L6-v2 from the model cache against tests/fixtures/minilm_reference.json;
 //  (e') a bitsandbytes NF4 MiniLM directory (qgpu quantize --format NF4) against native qgpu embed;
 //  (f) Gemma 3 270M Q4_K_M's greedy tokens against tests/fixtures/gemma3_reference.json;
+//  (h) the OpenAI-style engine (web/engine.js): worker, chat.completions, cache, embeddings;
+//  (i) an esbuild-bundled sample app using the npm package (qgpu-web);
 //  (g) quantized Hugging Face decoder directories (bitsandbytes NF4, GPTQ) from a URL and from
 //  the demo's directory picker, against native `qgpu run`;
 //  and a Q8_0 KV cache against native `qgpu run --kv-type q8_0`.
@@ -19,6 +21,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchCheck } from './bench_check.mjs';
+import { engineCheck } from './engine_check.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
@@ -279,6 +282,22 @@ try {
       `prefill ${g.stats.prefillTokensPerSecond.toFixed(2)} tok/s, decode ${g.stats.decodeTokensPerSecond.toFixed(2)} tok/s`);
   } catch (e) {
     check(false, 'Gemma 3 greedy continuation', String(e.stack || e));
+  }
+
+  // (h) the OpenAI-style engine in a worker, its model cache and embeddings (engine_check.mjs).
+  await engineCheck(browser, url, repo, check);
+
+  // (i) the npm package from a bundler: the esbuild-bundled sample app answers like native.
+  try {
+    const app = await browser.newPage();
+    await app.goto(`${url}/test-models/sample-app/index.html`);
+    const reply = await app.evaluate(() => window.sampleApp);
+    await app.close();
+    const text = reply.choices[0].message.content;
+    check(text.trimEnd() === process.env.QGPU_NATIVE_CHAT.trimEnd(), 'the esbuild-bundled sample app (qgpu-web/engine) answers like native',
+      JSON.stringify(text));
+  } catch (e) {
+    check(false, 'the esbuild-bundled sample app', String(e.stack || e));
   }
 
   // (e) the benchmark page: a tiny suite, the JSON against the schema, table and chart.
