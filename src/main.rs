@@ -13,6 +13,11 @@ struct Cli {
     /// Prefer the low-power adapter (integrated GPU) over the high-performance one.
     #[arg(long, global = true)]
     low_power: bool,
+    /// Leave these device features off even where the adapter has them: subgroups, shader-f16
+    /// (comma-separated). Natively, the kernels a browser without them gets, to compare the two
+    /// on one adapter.
+    #[arg(long, global = true, value_delimiter = ',')]
+    without: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,7 +65,15 @@ fn main() -> Result<()> {
         None => BackendChoice::from_env()?,
     };
     let power = if cli.low_power { wgpu::PowerPreference::LowPower } else { wgpu::PowerPreference::HighPerformance };
-    let options = ContextOptions { backend, power, ..Default::default() };
+    let mut without = wgpu::Features::empty();
+    for name in &cli.without {
+        without |= match name.as_str() {
+            "subgroups" => wgpu::Features::SUBGROUP,
+            "shader-f16" => wgpu::Features::SHADER_F16,
+            other => anyhow::bail!("--without {other}: qgpu can leave off `subgroups` and `shader-f16`"),
+        };
+    }
+    let options = ContextOptions { backend, power, without, ..Default::default() };
     match cli.command {
         Command::Info => cli::info::info(backend),
         Command::Fetch { model } => {

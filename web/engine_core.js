@@ -34,7 +34,7 @@ function counted(response, counter) {
  * request; a miss is downloaded once, streamed both to the caller and into the cache.
  * `network` and `cached` count the bytes of each kind.
  */
-class CachedFetcher {
+export class CachedFetcher {
   constructor(useCache) {
     this.useCache = useCache && typeof caches !== 'undefined';
     this.network = { bytes: 0 };

@@ -17,6 +17,13 @@ function initOnce() {
   return ready;
 }
 
+/** Bytes of WebAssembly memory the module holds now (0 before it is loaded). */
+export async function wasmMemoryBytes() {
+  if (!ready) return 0;
+  const exports = await ready;
+  return exports.memory?.buffer.byteLength ?? 0;
+}
+
 /** Throws a readable error when the browser has no WebGPU at all. */
 function checkWebGpu() {
   if (typeof navigator === 'undefined' || !navigator.gpu) {

@@ -68,6 +68,9 @@ pub struct ContextOptions {
     /// Caps the storage-binding size below the adapter's. Tests use it to force large tensors
     /// to be split; a browser user can use it to stay within a phone's limits.
     pub max_binding_size: Option<u64>,
+    /// Features left off even where the adapter has them (`SUBGROUP`, `SHADER_F16`): natively,
+    /// the device a browser's WebGPU gives, so the two can be compared on one adapter.
+    pub without: wgpu::Features,
 }
 
 /// What the device can do, as far as qgpu's kernel choice goes.
@@ -132,7 +135,7 @@ impl Context {
     async fn open(adapter: wgpu::Adapter, options: &ContextOptions, language: wgpu::WgslLanguageFeatures) -> Result<Self, GpuError> {
         let info = adapter.get_info();
         let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
-        let features = adapter.features() & wanted;
+        let features = adapter.features() & wanted & !options.without;
         let mut limits = adapter.limits();
         if let Some(cap) = options.max_binding_size {
             limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);

@@ -226,6 +226,24 @@ try {
   const answer = await page.evaluate(() => [...document.querySelectorAll('.msg.bot')].pop()?.textContent || '');
   const errorShown = await page.evaluate(() => document.getElementById('error').style.display === 'block');
   check(!errorShown && answer.trim().length > 0, 'demo page answers', JSON.stringify(answer));
+  // The demo remembers the chat: a second turn sent with Enter keeps the first turn's KV cache;
+  // the default model's download went into Cache Storage and is listed.
+  try {
+    const before2 = await page.evaluate(() => window.qgpuDemo.done);
+    await page.fill('#prompt', 'And which one is the warmest?');
+    await page.focus('#prompt');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction((n) => window.qgpuDemo.done > n || document.getElementById('error').style.display === 'block', before2, { timeout: 300000 });
+    await page.waitForFunction(() => document.querySelectorAll('#cached li').length > 0, null, { timeout: 10000 }).catch(() => {});
+    const turn = await page.evaluate(() => ({
+      history: window.qgpuDemo.history.length, stats: document.getElementById('stats').textContent,
+      cached: [...document.querySelectorAll('#cached li')].map((li) => li.textContent), status: document.getElementById('status').textContent,
+    }));
+    check(turn.history === 4 && /earlier tokens kept/.test(turn.stats) && turn.cached.some((t) => t.includes('SmolLM2')),
+      'demo: a second turn sent with Enter keeps the first turn\'s KV cache; the model is in the cache list', `${turn.stats.split('\n')[0]}; ${turn.status.split('\n')[0]}`);
+  } catch (e) {
+    check(false, 'demo: a second turn', String(e.stack || e));
+  }
   const shot = path.join(artifacts, 'demo.png');
   await page.screenshot({ path: shot, fullPage: true });
   console.log(`     screenshot: ${shot}`);
