@@ -160,7 +160,10 @@ impl Context {
         // Errors outside any scope (there should be none) are logged rather than panicking.
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| log::error!("uncaptured GPU error: {e}")));
 
-        let caps = Capabilities::of_adapter(&adapter, language);
+        // What the device was opened with: the adapter's, less any features left off.
+        let mut caps = Capabilities::of_adapter(&adapter, language);
+        caps.shader_f16 &= features.contains(wgpu::Features::SHADER_F16);
+        caps.subgroups &= features.contains(wgpu::Features::SUBGROUP);
         // The device may report a larger binding limit than we capped; our cap is what we plan with.
         let mut effective = device.limits();
         effective.max_storage_buffer_binding_size = effective.max_storage_buffer_binding_size.min(limits.max_storage_buffer_binding_size);
