@@ -72,7 +72,9 @@ export class Qgpu {
       // `weights` are consumed (moved into Rust) by this call.
       info = await this.inner.loadHfModel(weights, dir, upload, kvType);
     } else {
-      const bytes = await readModelBytes(source, (loaded, total) => onProgress({ phase: 'download', loaded, total }), get);
+      // Picked Files with a GGUF among them: that file.
+      const file = isFileList(source) ? Array.from(source).find((f) => f.name.endsWith('.gguf')) : source;
+      const bytes = await readModelBytes(file, (loaded, total) => onProgress({ phase: 'download', loaded, total }), get);
       info = await this.inner.loadModel(bytes, upload, kvType);
     }
     this.model = info;
