@@ -234,12 +234,6 @@ pub(crate) fn decoder_metadata(path: &str, family: &'static Family, config: &Val
             .ok_or_else(|| bad(path, format!("config.json: `{key}` must be a positive integer")))
     };
     let set = |key: &str| config.get(key).is_some_and(|v| !v.is_null());
-    let number = |key: &str, default: f64| -> Result<f64, LoadError> {
-        match config.get(key) {
-            None | Some(Value::Null) => Ok(default),
-            Some(v) => v.as_f64().filter(|x| x.is_finite() && *x > 0.0).ok_or_else(|| bad(path, format!("config.json: `{key}` must be a positive number"))),
-        }
-    };
     let arch = family.arch;
     if config.get("use_sliding_window").and_then(Value::as_bool) == Some(true) {
         return Err(bad(path, format!("config.json: `use_sliding_window` is true; qgpu's {arch} attends to the whole context")));
@@ -296,7 +290,7 @@ pub(crate) fn decoder_metadata(path: &str, family: &'static Family, config: &Val
     put(&key("attention.key_length"), head_dim.into())?;
     put(&key("attention.value_length"), head_dim.into())?;
     put(&key("rope.freq_base"), (rope_theta(path, config, FULL)?.unwrap_or(10_000.0) as f32).into())?;
-    put(&key("attention.layer_norm_rms_epsilon"), (number("rms_norm_eps", 1e-6)? as f32).into())?;
+    put(&key("attention.layer_norm_rms_epsilon"), (positive_number(path, config, "rms_norm_eps")?.unwrap_or(1e-6) as f32).into())?;
     put(&key("rope.dimension_count"), rope_dims.into())?;
     put(&key("vocab_size"), vocab.into())?;
     if family.norms == Norms::Sandwich {
@@ -315,12 +309,7 @@ pub(crate) fn decoder_metadata(path: &str, family: &'static Family, config: &Val
 fn gemma_metadata(path: &str, family: &Family, config: &Value, layers: usize, m: &mut Metadata) -> Result<(), LoadError> {
     let arch = family.arch;
     let mut put = |key: &str, value: MetadataValue| m.insert(format!("{arch}.{key}"), value).map(|_| ()).map_err(LoadError::from);
-    let positive_number = |key: &str| -> Result<Option<f64>, LoadError> {
-        match config.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_f64().filter(|x| x.is_finite() && *x > 0.0).map(Some).ok_or_else(|| bad(path, format!("config.json: `{key}` must be a positive number"))),
-        }
-    };
+    let positive_number = |key: &str| positive_number(path, config, key);
     if let Some(window) = positive_number("sliding_window")? {
         put("attention.sliding_window", (window as u32).into())?;
     }
@@ -364,12 +353,6 @@ const SLIDING: &str = "sliding_attention";
 /// or one per layer type), else from the older `rope_theta` (`rope_local_base_freq` for
 /// window layers). Any RoPE but the plain one (scaled, YaRN, LongRoPE...) is refused.
 fn rope_theta(path: &str, config: &Value, layer_type: &str) -> Result<Option<f64>, LoadError> {
-    let theta = |entry: &Value, key: &str| -> Result<Option<f64>, LoadError> {
-        match entry.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_f64().filter(|x| x.is_finite() && *x > 0.0).map(Some).ok_or_else(|| bad(path, format!("config.json: `{key}` must be a positive number"))),
-        }
-    };
     if let Some(params) = config.get("rope_parameters").filter(|p| p.is_object()) {
         let per_type = params.get(FULL).is_some() || params.get(SLIDING).is_some();
         let entry = match (per_type, params.get(layer_type)) {
@@ -381,12 +364,21 @@ fn rope_theta(path: &str, config: &Value, layer_type: &str) -> Result<Option<f64
         if kind != "default" {
             return Err(bad(path, format!("config.json: `rope_parameters` has rope_type `{kind}`; qgpu runs plain RoPE only")));
         }
-        return theta(entry, "rope_theta");
+        return positive_number(path, entry, "rope_theta");
     }
     if config.get("rope_scaling").is_some_and(|v| !v.is_null()) {
         return Err(bad(path, "config.json: `rope_scaling` is set; qgpu runs plain RoPE only".into()));
     }
-    theta(config, if layer_type == SLIDING { "rope_local_base_freq" } else { "rope_theta" })
+    positive_number(path, config, if layer_type == SLIDING { "rope_local_base_freq" } else { "rope_theta" })
+}
+
+/// `object[key]` (config.json or one of its entries) as a positive number; `None` when absent
+/// or null, an error naming the key when it is anything else.
+fn positive_number(path: &str, object: &Value, key: &str) -> Result<Option<f64>, LoadError> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_f64().filter(|x| x.is_finite() && *x > 0.0).map(Some).ok_or_else(|| bad(path, format!("config.json: `{key}` must be a positive number"))),
+    }
 }
 
 /// SmolLM3 skips RoPE in every fourth layer; `no_rope_layers` (1 = RoPE) must say exactly that.
