@@ -199,7 +199,7 @@ pub fn inspect(args: InspectArgs, options: ContextOptions) -> Result<()> {
     let m = &memory;
     let report = json!({
         "path": args.model.display().to_string(),
-        "container": match file { super::ModelSource::Gguf(_) => "gguf", super::ModelSource::Hf(_) => "huggingface" },
+        "container": match file { super::ModelSource::Gguf(_) => "gguf", super::ModelSource::Split(_) => "gguf-split", super::ModelSource::Hf(_) => "huggingface" },
         "architecture": architecture,
         "name": meta.get_str("general.name").optional()?,
         "runs_as": match &kind { Ok(Kind::Llama(..)) => Some("decoder (qgpu run)"), Ok(Kind::Bert(_)) => Some("encoder (qgpu embed)"), Err(_) => None },

@@ -20,6 +20,7 @@ use std::sync::Arc;
 mod ggml_type;
 mod metadata;
 mod parse;
+pub mod stream;
 
 pub use ggml_type::GgmlType;
 pub use metadata::{Metadata, MetadataArray, MetadataValue, MetadataValueType, OptionalKey};
@@ -52,6 +53,13 @@ pub enum GgufError {
         #[source]
         source: std::io::Error,
     },
+    /// A streamed file's header reaches past what a stream buffers
+    /// ([`MAX_STREAM_HEADER`](stream::MAX_STREAM_HEADER)).
+    #[error("GGUF: the header needs {needed} bytes, more than the {max} a stream buffers")]
+    HeaderTooLarge { needed: u64, max: u64 },
+    /// A streamed file sent more bytes than its stated length.
+    #[error("GGUF: the stream is longer than its stated {file_len} bytes")]
+    LongerThanStated { file_len: u64 },
     /// Writing a GGUF stream failed.
     #[error("GGUF: write failed: {source}")]
     Write {

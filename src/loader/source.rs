@@ -61,6 +61,10 @@ pub enum LoadError {
     /// value).
     #[error("config.json: `{key}` = {value}: {reason}")]
     UnsupportedQuantization { key: String, value: String, reason: String },
+    /// A file of a `gguf-split` model that does not belong where it is (its `split.*` keys, a
+    /// tensor two files hold).
+    #[error("split model file `{file}`: {reason}")]
+    BadSplit { file: String, reason: String },
     /// A model directory that lacks a file or whose config cannot be used.
     #[error("model `{path}`: {reason}")]
     BadModel { path: String, reason: String },

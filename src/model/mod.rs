@@ -27,6 +27,9 @@ pub enum ModelError {
     /// for the decoder, `bert` for the encoder); the message lists every supported one.
     #[error("architecture `{architecture}` is not what this model runs ({expected}); qgpu runs the decoders {} and the encoder bert", crate::model::llama::ArchSpec::names())]
     UnsupportedArchitecture { architecture: String, expected: &'static str },
+    /// A streamed model's files were begun, fed or ended out of order.
+    #[error("streamed model: {reason}")]
+    BadStream { reason: String },
     /// Hyper-parameters that contradict each other.
     #[error("inconsistent hyper-parameters: {reason}")]
     BadHyperParameters { reason: String },

@@ -1,7 +1,8 @@
 //! y = x · Wᵀ with W quantized on the GPU: upload (repack, split by rows), and planning.
 
 use crate::gpu::{Capabilities, Constant, Context, Dispatch, GpuError, Kernel, PipelineKey};
-use crate::quant::repack::{quant_words_per_row, repack, scale_words};
+use crate::quant::repack::{quant_words_per_row, scale_words};
+use super::MatrixUpload;
 use crate::quant::{Format, QuantMatrixRef};
 use crate::tensor::ShapeError;
 use crate::Error;
@@ -227,27 +228,13 @@ impl GpuMatrix {
     /// Repacks `w` into the GPU layout and uploads it, split by rows into as many buffers as
     /// the adapter's binding limit needs.
     pub fn upload(ctx: &Context, w: QuantMatrixRef<'_>) -> Result<Self, Error> {
-        let (format, n, k) = (w.format(), w.rows(), w.cols());
-        let limit = ctx.max_binding_size();
-        let row_bytes = Self::row_binding_bytes(format, k);
-        let rows_per_chunk = (limit / row_bytes) as usize;
-        if rows_per_chunk == 0 {
-            return Err(GpuError::BindingTooLarge { what: "one weight row", bytes: row_bytes, limit }.into());
-        }
-        let mut chunks = Vec::with_capacity(n.div_ceil(rows_per_chunk));
-        let mut bytes = 0u64;
-        for row_start in (0..n).step_by(rows_per_chunk) {
-            let end = (row_start + rows_per_chunk).min(n);
-            let layout = repack(w, row_start, end);
-            bytes += (layout.quants.len() + layout.scales.len()) as u64 * 4;
-            chunks.push(Chunk {
-                row_start,
-                rows: end - row_start,
-                quants: ctx.storage_buffer("weight quants", bytemuck::cast_slice(&layout.quants))?,
-                scales: ctx.storage_buffer("weight scales", bytemuck::cast_slice(&layout.scales))?,
-            });
-        }
-        Ok(Self { format, rows: n, cols: k, bytes, chunks })
+        let mut upload = MatrixUpload::new(ctx, w.format(), w.rows(), w.cols())?;
+        upload.push(ctx, w.data())?;
+        upload.finish()
+    }
+
+    pub(crate) fn from_chunks(format: Format, rows: usize, cols: usize, bytes: u64, chunks: Vec<Chunk>) -> Self {
+        Self { format, rows, cols, bytes, chunks }
     }
 
     /// The larger of one row's quant and scale bytes: the smallest binding a matrix of rows of

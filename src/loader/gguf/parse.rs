@@ -21,10 +21,15 @@ const PREALLOC_LIMIT: usize = 1 << 16;
 
 type Result<T> = std::result::Result<T, GgufError>;
 
-/// A bounds-checked little-endian cursor.
+/// A bounds-checked little-endian cursor over the start of a file of `file_len` bytes.
+///
+/// Counts and lengths are checked against what is left of the file, reads against what is in
+/// `buf`: when `buf` is only a prefix (a header arriving over the network), running past its
+/// end is [`GgufError::Truncated`], which a stream answers by waiting for more bytes.
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    file_len: u64,
 }
 
 impl<'a> Reader<'a> {
@@ -34,6 +39,11 @@ impl<'a> Reader<'a> {
 
     fn remaining(&self) -> usize {
         self.buf.len() - self.pos
+    }
+
+    /// Bytes of the file after the cursor, whether they are in `buf` yet or not.
+    fn left_in_file(&self) -> u64 {
+        self.file_len.saturating_sub(self.offset())
     }
 
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8]> {
@@ -81,12 +91,12 @@ impl<'a> Reader<'a> {
     fn string(&mut self, what: &'static str) -> Result<String> {
         let offset = self.offset();
         let len = self.u64(what)?;
-        let available = self.remaining() as u64;
+        let available = self.left_in_file();
         if len > available {
             return Err(GgufError::StringTooLong { what, offset, len, available });
         }
-        // len <= remaining, so it fits in usize.
-        let bytes = self.take(len as usize, what)?;
+        // Saturating: a length past usize fails as truncation.
+        let bytes = self.take(usize::try_from(len).unwrap_or(usize::MAX), what)?;
         match std::str::from_utf8(bytes) {
             Ok(s) => Ok(s.to_owned()),
             Err(e) => Err(GgufError::InvalidUtf8 { what, offset, valid_up_to: e.valid_up_to() }),
@@ -96,7 +106,7 @@ impl<'a> Reader<'a> {
     /// Checks that `count` items of at least `min_item_size` bytes each can
     /// still fit, so that allocating `count` slots is bounded by the file size.
     fn check_count(&self, what: &'static str, offset: u64, count: u64, min_item_size: u64) -> Result<usize> {
-        let available = self.remaining() as u64;
+        let available = self.left_in_file();
         count
             .checked_mul(min_item_size)
             .filter(|&bytes| bytes <= available)
@@ -266,7 +276,15 @@ fn check_overlaps(tensors: &[TensorInfo]) -> Result<()> {
 impl GgufHeader {
     /// Parses and validates a complete GGUF file held in `bytes`.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader { buf: bytes, pos: 0 };
+        Self::parse_prefix(bytes, Some(bytes.len() as u64))
+    }
+
+    /// Parses the header from the first bytes of a file of `file_len` bytes (`None` when the
+    /// length is not known, as for a download without Content-Length). Counts and tensor
+    /// extents are checked against `file_len`; `prefix` must hold the whole header, or this
+    /// fails with [`GgufError::Truncated`] saying how far it needs to reach.
+    pub fn parse_prefix(prefix: &[u8], file_len: Option<u64>) -> Result<Self> {
+        let mut r = Reader { buf: prefix, pos: 0, file_len: file_len.unwrap_or(u64::MAX) };
         let found = r.array::<4>("magic")?;
         if found != GGUF_MAGIC {
             return Err(GgufError::BadMagic { found });
@@ -305,7 +323,7 @@ impl GgufHeader {
 
         // pos <= len and alignment <= 2^31, so this cannot overflow u64.
         let data_offset = r.offset().div_ceil(alignment) * alignment;
-        let file_len = bytes.len() as u64;
+        let file_len = r.file_len;
         for t in &mut tensors {
             let start = data_offset.checked_add(t.offset);
             let end = start.and_then(|s| s.checked_add(t.size_bytes));

@@ -3,7 +3,7 @@
 //! architectures beyond these numbers is in [`ArchSpec`].
 
 use super::arch::{ArchSpec, QueryScale, WindowLayers};
-use crate::loader::{OptionalKey, TensorSource};
+use crate::loader::{Metadata, OptionalKey, SourceTensor, TensorSource};
 use crate::model::limits::{self, MAX_CONTEXT, MAX_HEADS, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH};
 use crate::model::ModelError;
 
@@ -48,8 +48,16 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
+    /// The configuration of a whole model: its metadata, checked against its tensors.
     pub fn from_source(source: &dyn TensorSource) -> Result<Self, ModelError> {
-        let file = source.metadata();
+        let mut config = Self::from_metadata(source.metadata())?;
+        config.check_tensors(&source.tensors())?;
+        Ok(config)
+    }
+
+    /// The configuration the metadata gives, before the tensors are known (a streamed or split
+    /// file): `vocab` is 0 until [`LlamaConfig::check_tensors`].
+    pub fn from_metadata(file: &Metadata) -> Result<Self, ModelError> {
         let architecture = file.get_str("general.architecture")?.to_string();
         let arch = *ArchSpec::find(&architecture)
             .ok_or_else(|| ModelError::UnsupportedArchitecture { architecture: architecture.clone(), expected: "a decoder" })?;
@@ -88,14 +96,9 @@ impl LlamaConfig {
             return Err(ModelError::BadHyperParameters { reason: format!("RoPE attention factor {rope_attn_factor}") });
         }
         let trained_context = limits::check("context_length", file.get_usize(&key("context_length")).optional()?.unwrap_or(2048), MAX_CONTEXT)?;
-        let tensors = source.tensors();
-        let embed = tensors.iter().find(|t| t.name == "token_embd.weight").ok_or(ModelError::MissingTensor { name: "token_embd.weight".into() })?;
-        let vocab = limits::check("token_embd.weight rows", embed.dims.get(1).copied().unwrap_or(0) as usize, MAX_VOCAB)?;
         let layers = limits::check("block_count", file.get_usize(&key("block_count"))?, MAX_LAYERS)?;
-        // The last block must exist: a count from the header is checked against the tensors.
-        let last = format!("blk.{}.", layers.saturating_sub(1));
-        if layers == 0 || !tensors.iter().any(|t| t.name.starts_with(&last)) {
-            return Err(ModelError::BadHyperParameters { reason: format!("block_count {layers}, but the file has no tensor `{last}*`") });
+        if layers == 0 {
+            return Err(ModelError::BadHyperParameters { reason: "block_count 0".into() });
         }
         let ffn = limits::check("feed_forward_length", file.get_usize(&key("feed_forward_length"))?, MAX_WIDTH)?;
         let window = match file.get_usize(&key("attention.sliding_window")).optional()? {
@@ -108,7 +111,7 @@ impl LlamaConfig {
             _ => head_dim,
         };
         Ok(Self {
-            vocab,
+            vocab: 0,
             dim,
             layers,
             ffn,
@@ -139,6 +142,18 @@ impl LlamaConfig {
             architecture,
             arch,
         })
+    }
+
+    /// Sets `vocab` from the embedding table and checks the metadata's block count against the
+    /// tensors: the last block must exist.
+    pub fn check_tensors(&mut self, tensors: &[SourceTensor]) -> Result<(), ModelError> {
+        let embed = tensors.iter().find(|t| t.name == "token_embd.weight").ok_or(ModelError::MissingTensor { name: "token_embd.weight".into() })?;
+        self.vocab = limits::check("token_embd.weight rows", embed.dims.get(1).copied().unwrap_or(0) as usize, MAX_VOCAB)?;
+        let last = format!("blk.{}.", self.layers - 1);
+        if !tensors.iter().any(|t| t.name.starts_with(&last)) {
+            return Err(ModelError::BadHyperParameters { reason: format!("block_count {}, but the file has no tensor `{last}*`", self.layers) });
+        }
+        Ok(())
     }
 
     pub fn kv_dim(&self) -> usize {

@@ -5,14 +5,16 @@
 mod arch;
 mod config;
 mod observed;
+mod stream;
 mod weights;
 
 pub use arch::{Activation, ArchSpec, QueryScale, WindowLayers, ARCHITECTURES};
 pub use config::LlamaConfig;
+pub use stream::StreamedLlama;
 pub use weights::format_of;
 
 use crate::gpu::{Context, Dispatch};
-use crate::loader::TensorSource;
+use crate::loader::{Metadata, SourceTensor, TensorSource};
 use crate::model::ModelError;
 use crate::ops::*;
 use crate::Error;
@@ -171,6 +173,47 @@ pub fn check_context_fits(c: &LlamaConfig, options: &LlamaOptions, limit: u64) -
     Ok(())
 }
 
+/// A decoder uploaded as its file streams in (a download in the browser, the files of a
+/// `gguf-split` model one after another): made from the first header's metadata, fed each
+/// tensor's bytes as they arrive, in any tensor order, and finished into a [`Llama`] once every
+/// file is through. The host holds one band of rows at a time, never the file.
+pub struct LlamaUpload {
+    config: LlamaConfig,
+    options: LlamaOptions,
+    weights: weights::WeightUpload,
+    /// The tensors the headers declared so far, checked against the config at the end.
+    tensors: Vec<SourceTensor>,
+}
+
+impl LlamaUpload {
+    /// Starts an upload from the model's metadata (the first file's header).
+    pub fn new(ctx: &Context, metadata: &Metadata, options: LlamaOptions) -> Result<Self, Error> {
+        let config = LlamaConfig::from_metadata(metadata)?;
+        let options = options.resolve(&config);
+        check_context_fits(&config, &options, ctx.max_binding_size())?;
+        Ok(Self { weights: weights::WeightUpload::new(&config), config, options, tensors: Vec::new() })
+    }
+
+    /// Records the tensors one file's header declares (before their bytes).
+    pub fn declare(&mut self, tensors: impl IntoIterator<Item = SourceTensor>) {
+        self.tensors.extend(tensors);
+    }
+
+    /// The next `bytes` of tensor `info`, `last` on its final piece; tensors the decoder does not
+    /// read are skipped.
+    pub fn tensor_bytes(&mut self, ctx: &Context, info: &SourceTensor, bytes: &[u8], last: bool) -> Result<(), Error> {
+        self.weights.tensor_bytes(ctx, info, bytes, last)
+    }
+
+    /// The model, once every tensor's bytes have arrived.
+    pub async fn finish(self, ctx: &Context) -> Result<Llama, Error> {
+        let mut config = self.config;
+        config.check_tensors(&self.tensors)?;
+        let weights = self.weights.finish(&config)?;
+        Llama::from_weights(ctx, config, self.options, weights).await
+    }
+}
+
 /// One sequence's state: its KV cache (every layer's) and where it stands.
 struct Sequence {
     caches: Vec<KvCache>,
@@ -225,6 +268,12 @@ impl Llama {
         let options = options.resolve(&config);
         check_context_fits(&config, &options, ctx.max_binding_size())?;
         let weights = weights::load(ctx, source, &config, progress)?;
+        Self::from_weights(ctx, config, options, weights).await
+    }
+
+    /// The model around uploaded weights: activations, KV caches, RoPE tables and the plans of
+    /// the first forward passes.
+    async fn from_weights(ctx: &Context, config: LlamaConfig, options: LlamaOptions, weights: Weights) -> Result<Self, Error> {
         let c = &config;
         let shapes = activation_shapes(c, &options);
         let t = |i: usize| GpuTensor::zeros(ctx, shapes[i].1, shapes[i].2);

@@ -1,14 +1,15 @@
 //! Moving a model's tensors to the GPU, still quantized: a GGUF file's as stored, a Hugging Face
 //! directory's F32, F16 and BF16 as stored.
 
-use std::borrow::Cow;
+use std::collections::HashMap;
 
 use super::LlamaConfig;
 use crate::gpu::Context;
-use crate::loader::{GgmlType, TensorSource};
+use crate::loader::{GgmlType, SourceTensor, TensorSource};
+use crate::model::limits::{self, MAX_VOCAB};
 use crate::model::ModelError;
-use crate::ops::{GpuMatrix, GpuTensor};
-use crate::quant::{reference, Format, QuantMatrixRef};
+use crate::ops::{GpuMatrix, GpuTensor, MatrixUpload};
+use crate::quant::{reference, Format};
 use crate::Error;
 
 pub(super) struct LayerWeights {
@@ -54,130 +55,290 @@ pub fn format_of(name: &str, ty: GgmlType) -> Result<Format, ModelError> {
         .ok_or_else(|| ModelError::UnsupportedTensorType { tensor: name.to_string(), ggml_type: ty.name().to_string() })
 }
 
-struct Loader<'a> {
-    ctx: &'a Context,
-    source: &'a dyn TensorSource,
-    bytes: u64,
-    done: usize,
-    total: usize,
-    progress: &'a mut dyn FnMut(usize, usize),
+/// What the decoder makes of one tensor.
+#[derive(Clone, Debug)]
+enum Role {
+    /// A `[cols, rows]` matrix uploaded in its own format, as one matrix per part of this many
+    /// rows (one part, or a fused QKV or gate/up split by rows, so the decoder never sees the
+    /// fusion).
+    Matrices(Vec<usize>),
+    /// A vector kept on the host as f32 (RoPE factors).
+    HostValues,
+    /// A vector uploaded as f32 (norms, biases).
+    Vector,
 }
 
-impl Loader<'_> {
-    fn step(&mut self) {
-        self.done += 1;
-        (self.progress)(self.done, self.total);
-    }
-
-    /// Tensor `name`, checked against `dims`, with the format its bytes are uploaded in.
-    fn tensor(&self, name: &str, dims: &[u64]) -> Result<(Format, Cow<'_, [u8]>), Error> {
-        let info = self.source.tensor(name).ok_or_else(|| ModelError::MissingTensor { name: name.into() })?;
-        if info.dims != dims {
-            return Err(ModelError::TensorShape { name: name.into(), expected: dims.to_vec(), actual: info.dims.clone() }.into());
-        }
-        let bytes = self.source.tensor_bytes(name).map_err(ModelError::from)?;
-        Ok((format_of(name, info.ggml_type)?, bytes))
-    }
-
-    /// A `[cols, rows]` GGUF matrix, uploaded in its own format.
-    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<GpuMatrix, Error> {
-        let (format, data) = self.tensor(name, &[cols as u64, rows as u64])?;
-        let matrix = GpuMatrix::upload(self.ctx, QuantMatrixRef::new(format, rows, cols, &data)?)?;
-        self.bytes += matrix.gpu_bytes();
-        self.step();
-        Ok(matrix)
-    }
-
-    /// A `[cols, rows]` GGUF matrix that holds several matrices one after another by rows
-    /// (a fused QKV or gate/up), uploaded as one matrix per part of `parts[i]` rows.
-    fn split_matrix(&mut self, name: &str, parts: &[usize], cols: usize) -> Result<Vec<GpuMatrix>, Error> {
-        let rows: usize = parts.iter().sum();
-        let (format, data) = self.tensor(name, &[cols as u64, rows as u64])?;
-        let row_bytes = format.row_bytes(cols).ok_or_else(|| ModelError::BadHyperParameters { reason: format!("{name}: rows of {cols} values overflow") })?;
-        let mut out = Vec::with_capacity(parts.len());
-        let mut start = 0;
-        for &n in parts {
-            let bytes = data.get(start * row_bytes..(start + n) * row_bytes).ok_or_else(|| ModelError::MissingTensor { name: name.into() })?;
-            out.push(GpuMatrix::upload(self.ctx, QuantMatrixRef::new(format, n, cols, bytes)?)?);
-            start += n;
-        }
-        drop(data);
-        self.bytes += out.iter().map(|m| m.gpu_bytes()).sum::<u64>();
-        self.step();
-        Ok(out)
-    }
-
-    /// A vector of `len` values (norm weights, biases), as f32 on the host.
-    fn values(&mut self, name: &str, len: usize) -> Result<Vec<f32>, Error> {
-        let (format, data) = self.tensor(name, &[len as u64])?;
-        let mut values = vec![0.0f32; len];
-        reference::dequantize_into(format, &data, &mut values);
-        self.step();
-        Ok(values)
-    }
-
-    /// A vector of `len` values, uploaded as f32.
-    fn vector(&mut self, name: &str, len: usize) -> Result<GpuTensor, Error> {
-        let values = self.values(name, len)?;
-        let tensor = GpuTensor::from_slice(self.ctx, 1, len, &values)?;
-        self.bytes += tensor.bytes();
-        Ok(tensor)
-    }
-
-    /// [`Loader::vector`] for a tensor the architecture may or may not have.
-    fn optional_vector(&mut self, name: &str, len: usize) -> Result<Option<GpuTensor>, Error> {
-        if self.source.tensor(name).is_none() {
-            return Ok(None);
-        }
-        self.vector(name, len).map(Some)
-    }
+/// A tensor the decoder reads: its role and its dims (`None` where the metadata does not say:
+/// the vocabulary). Which ones a model may lack is [`WeightUpload::finish`]'s business.
+#[derive(Clone, Debug)]
+struct Slot {
+    role: Role,
+    dims: Vec<Option<u64>>,
 }
 
-pub(super) fn load(ctx: &Context, source: &dyn TensorSource, c: &LlamaConfig, progress: &mut dyn FnMut(usize, usize)) -> Result<Weights, Error> {
-    let tied = source.tensor("output.weight").is_none();
-    // Progress counts the tensors the file has; the optional ones are counted as they come.
-    let total = source.tensors().len();
-    let mut l = Loader { ctx, source, bytes: 0, done: 0, total, progress };
-    let embed = l.matrix("token_embd.weight", c.vocab, c.dim)?;
-    let head = if tied { None } else { Some(l.matrix("output.weight", c.vocab, c.dim)?) };
-    let output_norm = l.vector("output_norm.weight", c.dim)?;
-    let mut factors = |name: &str| -> Result<Option<Vec<f32>>, Error> {
-        if source.tensor(name).is_none() {
-            return Ok(None);
-        }
-        l.values(name, c.rope_dims / 2).map(Some)
+/// Every tensor the decoder of `c` reads, by name.
+fn plan(c: &LlamaConfig) -> HashMap<String, Slot> {
+    let mut slots = HashMap::new();
+    let mut add = |name: String, role: Role, dims: &[Option<u64>]| {
+        slots.insert(name, Slot { role, dims: dims.to_vec() });
     };
-    let (rope_freqs, rope_factors_short, rope_factors_long) =
-        (factors("rope_freqs.weight")?, factors("rope_factors_short.weight")?, factors("rope_factors_long.weight")?);
-    let (q_dim, kv_dim) = (c.q_dim(), c.kv_dim());
-    let mut layers = Vec::with_capacity(c.layers);
+    let d = |n: usize| Some(n as u64);
+    let (dim, q_dim, kv_dim) = (c.dim, c.q_dim(), c.kv_dim());
+    let matrix = |rows: usize| Role::Matrices(vec![rows]);
+    add("token_embd.weight".into(), Role::Matrices(vec![]), &[d(dim), None]);
+    add("output.weight".into(), Role::Matrices(vec![]), &[d(dim), None]);
+    add("output_norm.weight".into(), Role::Vector, &[d(dim)]);
+    for name in ["rope_freqs.weight", "rope_factors_short.weight", "rope_factors_long.weight"] {
+        add(name.into(), Role::HostValues, &[d(c.rope_dims / 2)]);
+    }
     for i in 0..c.layers {
         let n = |t: &str| format!("blk.{i}.{t}.weight");
         let bias = |t: &str| format!("blk.{i}.{t}.bias");
-        let attn_norm = l.vector(&n("attn_norm"), c.dim)?;
-        let [q, k, v] = if c.arch.fused {
-            let parts: [GpuMatrix; 3] = l.split_matrix(&n("attn_qkv"), &[q_dim, kv_dim, kv_dim], c.dim)?.try_into().map_err(|_| ModelError::MissingTensor { name: n("attn_qkv") })?;
-            parts
+        add(n("attn_norm"), Role::Vector, &[d(dim)]);
+        if c.arch.fused {
+            add(n("attn_qkv"), Role::Matrices(vec![q_dim, kv_dim, kv_dim]), &[d(dim), d(q_dim + 2 * kv_dim)]);
+            add(n("ffn_up"), Role::Matrices(vec![c.ffn, c.ffn]), &[d(dim), d(2 * c.ffn)]);
         } else {
-            [l.matrix(&n("attn_q"), q_dim, c.dim)?, l.matrix(&n("attn_k"), kv_dim, c.dim)?, l.matrix(&n("attn_v"), kv_dim, c.dim)?]
-        };
-        let (q_bias, k_bias, v_bias) = (l.optional_vector(&bias("attn_q"), q_dim)?, l.optional_vector(&bias("attn_k"), kv_dim)?, l.optional_vector(&bias("attn_v"), kv_dim)?);
-        let (q_norm, k_norm) = (l.optional_vector(&n("attn_q_norm"), c.head_dim)?, l.optional_vector(&n("attn_k_norm"), c.head_dim)?);
-        let o = l.matrix(&n("attn_output"), c.dim, q_dim)?;
-        let post_attn_norm = l.optional_vector(&n("post_attention_norm"), c.dim)?;
-        let ffn_norm = l.vector(&n("ffn_norm"), c.dim)?;
-        let [gate, up] = if c.arch.fused {
-            let parts: [GpuMatrix; 2] = l.split_matrix(&n("ffn_up"), &[c.ffn, c.ffn], c.dim)?.try_into().map_err(|_| ModelError::MissingTensor { name: n("ffn_up") })?;
-            parts
-        } else {
-            [l.matrix(&n("ffn_gate"), c.ffn, c.dim)?, l.matrix(&n("ffn_up"), c.ffn, c.dim)?]
-        };
-        let down = l.matrix(&n("ffn_down"), c.dim, c.ffn)?;
-        let post_ffn_norm = l.optional_vector(&n("post_ffw_norm"), c.dim)?;
-        layers.push(LayerWeights { attn_norm, q, k, v, q_bias, k_bias, v_bias, q_norm, k_norm, o, post_attn_norm, ffn_norm, gate, up, down, post_ffn_norm });
+            add(n("attn_q"), matrix(q_dim), &[d(dim), d(q_dim)]);
+            add(n("attn_k"), matrix(kv_dim), &[d(dim), d(kv_dim)]);
+            add(n("attn_v"), matrix(kv_dim), &[d(dim), d(kv_dim)]);
+            add(n("ffn_gate"), matrix(c.ffn), &[d(dim), d(c.ffn)]);
+            add(n("ffn_up"), matrix(c.ffn), &[d(dim), d(c.ffn)]);
+        }
+        add(bias("attn_q"), Role::Vector, &[d(q_dim)]);
+        add(bias("attn_k"), Role::Vector, &[d(kv_dim)]);
+        add(bias("attn_v"), Role::Vector, &[d(kv_dim)]);
+        add(n("attn_q_norm"), Role::Vector, &[d(c.head_dim)]);
+        add(n("attn_k_norm"), Role::Vector, &[d(c.head_dim)]);
+        add(n("attn_output"), matrix(dim), &[d(q_dim), d(dim)]);
+        add(n("post_attention_norm"), Role::Vector, &[d(dim)]);
+        add(n("ffn_norm"), Role::Vector, &[d(dim)]);
+        add(n("ffn_down"), matrix(dim), &[d(c.ffn), d(dim)]);
+        add(n("post_ffw_norm"), Role::Vector, &[d(dim)]);
     }
-    // Tensors the decoder does not read (if any) leave the count short of the total.
-    (l.progress)(total, total);
-    let bytes = l.bytes;
-    Ok(Weights { embed, head, output_norm, rope_freqs, rope_factors_short, rope_factors_long, layers, bytes })
+    slots
+}
+
+/// A tensor whose bytes are arriving.
+enum Pending {
+    /// Its matrices, filled one after another.
+    Matrices { parts: Vec<MatrixUpload>, at: usize },
+    /// A vector's stored bytes, converted when complete.
+    Bytes { format: Format, len: usize, host: bool, data: Vec<u8> },
+}
+
+/// A tensor on its way to the decoder.
+enum Uploaded {
+    Matrices(Vec<GpuMatrix>),
+    HostValues(Vec<f32>),
+    Vector(GpuTensor),
+}
+
+/// A decoder's weights uploaded as their bytes arrive, in whatever order the file holds them:
+/// each matrix goes to the GPU a band of rows at a time ([`MatrixUpload`]), so the host holds
+/// one band, never a whole tensor. [`load`] feeds it whole tensors from a source; a streamed
+/// GGUF feeds it pieces.
+pub(super) struct WeightUpload {
+    slots: HashMap<String, Slot>,
+    current: Option<(String, Pending)>,
+    done: HashMap<String, Uploaded>,
+    bytes: u64,
+}
+
+impl WeightUpload {
+    pub fn new(c: &LlamaConfig) -> Self {
+        Self { slots: plan(c), current: None, done: HashMap::new(), bytes: 0 }
+    }
+
+    /// Whether the decoder reads tensor `name` (others are skipped).
+    pub fn wants(&self, name: &str) -> bool {
+        self.slots.contains_key(name)
+    }
+
+    /// The next `bytes` of tensor `info`; `last` on its final piece. Pieces of one tensor come
+    /// together, tensors in any order.
+    pub fn tensor_bytes(&mut self, ctx: &Context, info: &SourceTensor, bytes: &[u8], last: bool) -> Result<(), Error> {
+        if !self.wants(&info.name) {
+            return Ok(());
+        }
+        let (name, mut pending) = match self.current.take() {
+            Some((name, pending)) if name == info.name => (name, pending),
+            Some((name, _)) => return Err(ModelError::MissingTensor { name }.into()),
+            None => (info.name.clone(), self.begin(ctx, info)?),
+        };
+        match &mut pending {
+            Pending::Matrices { parts, at } => {
+                let mut bytes = bytes;
+                while !bytes.is_empty() {
+                    let part = parts.get_mut(*at).ok_or_else(|| ModelError::TensorShape { name: name.clone(), expected: vec![], actual: info.dims.clone() })?;
+                    let n = part.remaining_bytes().min(bytes.len());
+                    part.push(ctx, &bytes[..n])?;
+                    bytes = &bytes[n..];
+                    if part.remaining_bytes() == 0 {
+                        *at += 1;
+                    }
+                }
+            }
+            Pending::Bytes { data, .. } => data.extend_from_slice(bytes),
+        }
+        if !last {
+            self.current = Some((name, pending));
+            return Ok(());
+        }
+        let uploaded = match pending {
+            Pending::Matrices { parts, .. } => {
+                let matrices = parts.into_iter().map(MatrixUpload::finish).collect::<Result<Vec<_>, _>>()?;
+                self.bytes += matrices.iter().map(GpuMatrix::gpu_bytes).sum::<u64>();
+                Uploaded::Matrices(matrices)
+            }
+            Pending::Bytes { format, len, host, data } => {
+                let expected = format.row_bytes(len).unwrap_or(usize::MAX);
+                if data.len() != expected {
+                    return Err(ModelError::from(crate::loader::LoadError::SizeMismatch { name, expected: expected as u64, actual: data.len() as u64 }).into());
+                }
+                let mut values = vec![0.0f32; len];
+                reference::dequantize_into(format, &data, &mut values);
+                if host {
+                    Uploaded::HostValues(values)
+                } else {
+                    let tensor = GpuTensor::from_slice(ctx, 1, len, &values)?;
+                    self.bytes += tensor.bytes();
+                    Uploaded::Vector(tensor)
+                }
+            }
+        };
+        self.done.insert(name, uploaded);
+        Ok(())
+    }
+
+    /// Checks a tensor's dims and type against its slot and prepares its upload.
+    fn begin(&self, ctx: &Context, info: &SourceTensor) -> Result<Pending, Error> {
+        let slot = &self.slots[&info.name];
+        let fits = slot.dims.len() == info.dims.len() && slot.dims.iter().zip(&info.dims).all(|(want, got)| want.is_none_or(|w| w == *got));
+        if !fits {
+            let expected = slot.dims.iter().zip(info.dims.iter().chain(std::iter::repeat(&0))).map(|(w, g)| w.unwrap_or(*g)).collect();
+            return Err(ModelError::TensorShape { name: info.name.clone(), expected, actual: info.dims.clone() }.into());
+        }
+        let format = format_of(&info.name, info.ggml_type)?;
+        Ok(match &slot.role {
+            Role::Matrices(parts) => {
+                let (cols, rows) = (info.dims[0] as usize, info.dims[1] as usize);
+                // No parts: one matrix of the tensor's own rows (the vocabulary).
+                let parts = if parts.is_empty() { vec![limits::check("vocabulary rows", rows, MAX_VOCAB).map_err(ModelError::from)?] } else { parts.clone() };
+                Pending::Matrices { parts: parts.iter().map(|&n| MatrixUpload::new(ctx, format, n, cols)).collect::<Result<_, _>>()?, at: 0 }
+            }
+            Role::HostValues | Role::Vector => Pending::Bytes { format, len: info.dims[0] as usize, host: matches!(slot.role, Role::HostValues), data: Vec::new() },
+        })
+    }
+
+    /// The decoder's weights, once every tensor has arrived; `c` is the configuration checked
+    /// against all of the model's tensors.
+    pub fn finish(self, c: &LlamaConfig) -> Result<Weights, Error> {
+        if let Some((name, _)) = self.current {
+            return Err(ModelError::MissingTensor { name }.into());
+        }
+        let mut parts = Parts::default();
+        for (name, uploaded) in self.done {
+            match uploaded {
+                Uploaded::Matrices(m) => parts.matrices.insert(name, m).map(|_| ()),
+                Uploaded::Vector(t) => parts.vectors.insert(name, t).map(|_| ()),
+                Uploaded::HostValues(v) => parts.host.insert(name, v).map(|_| ()),
+            };
+        }
+        let p = &mut parts;
+        let mut vocab_matrix = |name: &str| -> Result<Option<GpuMatrix>, Error> {
+            match p.matrices.remove(name).and_then(|mut m| m.pop()) {
+                Some(m) if m.rows() != c.vocab => Err(ModelError::TensorShape { name: name.into(), expected: vec![c.dim as u64, c.vocab as u64], actual: vec![m.cols() as u64, m.rows() as u64] }.into()),
+                m => Ok(m),
+            }
+        };
+        let embed = vocab_matrix("token_embd.weight")?.ok_or_else(|| missing("token_embd.weight"))?;
+        let head = vocab_matrix("output.weight")?;
+        let output_norm = p.required("output_norm.weight".into())?;
+        let mut layers = Vec::with_capacity(c.layers);
+        for i in 0..c.layers {
+            let n = |t: &str| format!("blk.{i}.{t}.weight");
+            let bias = |t: &str| format!("blk.{i}.{t}.bias");
+            let (q, k, v, gate, up) = if c.arch.fused {
+                let [q, k, v] = p.matrices(&n("attn_qkv"))?;
+                let [gate, up] = p.matrices(&n("ffn_up"))?;
+                (q, k, v, gate, up)
+            } else {
+                let [q] = p.matrices(&n("attn_q"))?;
+                let [k] = p.matrices(&n("attn_k"))?;
+                let [v] = p.matrices(&n("attn_v"))?;
+                let [gate] = p.matrices(&n("ffn_gate"))?;
+                let [up] = p.matrices(&n("ffn_up"))?;
+                (q, k, v, gate, up)
+            };
+            let [o] = p.matrices(&n("attn_output"))?;
+            let [down] = p.matrices(&n("ffn_down"))?;
+            layers.push(LayerWeights {
+                attn_norm: p.required(n("attn_norm"))?,
+                q,
+                k,
+                v,
+                q_bias: p.vectors.remove(&bias("attn_q")),
+                k_bias: p.vectors.remove(&bias("attn_k")),
+                v_bias: p.vectors.remove(&bias("attn_v")),
+                q_norm: p.vectors.remove(&n("attn_q_norm")),
+                k_norm: p.vectors.remove(&n("attn_k_norm")),
+                o,
+                post_attn_norm: p.vectors.remove(&n("post_attention_norm")),
+                ffn_norm: p.required(n("ffn_norm"))?,
+                gate,
+                up,
+                down,
+                post_ffn_norm: p.vectors.remove(&n("post_ffw_norm")),
+            });
+        }
+        Ok(Weights {
+            embed,
+            head,
+            output_norm,
+            rope_freqs: p.host.remove("rope_freqs.weight"),
+            rope_factors_short: p.host.remove("rope_factors_short.weight"),
+            rope_factors_long: p.host.remove("rope_factors_long.weight"),
+            layers,
+            bytes: self.bytes,
+        })
+    }
+}
+
+fn missing(name: &str) -> Error {
+    ModelError::MissingTensor { name: name.into() }.into()
+}
+
+/// The uploaded tensors, taken out by name as [`Weights`] is assembled.
+#[derive(Default)]
+struct Parts {
+    matrices: HashMap<String, Vec<GpuMatrix>>,
+    vectors: HashMap<String, GpuTensor>,
+    host: HashMap<String, Vec<f32>>,
+}
+
+impl Parts {
+    fn required(&mut self, name: String) -> Result<GpuTensor, Error> {
+        self.vectors.remove(&name).ok_or_else(|| missing(&name))
+    }
+
+    /// The `N` matrices tensor `name` was uploaded as.
+    fn matrices<const N: usize>(&mut self, name: &str) -> Result<[GpuMatrix; N], Error> {
+        self.matrices.remove(name).and_then(|m| m.try_into().ok()).ok_or_else(|| missing(name))
+    }
+}
+
+/// Uploads the decoder's tensors from `source`, in the order the source stores them;
+/// `progress(done, total)` counts the source's tensors.
+pub(super) fn load(ctx: &Context, source: &dyn TensorSource, c: &LlamaConfig, progress: &mut dyn FnMut(usize, usize)) -> Result<Weights, Error> {
+    let mut upload = WeightUpload::new(c);
+    let tensors = source.tensors();
+    for (i, t) in tensors.iter().enumerate() {
+        if upload.wants(&t.name) {
+            let bytes = source.tensor_bytes(&t.name).map_err(ModelError::from)?;
+            upload.tensor_bytes(ctx, t, &bytes, true)?;
+        }
+        progress(i + 1, tensors.len());
+    }
+    upload.finish(c)
 }
