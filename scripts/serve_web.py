@@ -1,10 +1,17 @@
 #!/usr/bin/env python3
 """Static server for the browser demo: web/ at /, the model cache at /models/, and the browser
-test's own models ($QGPU_TEST_MODELS, when set) at /test-models/ (127.0.0.1 only)."""
+test's own models ($QGPU_TEST_MODELS, when set) at /test-models/ (127.0.0.1 only).
+
+Files are served with Range support (`Range: bytes=N-` and `bytes=N-M`, honouring `If-Range`),
+as a CDN serves model files, so a broken download can resume. For the browser test, with
+$QGPU_TEST_MODELS set, /flaky/<path> serves <path> but breaks every download that is not a
+Range request half way: the connection closes after half the announced bytes."""
 import argparse
 import http.server
 import os
 import posixpath
+import re
+import socket
 import urllib.parse
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "web"))
@@ -24,6 +31,8 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 
     def translate_path(self, path):
         path = urllib.parse.unquote(urllib.parse.urlsplit(path).path)
+        if self.flaky():
+            path = path[len("/flaky"):]
         base, rest = ROOT, path
         if path.startswith("/models/"):
             base, rest = cache_dir(), path[len("/models/"):]
@@ -32,6 +41,49 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         parts = [p for p in posixpath.normpath(rest).split("/") if p not in ("", ".", "..")]
         return os.path.join(base, *parts)
 
+    def flaky(self):
+        return self.path.startswith("/flaky/") and bool(os.environ.get("QGPU_TEST_MODELS"))
+
+    def do_GET(self):
+        path = self.translate_path(self.path)
+        if not os.path.isfile(path):
+            return super().do_GET()
+        size = os.path.getsize(path)
+        modified = self.date_time_string(int(os.path.getmtime(path)))
+        ranged = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "").strip())
+        if ranged and self.headers.get("If-Range", modified) != modified:
+            ranged = None  # the file changed since the client's first bytes: send it whole
+        start, end = 0, size
+        if ranged:
+            start = int(ranged.group(1))
+            end = min(int(ranged.group(2)) + 1, size) if ranged.group(2) else size
+            if start >= size or start >= end:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+        self.send_response(206 if ranged else 200)
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Content-Length", str(end - start))
+        self.send_header("Last-Modified", modified)
+        self.send_header("Accept-Ranges", "bytes")
+        if ranged:
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        self.end_headers()
+        # A flaky download stops half way, with the connection closed under it.
+        stop = start + (end - start) // 2 if self.flaky() and not ranged else end
+        with open(path, "rb") as f:
+            f.seek(start)
+            try:
+                copy_bytes(f, self.wfile, stop - start)
+                if stop < end:
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+
     def end_headers(self):
         self.send_header("Cache-Control", "no-store")
         super().end_headers()
@@ -39,6 +91,15 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, fmt, *args):
         if os.environ.get("QGPU_SERVE_QUIET") != "1":
             super().log_message(fmt, *args)
+
+
+def copy_bytes(src, dst, n):
+    while n > 0:
+        block = src.read(min(n, 1 << 20))
+        if not block:
+            return
+        dst.write(block)
+        n -= len(block)
 
 
 def main():

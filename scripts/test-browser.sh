@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
+. scripts/python-env.sh
 
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 if [ ! -x "$CHROMIUM" ]; then
@@ -65,6 +66,12 @@ done)"
 QGPU_CHAT_PROMPT="What are the three primary colors?"
 QGPU_NATIVE_CHAT="$("$QGPU" run --model "$MODEL" --chat --prompt "$QGPU_CHAT_PROMPT" --max-tokens 8 --temperature 0 --repeat-penalty 1)"
 export QGPU_CHAT_PROMPT QGPU_NATIVE_CHAT
+
+# The default model split in three by gguf-py's own writer (as llama.cpp's converter splits): the
+# page loads it as one model from the URL of its second file (tests/browser/run.mjs).
+rm -rf "$TEST_MODELS/split"
+mkdir -p "$TEST_MODELS/split"
+"$QGPU_PYTHON" scripts/split_gguf.py "$MODEL" "$TEST_MODELS/split/smollm2" --max-tensors 100 >/dev/null
 
 QGPU_TEST_MODELS="$(cd "$TEST_MODELS" && pwd)"
 export QGPU_NATIVE_NF4_EMBED QGPU_TEST_MODELS QGPU_NATIVE_HF_GREEDY HF_PROMPT

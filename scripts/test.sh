@@ -8,16 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 scripts/setup.sh
-# The server test talks to `qgpu serve` through the official `openai` package, pinned.
-VENV="${CARGO_TARGET_DIR:-target}/python"
-if ! "$VENV/bin/python" -c "import openai" 2>/dev/null; then
-  python3 -m venv "$VENV" 2>/dev/null || {
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip
-    python3 -m venv "$VENV"
-  }
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/serve/requirements.txt
-fi
-export QGPU_PYTHON="$VENV/bin/python"
+# The server test talks to `qgpu serve` through the official `openai` package, pinned; the
+# browser test splits a model with gguf-py.
+. scripts/python-env.sh
 # A fresh clone builds once: no incremental caches, which only pay when rebuilding.
 [ "${CI:-}" = true ] && export CARGO_INCREMENTAL=0
 # One native build serves everything: the test binaries and the qgpu binary they run (a separate

@@ -14,7 +14,7 @@ use crate::loader::{GgufFile, HfFiles, HfModel, SafetensorsFile, SafetensorsSet,
 use crate::model::generate::{GenerateOptions, GenerationStats, Generator, StopReason};
 use crate::model::chat::ChatMessage;
 use crate::model::tokenizer::SpecialText;
-use crate::model::llama::{Llama, LlamaOptions};
+use crate::model::llama::{Llama, LlamaOptions, StreamedLlama};
 use crate::model::sampler::SamplerConfig;
 use crate::model::tokenizer::Tokenizer;
 use crate::ops::{linear, GpuMatrix, GpuTensor, LinearKernel, MatvecKernel, MATVEC_MAX_ROWS};
@@ -83,8 +83,8 @@ struct HfParts {
     sentence_config: Option<String>,
 }
 
-/// A model's bytes as the page handed them over: one GGUF file, or a Hugging Face directory's
-/// safetensors shards with its text files.
+/// A model's bytes as the page handed them over: a Hugging Face directory's safetensors shards
+/// with its text files, or (the embedder's) one GGUF file.
 enum ModelSource {
     Gguf(Vec<u8>),
     Hf(Vec<Vec<u8>>, HfParts),
@@ -192,19 +192,22 @@ impl Qgpu {
         self.inner.ctx.check_lost().err().map(|e| e.to_string())
     }
 
-    /// Parses and uploads a GGUF model held in `bytes` (consumed), replacing any loaded model.
-    /// (A Hugging Face directory loads through `loadHfModel`.)
-    /// `on_progress(done, total)` is called after each tensor; `kv_type` (`f32`, `f16`, `q8_0`,
-    /// `q4_0`; default `f16`) is how the KV cache stores values. Resolves to model information.
-    #[wasm_bindgen(js_name = loadModel)]
-    pub fn load_model(&self, bytes: ModelBytes, on_progress: Option<js_sys::Function>, kv_type: Option<String>) -> js_sys::Promise {
-        self.load(ModelSource::Gguf(bytes.data), on_progress, kv_type)
-    }
-
-    /// Like `loadModel`, from a `Uint8Array` (copied into WebAssembly memory).
-    #[wasm_bindgen(js_name = loadModelFromArray)]
-    pub fn load_model_from_array(&self, bytes: &js_sys::Uint8Array, on_progress: Option<js_sys::Function>, kv_type: Option<String>) -> js_sys::Promise {
-        self.load(ModelSource::Gguf(bytes.to_vec()), on_progress, kv_type)
+    /// Starts loading a GGUF model as its bytes arrive, replacing any loaded model (whose GPU
+    /// memory is freed now): `files` is 1, or the file count of a `gguf-split` model, whose
+    /// files then come in order. For each file call `beginFile(length?)`, `push(chunk)` as the
+    /// bytes arrive and `endFile()`; then `finish()`. WebAssembly memory holds the header and
+    /// one band of rows, never the file. `on_progress(done, declared)` is called as each tensor
+    /// completes; `kv_type` (`f32`, `f16`, `q8_0`, `q4_0`; default `f16`) is how the KV cache
+    /// stores values. Until `finish()` (or `free()` of the returned object) qgpu is busy.
+    #[wasm_bindgen(js_name = beginGguf)]
+    pub fn begin_gguf(&self, files: usize, on_progress: Option<js_sys::Function>, kv_type: Option<String>) -> Result<GgufUpload, JsValue> {
+        let kv_type: crate::quant::kv::KvType = kv_type.as_deref().map(str::parse).transpose().map_err(js_err)?.unwrap_or_default();
+        let busy = BusyGuard::take(&self.inner, "loading a model")?;
+        self.inner.ctx.check_lost().map_err(js_err)?;
+        self.inner.generator.borrow_mut().take();
+        self.inner.model_info.borrow_mut().take();
+        let options = LlamaOptions { tune: bench::stored_tune_table().map(std::sync::Arc::new), kv_type, ..Default::default() };
+        Ok(GgufUpload { inner: self.inner.clone(), _busy: busy, model: StreamedLlama::new(files, options), on_progress, file_bytes: 0, kv_type })
     }
 
     /// Loads a Hugging Face directory's files: `weights` holds its safetensors shards (consumed);
@@ -234,34 +237,11 @@ impl Qgpu {
             let file_bytes = source.len();
             let file = source.open()?;
             let tokenizer = Tokenizer::from_gguf(file.metadata()).map_err(js_err)?;
-            let mut progress = |done: usize, total: usize| {
-                if let Some(f) = &on_progress {
-                    let _ = f.call2(&JsValue::NULL, &JsValue::from(done as f64), &JsValue::from(total as f64));
-                }
-            };
+            let mut progress = |done: usize, total: usize| report_progress(&on_progress, done, total);
             let options = LlamaOptions { tune: bench::stored_tune_table().map(std::sync::Arc::new), kv_type, ..Default::default() };
             let model = Llama::load(&inner.ctx, file.as_ref(), options, &mut progress).await.map_err(js_err)?;
             drop(file);
-            inner.ctx.check_lost().map_err(js_err)?;
-            let c = model.config();
-            let m = model.memory();
-            let info = json!({
-                "architecture": c.architecture,
-                "fileBytes": file_bytes,
-                "vocab": c.vocab,
-                "dim": c.dim,
-                "layers": c.layers,
-                "ffn": c.ffn,
-                "heads": c.heads,
-                "kvHeads": c.kv_heads,
-                "context": model.context(),
-                "trainedContext": c.trained_context,
-                "memory": { "weights": m.weights, "kvCache": m.kv_cache, "activations": m.activations },
-                "kvType": kv_type.name(),
-            });
-            *inner.generator.borrow_mut() = Some(Generator::new(model, tokenizer));
-            *inner.model_info.borrow_mut() = Some(info.clone());
-            Ok(to_js(&info))
+            install(&inner, model, tokenizer, file_bytes as u64, kv_type)
         })
     }
 
@@ -363,6 +343,81 @@ impl Qgpu {
             let _busy = BusyGuard::take(&inner, "running the self-test")?;
             let report = self_test(&inner.ctx).await.map_err(js_err)?;
             Ok(to_js(&report))
+        })
+    }
+}
+
+fn report_progress(on_progress: &Option<js_sys::Function>, done: usize, total: usize) {
+    if let Some(f) = on_progress {
+        let _ = f.call2(&JsValue::NULL, &JsValue::from(done as f64), &JsValue::from(total as f64));
+    }
+}
+
+/// Makes a loaded model the instance's model; resolves to its description.
+fn install(inner: &Inner, model: Llama, tokenizer: Tokenizer, file_bytes: u64, kv_type: crate::quant::kv::KvType) -> Result<JsValue, JsValue> {
+    inner.ctx.check_lost().map_err(js_err)?;
+    let c = model.config();
+    let m = model.memory();
+    let info = json!({
+        "architecture": c.architecture,
+        "fileBytes": file_bytes,
+        "vocab": c.vocab,
+        "dim": c.dim,
+        "layers": c.layers,
+        "ffn": c.ffn,
+        "heads": c.heads,
+        "kvHeads": c.kv_heads,
+        "context": model.context(),
+        "trainedContext": c.trained_context,
+        "memory": { "weights": m.weights, "kvCache": m.kv_cache, "activations": m.activations },
+        "kvType": kv_type.name(),
+    });
+    *inner.generator.borrow_mut() = Some(Generator::new(model, tokenizer));
+    *inner.model_info.borrow_mut() = Some(info.clone());
+    Ok(to_js(&info))
+}
+
+/// A GGUF model on its way in from JavaScript (see `Qgpu.beginGguf`).
+#[wasm_bindgen]
+pub struct GgufUpload {
+    inner: Rc<Inner>,
+    _busy: BusyGuard,
+    model: StreamedLlama,
+    on_progress: Option<js_sys::Function>,
+    file_bytes: u64,
+    kv_type: crate::quant::kv::KvType,
+}
+
+#[wasm_bindgen]
+impl GgufUpload {
+    /// Starts the next file, of `length` bytes when known (Content-Length, a File's size):
+    /// tensor extents are then checked against it before their bytes arrive.
+    #[wasm_bindgen(js_name = beginFile)]
+    pub fn begin_file(&mut self, length: Option<f64>) -> Result<(), JsValue> {
+        self.model.begin_file(length.filter(|l| l.is_finite() && *l >= 0.0).map(|l| l as u64)).map_err(js_err)
+    }
+
+    /// The next bytes of the current file: tensors complete in them go to the GPU now.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
+        self.file_bytes += chunk.len() as u64;
+        let on_progress = &self.on_progress;
+        self.model.push(&self.inner.ctx, chunk, &mut |done, total| report_progress(on_progress, done, total)).map_err(js_err)
+    }
+
+    /// Ends the current file; fails if it was cut short.
+    #[wasm_bindgen(js_name = endFile)]
+    pub fn end_file(&mut self) -> Result<(), JsValue> {
+        let on_progress = &self.on_progress;
+        self.model.end_file(&self.inner.ctx, &mut |done, total| report_progress(on_progress, done, total)).map_err(js_err)
+    }
+
+    /// Builds the model once every file has ended; resolves to model information (as
+    /// `loadHfModel`). Consumes this object.
+    pub fn finish(self) -> js_sys::Promise {
+        future_to_promise(async move {
+            let GgufUpload { inner, _busy, model, file_bytes, kv_type, .. } = self;
+            let (model, tokenizer) = model.finish(&inner.ctx).await.map_err(js_err)?;
+            install(&inner, model, tokenizer.map_err(js_err)?, file_bytes, kv_type)
         })
     }
 }

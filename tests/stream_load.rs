@@ -165,8 +165,7 @@ fn a_gguf_stream_hands_on_every_tensors_bytes_in_file_order() {
             stream.push(&rest[..n], &mut sink).unwrap();
             rest = &rest[n..];
         }
-        let header = stream.finish(&mut sink).unwrap();
-        assert_eq!(&header, file.header());
+        stream.finish(&mut sink).unwrap();
         assert_eq!(sink.header.as_ref(), Some(file.header()));
         assert_eq!(sink.tensors.len(), by_offset.len());
         for ((name, data), t) in sink.tensors.iter().zip(&by_offset) {

@@ -2,7 +2,7 @@
 // QgpuEmbedder (encoder), and the model cache. engine.js runs it in a module worker (worker.js)
 // or on the page's thread; either way it is called as `handle(method, args, onEvent)`.
 
-import { Qgpu, QgpuEmbedder } from './qgpu.js';
+import { Qgpu, QgpuEmbedder, resumableBody } from './qgpu.js';
 
 /** The Cache Storage bucket holding downloaded model files. */
 export const CACHE_NAME = 'qgpu-models';
@@ -31,7 +31,8 @@ function counted(response, counter) {
 
 /**
  * Fetches model files through Cache Storage: a hit is read from the cache with no network
- * request; a miss is downloaded once, streamed both to the caller and into the cache.
+ * request; a miss is downloaded once (resuming with Range requests if it breaks), streamed
+ * both to the caller and into the cache.
  * `network` and `cached` count the bytes of each kind.
  */
 export class CachedFetcher {
@@ -55,7 +56,8 @@ export class CachedFetcher {
     if (hit) return counted(hit, this.cached);
     const response = await fetch(url);
     if (!response.ok || !store) return response.ok ? counted(response, this.network) : response;
-    const [mine, theirs] = response.body.tee();
+    // Resumed where the server allows, so a broken download still caches the whole file.
+    const [mine, theirs] = resumableBody(response, response.url || url).tee();
     const size = Number(response.headers.get('Content-Length')) || 0;
     const headers = new Headers(response.headers);
     headers.set('X-Qgpu-Cached-At', new Date().toISOString());

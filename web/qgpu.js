@@ -59,9 +59,12 @@ export class Qgpu {
    *   chatTemplate?}`. Quantized checkpoints (bitsandbytes NF4/FP4, GPTQ, AWQ) load as they are.
    * `onProgress({phase, loaded, total})` reports the download ('download', bytes) and the upload
    * to the GPU ('upload', tensors). `kvType` ('f32', 'f16', 'q8_0', 'q4_0'; default 'f16') is how
-   * the KV cache stores values. Downloads stream straight into WebAssembly memory: no second
-   * copy is kept in JS. `fetch` (default: the global one) fetches every URL: the engine passes
-   * one that reads through its model cache.
+   * the KV cache stores values. A GGUF streams to the GPU as it downloads: WebAssembly memory
+   * holds its header and one band of rows at a time, not the file (`wasmMemoryBytes()` shows
+   * it). A model split by llama.cpp's gguf-split loads from the URL of any of its
+   * `-0000i-of-0000N.gguf` files, or from all of them picked together. A download that breaks
+   * resumes with a Range request where the server allows. `fetch` (default: the global one)
+   * fetches every URL: the engine passes one that reads through its model cache.
    */
   async loadModel(source, onProgress = () => {}, { kvType, fetch: get = fetch } = {}) {
     const upload = (done, total) => onProgress({ phase: 'upload', loaded: done, total });
@@ -72,13 +75,38 @@ export class Qgpu {
       // `weights` are consumed (moved into Rust) by this call.
       info = await this.inner.loadHfModel(weights, dir, upload, kvType);
     } else {
-      // Picked Files with a GGUF among them: that file.
-      const file = isFileList(source) ? Array.from(source).find((f) => f.name.endsWith('.gguf')) : source;
-      const bytes = await readModelBytes(file, (loaded, total) => onProgress({ phase: 'download', loaded, total }), get);
-      info = await this.inner.loadModel(bytes, upload, kvType);
+      info = await this.streamGguf(ggufFiles(source), onProgress, upload, kvType, get);
     }
     this.model = info;
     return info;
+  }
+
+  /** Streams the files of one GGUF model (several when split) into a wasm-side upload. */
+  async streamGguf(files, onProgress, onTensor, kvType, get) {
+    const upload = this.inner.beginGguf(files.length, onTensor, kvType);
+    try {
+      let before = 0;
+      for (const file of files) {
+        const { stream, total } = await openBody(file, get);
+        upload.beginFile(total);
+        let loaded = 0;
+        const reader = stream.getReader();
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          // Bounded pieces: each is copied into WebAssembly memory before it is consumed.
+          for (let at = 0; at < value.length; at += PUSH_BYTES) upload.push(value.subarray(at, at + PUSH_BYTES));
+          loaded += value.length;
+          onProgress({ phase: 'download', loaded: before + loaded, total: files.length === 1 ? total : undefined });
+        }
+        upload.endFile();
+        before += loaded;
+      }
+    } catch (e) {
+      upload.free();
+      throw e;
+    }
+    return upload.finish();
   }
 
   /**
@@ -152,6 +180,105 @@ export class Qgpu {
 // Or `QgpuEmbedder.load('/models/all-MiniLM-L6-v2/')` (a directory URL), or `QgpuEmbedder.load({ gguf: url })` for a GGUF that carries its tokenizer
 // (`tokenizer.huggingface.json`, as `qgpu quantize` writes it). The embedder has its own device.
 
+/** Largest piece handed to wasm at once. */
+const PUSH_BYTES = 1 << 20;
+
+/**
+ * A model file's bytes as a stream, with its length when known: a URL (fetched with `get`; a
+ * broken download resumes with a Range request), a File/Blob, a Response, or bytes.
+ */
+async function openBody(source, get = fetch) {
+  if (source instanceof Uint8Array || source instanceof ArrayBuffer) {
+    const array = source instanceof Uint8Array ? source : new Uint8Array(source);
+    return { stream: new Blob([array]).stream(), total: array.length };
+  }
+  if (typeof Blob !== 'undefined' && source instanceof Blob) return { stream: source.stream(), total: source.size };
+  const url = source instanceof Response ? source.url : String(source);
+  const response = source instanceof Response ? source : await get(source);
+  if (!response.ok) throw new Error(`fetching ${response.url || source} failed: HTTP ${response.status} ${response.statusText}`);
+  const length = Number(response.headers.get('Content-Length'));
+  // A compressed response's Content-Length is not the file's.
+  const total = Number.isFinite(length) && length > 0 && !response.headers.get('Content-Encoding') ? length : undefined;
+  return { stream: url ? resumableBody(response, url) : response.body, total };
+}
+
+/** Attempts to resume one broken download. */
+const RESUME_TRIES = 5;
+
+/**
+ * `response`'s body, resumed after a network error with `Range: bytes=N-` requests (and
+ * `If-Range`, so a file changed on the server is not spliced), up to RESUME_TRIES times.
+ * A server that answers anything but 206 from byte N ends it with the original error.
+ */
+export function resumableBody(response, url) {
+  let reader = response.body.getReader();
+  let loaded = 0;
+  let tries = 0;
+  const validator = response.headers.get('ETag') || response.headers.get('Last-Modified');
+  return new ReadableStream({
+    async pull(controller) {
+      for (;;) {
+        try {
+          const { done, value } = await reader.read();
+          if (done) controller.close();
+          else {
+            loaded += value.length;
+            controller.enqueue(value);
+          }
+          return;
+        } catch (e) {
+          if (++tries > RESUME_TRIES) throw e;
+          const headers = { Range: `bytes=${loaded}-` };
+          if (validator) headers['If-Range'] = validator;
+          const again = await fetch(url, { headers, cache: 'no-store' });
+          const start = /^bytes (\d+)-/.exec(again.headers.get('Content-Range') || '');
+          if (again.status !== 206 || !start || Number(start[1]) !== loaded) {
+            again.body?.cancel();
+            throw new Error(`the download of ${url} broke after ${loaded} bytes (${e.message}) and the server did not resume it (HTTP ${again.status})`);
+          }
+          reader = again.body.getReader();
+        }
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+}
+
+/** The name's gguf-split parts, `[prefix, count]`, or null (`model-00002-of-00003.gguf`). */
+function splitName(name) {
+  const m = /^(.*)-(\d{5})-of-(\d{5})\.gguf$/.exec(name);
+  return m && Number(m[2]) >= 1 && Number(m[2]) <= Number(m[3]) ? [m[1], Number(m[3])] : null;
+}
+
+/**
+ * The files of one GGUF model, in order: one, or every file of a gguf-split model (from the
+ * URL of any of them, or from all of them picked).
+ */
+function ggufFiles(source) {
+  if (isFileList(source)) {
+    const ggufs = Array.from(source).filter((f) => f.name.endsWith('.gguf')).sort((a, b) => (a.name < b.name ? -1 : 1));
+    const split = ggufs.length > 0 && splitName(ggufs[0].name);
+    if (!split) return ggufs.slice(0, 1);
+    if (ggufs.length !== split[1] || ggufs.some((f, i) => f.name !== `${split[0]}-${String(i + 1).padStart(5, '0')}-of-${String(split[1]).padStart(5, '0')}.gguf`)) {
+      throw new Error(`a split model needs all ${split[1]} of its files picked together; got ${ggufs.map((f) => f.name).join(', ')}`);
+    }
+    return ggufs;
+  }
+  if (typeof source === 'string' || source instanceof URL) {
+    const url = new URL(source, typeof location !== 'undefined' ? location.href : undefined);
+    const name = url.pathname.split('/').pop();
+    const split = splitName(name);
+    if (!split || split[1] === 1) return [source];
+    return Array.from({ length: split[1] }, (_, i) => new URL(`${split[0]}-${String(i + 1).padStart(5, '0')}-of-${String(split[1]).padStart(5, '0')}.gguf`, url).href);
+  }
+  if (typeof File !== 'undefined' && source instanceof File && splitName(source.name)?.[1] > 1) {
+    throw new Error(`${source.name} is one file of a split model: pick all of its files together`);
+  }
+  return [source];
+}
+
 /**
  * Streams a URL, File/Blob, Response or bytes into a wasm-side ModelBytes;
  * `onLoaded(loaded, total)` hears each chunk (total undefined when the server does not say).
@@ -164,17 +291,7 @@ async function readModelBytes(source, onLoaded = () => {}, get = fetch) {
     onLoaded(array.length, array.length);
     return bytes;
   }
-  let stream, total;
-  if (typeof Blob !== 'undefined' && source instanceof Blob) {
-    stream = source.stream();
-    total = source.size;
-  } else {
-    const response = source instanceof Response ? source : await get(source);
-    if (!response.ok) throw new Error(`fetching ${response.url || source} failed: HTTP ${response.status} ${response.statusText}`);
-    const length = Number(response.headers.get('Content-Length'));
-    total = Number.isFinite(length) && length > 0 ? length : undefined;
-    stream = response.body;
-  }
+  const { stream, total } = await openBody(source, get);
   const bytes = new ModelBytes(total ?? 0);
   try {
     const reader = stream.getReader();

@@ -28,8 +28,9 @@ pub struct GgufStream {
     /// How long `buf` must be before the next parse is worth trying: re-parsing on every
     /// chunk would be quadratic in the header size.
     want: usize,
-    /// The parsed header, with its tensors in data order.
-    header: Option<(GgufHeader, Vec<usize>)>,
+    /// The header's tensors in data order, once it is parsed (the metadata is the sink's to
+    /// keep: a large vocabulary is megabytes).
+    tensors: Option<Vec<TensorInfo>>,
     /// File offset of the next byte pushed.
     pos: u64,
     /// Index into the data-ordered tensors of the one being received.
@@ -40,12 +41,7 @@ impl GgufStream {
     /// A stream for a file of `file_len` bytes, when that is known (`Content-Length`, a
     /// `File`'s size); tensor extents are then checked against it before any byte of data.
     pub fn new(file_len: Option<u64>) -> Self {
-        Self { file_len, buf: Vec::new(), want: 64 << 10, header: None, pos: 0, next: 0 }
-    }
-
-    /// The header, once it has been parsed.
-    pub fn header(&self) -> Option<&GgufHeader> {
-        self.header.as_ref().map(|(h, _)| h)
+        Self { file_len, buf: Vec::new(), want: 64 << 10, tensors: None, pos: 0, next: 0 }
     }
 
     /// Bytes pushed so far.
@@ -60,7 +56,7 @@ impl GgufStream {
                 return Err(GgufError::LongerThanStated { file_len: len }.into());
             }
         }
-        if self.header.is_none() {
+        if self.tensors.is_none() {
             self.buf.extend_from_slice(chunk);
             self.pos += chunk.len() as u64;
             if self.buf.len() >= self.want || Some(self.pos) == self.file_len {
@@ -94,25 +90,25 @@ impl GgufStream {
             Err(e) => return Err(e.into()),
         };
         sink.header(&header)?;
-        let mut order: Vec<usize> = (0..header.tensors().len()).collect();
-        order.sort_by_key(|&i| header.tensors()[i].offset);
+        let mut tensors = header.tensors().to_vec();
+        tensors.sort_by_key(|t| t.offset);
+        drop(header);
         // The buffer past the header is the start of the data section.
         let buf = std::mem::take(&mut self.buf);
         self.pos -= buf.len() as u64;
-        self.header = Some((header, order));
+        self.tensors = Some(tensors);
         self.data(&buf, sink)
     }
 
     /// Hands the data bytes `chunk` (at `self.pos`) to the tensors they belong to.
     fn data<S: GgufSink>(&mut self, mut chunk: &[u8], sink: &mut S) -> Result<(), S::Error> {
-        let Some((header, order)) = &self.header else { unreachable!("data before the header") };
+        let Some(tensors) = &self.tensors else { unreachable!("data before the header") };
         loop {
-            let Some(&i) = order.get(self.next) else {
+            let Some(t) = tensors.get(self.next) else {
                 // Past the last tensor: padding or trailing bytes.
                 self.pos += chunk.len() as u64;
                 return Ok(());
             };
-            let t = &header.tensors()[i];
             let end = t.offset + t.size_bytes;
             if self.pos < t.offset {
                 let skip = (t.offset - self.pos).min(chunk.len() as u64) as usize;
@@ -138,15 +134,14 @@ impl GgufStream {
 
     /// Ends the stream: the header is parsed now if it was not (a small file of unknown
     /// length), and it fails if the header or any tensor is incomplete.
-    pub fn finish<S: GgufSink>(mut self, sink: &mut S) -> Result<GgufHeader, S::Error> {
-        if self.header.is_none() {
+    pub fn finish<S: GgufSink>(mut self, sink: &mut S) -> Result<(), S::Error> {
+        if self.tensors.is_none() {
             self.try_header(Some(self.pos), sink)?;
         }
-        let Some((header, order)) = self.header else { unreachable!("try_header at the end parses or fails") };
-        if let Some(&i) = order.get(self.next) {
-            let t = &header.tensors()[i];
+        let tensors = self.tensors.as_deref().unwrap_or_default();
+        if let Some(t) = tensors.get(self.next) {
             return Err(GgufError::TensorOutOfBounds { tensor: t.name.clone(), start: t.offset, end: t.offset + t.size_bytes, file_len: self.pos }.into());
         }
-        Ok(header)
+        Ok(())
     }
 }
