@@ -23,6 +23,19 @@ export interface ChatCompletionParams {
   n?: 1;
 }
 
+/** OpenAI's (legacy) completions: `prompt` continued as it is, no chat template. */
+export type CompletionParams = Omit<ChatCompletionParams, 'messages'> & { prompt: string };
+
+export interface Completion {
+  id: string;
+  object: 'text_completion';
+  created: number;
+  model: string;
+  choices: { index: 0; text: string; finish_reason: FinishReason | null; logprobs: null }[];
+  /** On the whole answer, and on a stream's last chunk (whose `choices` is empty). */
+  usage?: Usage;
+}
+
 export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
@@ -84,6 +97,8 @@ export interface ModelInfo {
   cachedBytes: number;
   /** Files that could not be cached (a quota message says how much space they need). */
   cacheErrors: string[];
+  /** WebAssembly memory after the load (the worker's in worker mode): GGUF files stream to the GPU, so it stays far below the file's size. */
+  wasmMemoryBytes: number;
 }
 
 export interface CachedFile {
@@ -106,8 +121,8 @@ export interface Engine {
   /** Adapter, limits and kernels, and whether the model runs in a worker. */
   readonly info: Record<string, unknown> & { worker: boolean };
   readonly model: ModelInfo | null;
-  /** A GGUF URL, or a Hugging Face directory (base URL ending in '/', or its files). */
-  load(source: string | URL | HfFiles, options?: { kvType?: 'f32' | 'f16' | 'q8_0' | 'q4_0'; cache?: boolean; sha256?: string; onProgress?: (p: LoadProgress) => void }): Promise<ModelInfo>;
+  /** A GGUF URL (a gguf-split model by the URL of any of its files), picked Files, or a Hugging Face directory (base URL ending in '/', or its files). */
+  load(source: string | URL | FileList | File[] | HfFiles, options?: { kvType?: 'f32' | 'f16' | 'q8_0' | 'q4_0'; cache?: boolean; sha256?: string; onProgress?: (p: LoadProgress) => void }): Promise<ModelInfo>;
   /** A BERT encoder for `embeddings.create`: `{gguf: url}` or a directory. */
   loadEmbedder(source: string | URL | { gguf: string } | HfFiles, options?: { cache?: boolean }): Promise<Record<string, unknown>>;
   chat: {
@@ -116,7 +131,15 @@ export interface Engine {
       create(params: ChatCompletionParams & { stream?: false }, options?: { signal?: AbortSignal }): Promise<ChatCompletion>;
     };
   };
+  completions: {
+    create(params: CompletionParams & { stream: true }, options?: { signal?: AbortSignal }): Promise<AsyncIterable<Completion>>;
+    create(params: CompletionParams & { stream?: false }, options?: { signal?: AbortSignal }): Promise<Completion>;
+  };
   embeddings: { create(params: { input: string | string[]; model?: string }): Promise<Embeddings> };
+  /** Drops the language model and its GPU memory. */
+  unload(): Promise<void>;
+  /** Bytes of WebAssembly memory where the model runs. */
+  memory(): Promise<number>;
   cache: { list(): Promise<CachedFile[]>; delete(url: string): Promise<number> };
   /** Timings of the last generation. */
   stats(): Promise<Record<string, unknown>>;

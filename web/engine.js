@@ -7,6 +7,7 @@
 //   for await (const chunk of await engine.chat.completions.create({ messages, stream: true })) {
 //     out.textContent += chunk.choices[0]?.delta?.content ?? '';
 //   }
+//   const { choices } = await engine.completions.create({ prompt: 'Once upon a time', max_tokens: 16 });
 //
 // Both modes run the same `EngineCore` (engine_core.js); in a worker the page only exchanges
 // messages with it, so loading, prefill and decode never block the page. Cancel with an
@@ -118,18 +119,21 @@ class Engine {
     this.model = null;
     this.id = `qgpu-${nextEngine++}`;
     this.chat = { completions: { create: (params, options) => this.#chatCompletion(params, options) } };
+    this.completions = { create: (params, options) => this.#completion(params, options) };
     this.embeddings = { create: (params) => this.#embeddings(params) };
     /** The Cache Storage holding downloaded model files. */
     this.cache = { list: listCachedModels, delete: deleteCachedModel };
   }
 
   /**
-   * Loads a language model: a GGUF URL, or a Hugging Face directory (a base URL ending in '/',
-   * or an object naming its files), with `{kvType, cache, sha256, onProgress}`. Downloads go to
-   * Cache Storage (`cache: false` skips it) and later loads read them from there. Resolves to
-   * model information plus `{networkBytes, cachedBytes}`.
+   * Loads a language model: a GGUF URL (a split model by the URL of any of its files), picked
+   * Files, or a Hugging Face directory (a base URL ending in '/', or an object naming its
+   * files), with `{kvType, cache, sha256, onProgress}`. Downloads go to Cache Storage (`cache:
+   * false` skips it) and later loads read them from there. Resolves to model information plus
+   * `{networkBytes, cachedBytes, cacheErrors, loadSeconds, wasmMemoryBytes}`.
    */
   async load(source, { kvType, cache = true, sha256, onProgress } = {}) {
+    this.model = null;
     this.model = await this.transport.call('load', [source, { kvType, cache, sha256 }], onProgress);
     return this.model;
   }
@@ -140,36 +144,72 @@ class Engine {
     return this.embedder;
   }
 
-  async #chatCompletion(params, { signal } = {}) {
+  /** Drops the language model and its GPU memory; the engine stays usable. */
+  async unload() {
+    this.model = null;
+    await this.transport.call('unload', []);
+  }
+
+  /** Bytes of WebAssembly memory where the model runs (the worker's, in worker mode). */
+  memory() {
+    return this.transport.call('memory', []);
+  }
+
+  #checkModel() {
     if (!this.model) throw new Error('no model is loaded: call engine.load() first');
+  }
+
+  async #chatCompletion(params, { signal } = {}) {
+    this.#checkModel();
     if (!Array.isArray(params?.messages) || params.messages.length === 0) throw new TypeError('messages must be a non-empty array');
     const messages = params.messages.map((m) => ({ role: String(m.role), content: typeof m.content === 'string' ? m.content : String(m.content ?? '') }));
-    const options = { ...generateOptions(params, this.model.context), messages };
-    const id = `chatcmpl-${this.id}-${Date.now()}`;
+    return this.#respond(params, { ...generateOptions(params, this.model.context), messages }, signal, {
+      id: 'chatcmpl', object: 'chat.completion', chunkObject: 'chat.completion.chunk',
+      whole: (text, finish) => ({ index: 0, message: { role: 'assistant', content: text }, finish_reason: finish, logprobs: null }),
+      start: { index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null, logprobs: null },
+      piece: (text) => ({ index: 0, delta: { content: text }, finish_reason: null, logprobs: null }),
+      end: (finish) => ({ index: 0, delta: {}, finish_reason: finish, logprobs: null }),
+    });
+  }
+
+  /** OpenAI's (legacy) completions: a continuation of `prompt`, no chat template. */
+  async #completion(params, { signal } = {}) {
+    this.#checkModel();
+    if (typeof params?.prompt !== 'string') throw new TypeError('prompt must be a string');
+    return this.#respond(params, { ...generateOptions(params, this.model.context), prompt: params.prompt }, signal, {
+      id: 'cmpl', object: 'text_completion', chunkObject: 'text_completion',
+      whole: (text, finish) => ({ index: 0, text, finish_reason: finish, logprobs: null }),
+      start: null,
+      piece: (text) => ({ index: 0, text, finish_reason: null, logprobs: null }),
+      end: (finish) => ({ index: 0, text: '', finish_reason: finish, logprobs: null }),
+    });
+  }
+
+  /**
+   * Runs one generation and answers in OpenAI's shape `shape` (chat or text completion): one
+   * object, or with `stream` an async iterator of chunks.
+   */
+  async #respond(params, options, signal, shape) {
+    const id = `${shape.id}-${this.id}-${Date.now()}`;
     const created = Math.floor(Date.now() / 1000);
     const model = params.model ?? this.model.name ?? this.model.architecture;
     if (signal?.aborted) throw abortError();
 
     if (!params.stream) {
-      const run = this.#generate(options, () => {}, signal);
-      const { text, stats } = await run;
-      return {
-        id, object: 'chat.completion', created, model,
-        choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: FINISH[stats.stop], logprobs: null }],
-        usage: usageOf(stats),
-      };
+      const { text, stats } = await this.#generate(options, () => {}, signal);
+      return { id, object: shape.object, created, model, choices: [shape.whole(text, FINISH[stats.stop])], usage: usageOf(stats) };
     }
 
     // Streaming: pieces arrive as events; the iterator hands them out as chunks.
     const queue = [];
     let wake = null;
     const push = (item) => { queue.push(item); if (wake) { wake(); wake = null; } };
-    const chunk = (delta, finish_reason = null) => ({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason, logprobs: null }] });
+    const chunk = (choice) => ({ id, object: shape.chunkObject, created, model, choices: [choice] });
     const includeUsage = params.stream_options?.include_usage ?? true;
-    push({ chunk: chunk({ role: 'assistant', content: '' }) });
-    this.#generate(options, (piece) => push({ chunk: chunk({ content: piece }) }), signal).then(({ stats }) => {
-      push({ chunk: chunk({}, FINISH[stats.stop]) });
-      if (includeUsage) push({ chunk: { id, object: 'chat.completion.chunk', created, model, choices: [], usage: usageOf(stats) } });
+    if (shape.start) push({ chunk: chunk(shape.start) });
+    this.#generate(options, (piece) => push({ chunk: chunk(shape.piece(piece)) }), signal).then(({ stats }) => {
+      push({ chunk: chunk(shape.end(FINISH[stats.stop])) });
+      if (includeUsage) push({ chunk: { id, object: shape.chunkObject, created, model, choices: [], usage: usageOf(stats) } });
       push({ done: true });
     }, (error) => push({ error }));
     return {

@@ -2,7 +2,7 @@
 // QgpuEmbedder (encoder), and the model cache. engine.js runs it in a module worker (worker.js)
 // or on the page's thread; either way it is called as `handle(method, args, onEvent)`.
 
-import { Qgpu, QgpuEmbedder, resumableBody } from './qgpu.js';
+import { Qgpu, QgpuEmbedder, resumableBody, wasmMemoryBytes } from './qgpu.js';
 
 /** The Cache Storage bucket holding downloaded model files. */
 export const CACHE_NAME = 'qgpu-models';
@@ -122,9 +122,15 @@ export class EngineCore {
       case 'loadEmbedder':
         return this.loadEmbedder(args[0], args[1] ?? {});
       case 'generate': {
-        const text = await this.q.generate('', args[0], (piece) => { onEvent(piece); });
+        // options.messages for a chat, else options.prompt continued as it is.
+        const text = await this.q.generate(args[0].prompt ?? '', args[0], (piece) => { onEvent(piece); });
         return { text, stats: this.q.stats() };
       }
+      case 'unload':
+        this.q.unload();
+        return null;
+      case 'memory':
+        return wasmMemoryBytes();
       case 'cancel':
         this.q?.cancel();
         return null;
@@ -149,7 +155,7 @@ export class EngineCore {
     const info = await this.q.loadModel(source, onProgress, { kvType, fetch: (url) => fetcher.fetch(url, sha256) });
     const cacheInfo = await fetcher.settle();
     const name = String(source.config ?? source).replace(/\/(config\.json)?$/, '').split('/').pop();
-    return { ...info, name, loadSeconds: (performance.now() - t0) / 1000, ...cacheInfo };
+    return { ...info, name, loadSeconds: (performance.now() - t0) / 1000, wasmMemoryBytes: await wasmMemoryBytes(), ...cacheInfo };
   }
 
   async loadEmbedder(source, { cache }) {

@@ -77,12 +77,14 @@ try {
   page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
   await page.goto(`${url}/index.html`);
   await page.waitForFunction(() => window.qgpuDemo && (window.qgpuDemo.ready || document.getElementById('error').style.display === 'block'), null, { timeout: 60000 });
-  const info = await page.evaluate(() => window.qgpuDemo.q && window.qgpuDemo.q.info);
-  check(!!info, 'WebGPU context', info ? `${info.adapter.name} (${info.adapter.deviceType}), matvec ${info.kernels.matvec}, supported ${info.kernels.matvecSupported.join('/')}` : await page.textContent('#error-text'));
+  const info = await page.evaluate(() => window.qgpuDemo.engine && window.qgpuDemo.engine.info);
+  check(!!info && info.worker, 'WebGPU context (the demo\'s engine, in a worker)', info ? `${info.adapter.name} (${info.adapter.deviceType}), matvec ${info.kernels.matvec}, supported ${info.kernels.matvecSupported.join('/')}` : await page.textContent('#error-text'));
   if (!info) throw new Error('no WebGPU context');
+  // The library checks below use a Qgpu of their own on the page's thread, beside the demo.
+  await page.evaluate(async () => { const { Qgpu } = await import('/qgpu.js'); window.testQ = await Qgpu.create(); });
 
   // (a) kernels against the CPU oracle.
-  const report = await page.evaluate(() => window.qgpuDemo.q.selfTest());
+  const report = await page.evaluate(() => window.testQ.selfTest());
   const bad = report.cases.filter((c) => !c.ok);
   const worst = Math.max(...report.cases.map((c) => c.relL2 ?? Infinity));
   const kernels = [...new Set(report.cases.map((c) => c.kernel))].join(', ');
@@ -149,12 +151,13 @@ try {
   const tLoad = Date.now();
   // Through the demo's "Load default model" button (same-origin URL, streamed download).
   await page.click('#load-default');
-  await page.waitForFunction(() => (window.qgpuDemo.q.model && !window.qgpuDemo.busy) || document.getElementById('error').style.display === 'block', null, { timeout: 300000 });
-  const model = await page.evaluate(() => window.qgpuDemo.q.model);
+  await page.waitForFunction(() => (window.qgpuDemo.model && !window.qgpuDemo.busy) || document.getElementById('error').style.display === 'block', null, { timeout: 300000 });
+  const model = await page.evaluate(() => window.qgpuDemo.model);
   if (!model) console.log('     ', await page.textContent('#error-text'));
   check(!!model, 'load SmolLM2 from the local server', `${model.layers} layers, ${(model.fileBytes / 1048576).toFixed(1)} MiB file, ${((Date.now() - tLoad) / 1000).toFixed(1)} s`);
   const gen = await page.evaluate(async ({ prompt, maxTokens }) => {
-    const q = window.qgpuDemo.q;
+    const q = window.testQ;
+    await q.loadModel('/models/SmolLM2-135M-Instruct.Q4_1.gguf');
     const pieces = [];
     const text = await q.generate(prompt, { maxTokens, temperature: 0, repetitionPenalty: 1.0, chat: false }, (p) => { pieces.push(p); });
     return { text, pieces, stats: q.stats() };
@@ -172,14 +175,14 @@ try {
   // text as `qgpu run` (scripts/test-browser.sh runs it and passes its output).
   // Every sampling option explicit (a penalty too, to cover it), the same as the native run's.
   const sampledOptions = { maxTokens: 8, temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repetitionPenalty: 1.1, repeatLastN: 64, seed: 7, chat: false };
-  const sampled = await page.evaluate(async (opts) => window.qgpuDemo.q.generate('Once upon a time', opts, () => {}), sampledOptions);
+  const sampled = await page.evaluate(async (opts) => window.testQ.generate('Once upon a time', opts, () => {}), sampledOptions);
   const native = process.env.QGPU_NATIVE_SAMPLED;
   check(native !== undefined && sampled.trimEnd() === native.trimEnd(), 'seeded sampling agrees with native qgpu run',
     `browser ${JSON.stringify(sampled)}, native ${JSON.stringify(native)}`);
 
   // Cancellation: the callback returning false stops after the first piece.
   const cancelled = await page.evaluate(async () => {
-    const q = window.qgpuDemo.q;
+    const q = window.testQ;
     let n = 0;
     await q.generate('Once upon a time', { maxTokens: 8, temperature: 0 }, () => { n++; return false; });
     return { n, stop: q.stats().stop };
@@ -223,12 +226,19 @@ try {
   await page.fill('#prompt', 'What are the three primary colors?');
   await page.fill('#max-tokens', '8');
   await page.fill('#temperature', '0');
-  const before = await page.evaluate(() => window.qgpuDemo.done);
+  // The demo's model runs in its worker: no main-thread long task while it answers.
+  const before = await page.evaluate(() => {
+    window.longTasks = [];
+    new PerformanceObserver((list) => { for (const e of list.getEntries()) window.longTasks.push(e.duration); }).observe({ type: 'longtask' });
+    return window.qgpuDemo.done;
+  });
   await page.click('#send');
   await page.waitForFunction((n) => window.qgpuDemo.done > n || document.getElementById('error').style.display === 'block', before, { timeout: 300000 });
   const answer = await page.evaluate(() => [...document.querySelectorAll('.msg.bot')].pop()?.textContent || '');
   const errorShown = await page.evaluate(() => document.getElementById('error').style.display === 'block');
-  check(!errorShown && answer.trim().length > 0, 'demo page answers', JSON.stringify(answer));
+  const longTasks = await page.evaluate(() => window.longTasks);
+  check(!errorShown && answer.trim() === process.env.QGPU_NATIVE_CHAT?.trim(), 'demo page answers (through its worker engine) as native qgpu run --chat', JSON.stringify(answer));
+  check(longTasks.length === 0, 'demo: no main-thread long task over 50 ms while it answers', `${longTasks.length} long task(s)${longTasks.length ? `, worst ${Math.max(...longTasks).toFixed(0)} ms` : ''}`);
   // The demo remembers the chat: a second turn sent with Enter keeps the first turn's KV cache;
   // the default model's download went into Cache Storage and is listed.
   try {
@@ -256,10 +266,11 @@ try {
     await page.setInputFiles('#dir', path.join(process.env.QGPU_TEST_MODELS, 'qwen3-gptq'));
     await page.waitForFunction(() => (!window.qgpuDemo.busy && /qwen3/.test(document.getElementById('progress-text').textContent)) ||
       document.getElementById('error').style.display === 'block', null, { timeout: 120000 });
+    // Through the demo's engine (in its worker): OpenAI's completions continue the prompt as is.
     const gptq = await page.evaluate(async (prompt) => {
-      const q = window.qgpuDemo.q;
-      const text = await q.generate(prompt, { maxTokens: 8, temperature: 0, repetitionPenalty: 1.0, chat: false }, () => {});
-      return { architecture: q.model.architecture, text };
+      const { engine, model } = window.qgpuDemo;
+      const reply = await engine.completions.create({ prompt, max_tokens: 8, temperature: 0, repetition_penalty: 1.0 });
+      return { architecture: model.architecture, text: reply.choices[0].text };
     }, hfPrompt);
     check(gptq.architecture === 'qwen3' && gptq.text.trimEnd() === nativeGptq.trimEnd(), 'GPTQ Qwen3 directory picked in the demo: the same greedy text as native',
       `browser ${JSON.stringify(gptq.text)}, native ${JSON.stringify(nativeGptq)}`);
@@ -269,7 +280,7 @@ try {
 
   // Device loss: after destroy(), calls reject with a typed message and the page offers a reload.
   const lost = await page.evaluate(async () => {
-    const q = window.qgpuDemo.q;
+    const q = window.testQ;
     q.destroy();
     try {
       await q.generate('x', { maxTokens: 1 });
