@@ -114,7 +114,7 @@ fn a_stream_cut_short_names_the_tensor_it_cut() {
     // With the length stated, more bytes than it says are refused as they arrive.
     let mut model = StreamedLlama::new(1, LlamaOptions::default());
     model.begin_file(Some(1000)).unwrap();
-    let err = model.push(&ctx, &bytes[..4096], &mut |_, _| {}).err().expect("too long");
+    let err = model.push(&ctx, &bytes[..4096], &mut |_, _| {}).expect_err("too long");
     assert!(matches!(err, Error::Gguf(GgufError::LongerThanStated { file_len: 1000 })), "{err}");
     // A header that claims a string past what a stream buffers fails at once, not after 256 MiB.
     let mut evil = bytes[..24].to_vec();
@@ -122,7 +122,7 @@ fn a_stream_cut_short_names_the_tensor_it_cut() {
     evil.resize(70 << 10, b'x');
     let mut model = StreamedLlama::new(1, LlamaOptions::default());
     model.begin_file(None).unwrap();
-    let err = model.push(&ctx, &evil, &mut |_, _| {}).err().expect("header too large");
+    let err = model.push(&ctx, &evil, &mut |_, _| {}).expect_err("header too large");
     assert!(matches!(err, Error::Gguf(GgufError::HeaderTooLarge { .. })), "{err}");
 }
 
@@ -210,7 +210,7 @@ fn matrices_uploaded_in_pieces_match_the_oracle() {
         }
         // Too many bytes, or too few, are typed errors.
         let mut upload = MatrixUpload::new(&ctx, format, n, k).unwrap();
-        let err = upload.push(&ctx, &vec![0u8; w.data().len() + 1]).err().expect("too many bytes");
+        let err = upload.push(&ctx, &vec![0u8; w.data().len() + 1]).expect_err("too many bytes");
         assert!(matches!(err, Error::Quant(qgpu::quant::QuantError::ByteCount { .. })), "{err}");
         let mut upload = MatrixUpload::new(&ctx, format, n, k).unwrap();
         upload.push(&ctx, &w.data()[..w.data().len() - 1]).unwrap();

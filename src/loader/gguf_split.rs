@@ -98,7 +98,7 @@ impl TensorSource for GgufSplit {
     }
 
     fn tensors(&self) -> Vec<SourceTensor> {
-        self.files.iter().flat_map(|f| TensorSource::tensors(f)).collect()
+        self.files.iter().flat_map(TensorSource::tensors).collect()
     }
 
     fn tensor(&self, name: &str) -> Option<SourceTensor> {
