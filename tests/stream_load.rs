@@ -175,6 +175,43 @@ fn a_gguf_stream_hands_on_every_tensors_bytes_in_file_order() {
     }
 }
 
+/// A GGUF by hand: tensor `a` (64 f32 at data offset 0) and an empty tensor `z` whose offset
+/// points inside `a`'s bytes (the parser allows it: an empty tensor overlaps nothing).
+fn empty_tensor_inside_another() -> Vec<u8> {
+    let mut b = b"GGUF".to_vec();
+    b.extend_from_slice(&3u32.to_le_bytes());
+    b.extend_from_slice(&2u64.to_le_bytes()); // tensors
+    b.extend_from_slice(&0u64.to_le_bytes()); // metadata entries
+    for (name, dim, offset) in [("a", 64u64, 0u64), ("z", 0, 32)] {
+        b.extend_from_slice(&(name.len() as u64).to_le_bytes());
+        b.extend_from_slice(name.as_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&dim.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes()); // F32
+        b.extend_from_slice(&offset.to_le_bytes());
+    }
+    b.resize(b.len().next_multiple_of(32), 0);
+    b.extend((0..256u32).map(|i| i as u8));
+    b
+}
+
+#[test]
+fn an_empty_tensor_inside_another_is_handed_on_empty() {
+    let bytes = empty_tensor_inside_another();
+    let file = GgufFile::from_bytes(bytes.clone()).unwrap();
+    for piece in [1, 7, bytes.len()] {
+        let mut sink = Collect::default();
+        let mut stream = GgufStream::new(Some(bytes.len() as u64));
+        for chunk in bytes.chunks(piece) {
+            stream.push(chunk, &mut sink).unwrap();
+        }
+        stream.finish(&mut sink).unwrap();
+        let got: Vec<(&str, usize)> = sink.tensors.iter().map(|(n, d)| (n.as_str(), d.len())).collect();
+        assert_eq!(got, [("a", 256), ("z", 0)], "pieces of {piece}");
+        assert!(sink.tensors[0].1 == file.tensor_bytes("a").unwrap());
+    }
+}
+
 /// `w` uploaded through a [`MatrixUpload`] of `band` bytes a band, pushed in pieces of `piece`.
 fn upload_in_pieces(ctx: &Context, w: &qgpu::quant::QuantMatrix, band: u64, piece: usize) -> GpuMatrix {
     let mut upload = MatrixUpload::with_band(ctx, w.format(), w.rows(), w.cols(), band).unwrap();

@@ -109,6 +109,13 @@ impl GgufStream {
                 self.pos += chunk.len() as u64;
                 return Ok(());
             };
+            if t.size_bytes == 0 {
+                // Holds no bytes, wherever its offset points (possibly inside another tensor).
+                sink.tensor_bytes(t, &[], true)?;
+                self.next += 1;
+                continue;
+            }
+            // The parser refused overlaps, so the data tensors come one after another.
             let end = t.offset + t.size_bytes;
             if self.pos < t.offset {
                 let skip = (t.offset - self.pos).min(chunk.len() as u64) as usize;
@@ -120,7 +127,7 @@ impl GgufStream {
             }
             let take = (end - self.pos).min(chunk.len() as u64) as usize;
             let last = self.pos + take as u64 == end;
-            if take > 0 || last {
+            if take > 0 {
                 sink.tensor_bytes(t, &chunk[..take], last)?;
             }
             chunk = &chunk[take..];
