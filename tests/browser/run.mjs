@@ -80,11 +80,17 @@ try {
   const info = await page.evaluate(() => window.qgpuDemo.engine && window.qgpuDemo.engine.info);
   check(!!info && info.worker, 'WebGPU context (the demo\'s engine, in a worker)', info ? `${info.adapter.name} (${info.adapter.deviceType}), matvec ${info.kernels.matvec}, supported ${info.kernels.matvecSupported.join('/')}` : await page.textContent('#error-text'));
   if (!info) throw new Error('no WebGPU context');
-  // The library checks below use a Qgpu of their own on the page's thread, beside the demo.
-  await page.evaluate(async () => { const { Qgpu } = await import('/qgpu.js'); window.testQ = await Qgpu.create(); });
+  // The library checks use one Qgpu on the thread of a page of their own (`lib`: a module
+  // instance of its own, so its WebAssembly memory shows only their loads), beside the demo.
+  const lib = await browser.newPage();
+  lib.on('console', (m) => logs.push(`[lib console.${m.type()}] ${m.text()}`));
+  const ranges = [];
+  lib.on('request', (r) => { const h = r.headers().range; if (h) ranges.push(`${r.url().split('/').pop()} ${h}`); });
+  await lib.goto(`${url}/qgpu.d.ts`);
+  await lib.evaluate(async () => { const { Qgpu } = await import('/qgpu.js'); window.testQ = await Qgpu.create(); });
 
   // (a) kernels against the CPU oracle.
-  const report = await page.evaluate(() => window.testQ.selfTest());
+  const report = await lib.evaluate(() => window.testQ.selfTest());
   const bad = report.cases.filter((c) => !c.ok);
   const worst = Math.max(...report.cases.map((c) => c.relL2 ?? Infinity));
   const kernels = [...new Set(report.cases.map((c) => c.kernel))].join(', ');
@@ -155,13 +161,28 @@ try {
   const model = await page.evaluate(() => window.qgpuDemo.model);
   if (!model) console.log('     ', await page.textContent('#error-text'));
   check(!!model, 'load SmolLM2 from the local server', `${model.layers} layers, ${(model.fileBytes / 1048576).toFixed(1)} MiB file, ${((Date.now() - tLoad) / 1000).toFixed(1)} s`);
-  const gen = await page.evaluate(async ({ prompt, maxTokens }) => {
+  // The library's own load of it, streamed to the GPU, through /flaky/: the server breaks the
+  // download half way, so it resumes with a Range request. WebAssembly memory after the load
+  // stays below the bound docs/browser.md states (the tokenizer plus a few MiB of bands), far
+  // below the 94 MiB file.
+  const memoryBound = 48 * 1048576;
+  const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
+  const gen = await lib.evaluate(async ({ prompt, maxTokens }) => {
+    const { wasmMemoryBytes } = await import('/qgpu.js');
     const q = window.testQ;
-    await q.loadModel('/models/SmolLM2-135M-Instruct.Q4_1.gguf');
+    const t0 = performance.now();
+    const info = await q.loadModel('/flaky/models/SmolLM2-135M-Instruct.Q4_1.gguf');
+    const loadSeconds = (performance.now() - t0) / 1000;
+    const memory = await wasmMemoryBytes();
     const pieces = [];
     const text = await q.generate(prompt, { maxTokens, temperature: 0, repetitionPenalty: 1.0, chat: false }, (p) => { pieces.push(p); });
-    return { text, pieces, stats: q.stats() };
+    return { text, pieces, stats: q.stats(), memory, loadSeconds, fileBytes: info.fileBytes };
   }, { prompt: refCase.prompt, maxTokens: compareTokens });
+  const resumed = ranges.filter((h) => h.startsWith('SmolLM2'));
+  check(resumed.length > 0 && gen.fileBytes === 98362432, 'a download broken half way resumes with a Range request',
+    `${resumed.join(', ')}; load ${gen.loadSeconds.toFixed(1)} s`);
+  check(gen.memory < memoryBound && gen.memory < gen.fileBytes / 2, 'streamed upload: WebAssembly memory stays below the bound',
+    `${mib(gen.memory)} after loading a ${mib(gen.fileBytes)} file (bound ${mib(memoryBound)})`);
   const streamed = gen.pieces.join('');
   check(streamed === gen.text, 'streamed pieces add up to the result');
   check(gen.stats.generatedTokens === compareTokens && gen.stats.promptTokens === refCase.input_ids.length, 'token counts',
@@ -175,13 +196,13 @@ try {
   // text as `qgpu run` (scripts/test-browser.sh runs it and passes its output).
   // Every sampling option explicit (a penalty too, to cover it), the same as the native run's.
   const sampledOptions = { maxTokens: 8, temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repetitionPenalty: 1.1, repeatLastN: 64, seed: 7, chat: false };
-  const sampled = await page.evaluate(async (opts) => window.testQ.generate('Once upon a time', opts, () => {}), sampledOptions);
+  const sampled = await lib.evaluate(async (opts) => window.testQ.generate('Once upon a time', opts, () => {}), sampledOptions);
   const native = process.env.QGPU_NATIVE_SAMPLED;
   check(native !== undefined && sampled.trimEnd() === native.trimEnd(), 'seeded sampling agrees with native qgpu run',
     `browser ${JSON.stringify(sampled)}, native ${JSON.stringify(native)}`);
 
   // Cancellation: the callback returning false stops after the first piece.
-  const cancelled = await page.evaluate(async () => {
+  const cancelled = await lib.evaluate(async () => {
     const q = window.testQ;
     let n = 0;
     await q.generate('Once upon a time', { maxTokens: 8, temperature: 0 }, () => { n++; return false; });
@@ -191,12 +212,26 @@ try {
 
   // KV cache types: the model loaded again with a Q8_0 cache reports it, and its greedy text
   // equals native `qgpu run --kv-type q8_0` (scripts/test-browser.sh passes that output).
-  const q8 = await page.evaluate(async ({ prompt, maxTokens }) => {
-    const { Qgpu } = await import('/qgpu.js');
-    const q = await Qgpu.create();
+  // First the same model split in three files (gguf-py's own writer), named by its second file.
+  try {
+    const split = await lib.evaluate(async ({ prompt, maxTokens }) => {
+      const { wasmMemoryBytes } = await import('/qgpu.js');
+      const q = window.testQ;
+      const t0 = performance.now();
+      const info = await q.loadModel('/test-models/split/smollm2-00002-of-00003.gguf');
+      const loadSeconds = (performance.now() - t0) / 1000;
+      const text = await q.generate(prompt, { maxTokens, temperature: 0, repetitionPenalty: 1.0, chat: false }, () => {});
+      return { text, loadSeconds, fileBytes: info.fileBytes, memory: await wasmMemoryBytes() };
+    }, { prompt: refCase.prompt, maxTokens: 8 });
+    check(split.text.length > 0 && gen.text.startsWith(split.text) && split.memory < memoryBound, 'a gguf-split model (3 files) loads as one from the URL of its second file',
+      `${JSON.stringify(split.text)}, ${mib(split.fileBytes)} in 3 files, load ${split.loadSeconds.toFixed(1)} s, wasm memory ${mib(split.memory)}`);
+  } catch (e) {
+    check(false, 'a gguf-split model', String(e.stack || e));
+  }
+  const q8 = await lib.evaluate(async ({ prompt, maxTokens }) => {
+    const q = window.testQ;
     const info = await q.loadModel('/models/SmolLM2-135M-Instruct.Q4_1.gguf', () => {}, { kvType: 'q8_0' });
     const text = await q.generate(prompt, { maxTokens, temperature: 0, repetitionPenalty: 1.0, chat: false }, () => {});
-    q.destroy();
     return { kvType: info.kvType, text };
   }, { prompt: refCase.prompt, maxTokens: 8 });
   const nativeQ8 = process.env.QGPU_NATIVE_Q8_0_KV;
@@ -208,12 +243,10 @@ try {
   const [nativeNf4, nativeGptq] = process.env.QGPU_NATIVE_HF_GREEDY.trim().split('\n').map((l) => JSON.parse(l));
   const hfPrompt = process.env.HF_PROMPT;
   try {
-    const nf4 = await page.evaluate(async (prompt) => {
-      const { Qgpu } = await import('/qgpu.js');
-      const q = await Qgpu.create();
+    const nf4 = await lib.evaluate(async (prompt) => {
+      const q = window.testQ;
       const info = await q.loadModel('/test-models/llama-nf4/', () => {});
       const text = await q.generate(prompt, { maxTokens: 8, temperature: 0, repetitionPenalty: 1.0, chat: false }, () => {});
-      q.destroy();
       return { info, text };
     }, hfPrompt);
     check(nf4.info.architecture === 'llama' && nf4.text.trimEnd() === nativeNf4.trimEnd(), 'NF4 LLaMA directory from its URL: the same greedy text as native',
@@ -226,6 +259,7 @@ try {
   await page.fill('#prompt', 'What are the three primary colors?');
   await page.fill('#max-tokens', '8');
   await page.fill('#temperature', '0');
+  await page.bringToFront();
   // The demo's model runs in its worker: no main-thread long task while it answers.
   const before = await page.evaluate(() => {
     window.longTasks = [];
@@ -263,6 +297,8 @@ try {
 
   // (g') A GPTQ Qwen3 directory picked through the demo's directory input (a FileList).
   try {
+    // The library checks' page opened after the demo: bring the demo forward to act on it.
+    await page.bringToFront();
     await page.setInputFiles('#dir', path.join(process.env.QGPU_TEST_MODELS, 'qwen3-gptq'));
     await page.waitForFunction(() => (!window.qgpuDemo.busy && /qwen3/.test(document.getElementById('progress-text').textContent)) ||
       document.getElementById('error').style.display === 'block', null, { timeout: 120000 });
@@ -278,8 +314,37 @@ try {
     check(false, 'GPTQ Qwen3 directory picked in the demo', String(e.stack || e));
   }
 
+  // (f) Gemma 3 270M Q4_K_M (Q5_0, Q8_0, Q4_K and Q6_K tensors, a 262144-row embedding table
+  // split across bindings, sliding-window layers): greedy tokens equal transformers' f32 run.
+  // WebAssembly memory stays below its bound, under the 170 MiB embedding table alone (the
+  // 262k-token tokenizer is most of it).
+  const gemmaBound = 160 * 1048576;
+  try {
+    const gemma = JSON.parse(readFileSync(path.join(repo, 'tests/fixtures/gemma3_reference.json'), 'utf8')).cases[0];
+    const gemmaTokens = Number(process.env.QGPU_BROWSER_GEMMA_TOKENS || 6);
+    const g = await lib.evaluate(async ({ prompt, maxTokens }) => {
+      const { wasmMemoryBytes } = await import('/qgpu.js');
+      const t0 = performance.now();
+      const q = window.testQ;
+      const info = await q.loadModel('/models/gemma-3-270m-q4_k_m.gguf', () => {});
+      const t1 = performance.now();
+      const memory = await wasmMemoryBytes();
+      const text = await q.generate(prompt, { maxTokens, temperature: 0, repetitionPenalty: 1.0, chat: false }, () => {});
+      const stats = q.stats();
+      return { text, stats, loadSeconds: (t1 - t0) / 1000, memory, fileBytes: info.fileBytes };
+    }, { prompt: gemma.prompt, maxTokens: gemmaTokens });
+    check(g.stats.generatedTokens === gemmaTokens && g.text.length > 0 && gemma.text.startsWith(g.text),
+      `Gemma 3 greedy continuation of "${gemma.prompt}" (${gemmaTokens} tokens)`,
+      `got ${JSON.stringify(g.text)}, transformers ${JSON.stringify(gemma.text)}; load ${g.loadSeconds.toFixed(1)} s, ` +
+      `prefill ${g.stats.prefillTokensPerSecond.toFixed(2)} tok/s, decode ${g.stats.decodeTokensPerSecond.toFixed(2)} tok/s`);
+    check(g.memory < gemmaBound, 'Gemma 3 streamed: WebAssembly memory stays below the bound',
+      `${(g.memory / 1048576).toFixed(1)} MiB after loading a ${(g.fileBytes / 1048576).toFixed(1)} MiB file (bound ${gemmaBound / 1048576} MiB)`);
+  } catch (e) {
+    check(false, 'Gemma 3 greedy continuation', String(e.stack || e));
+  }
+
   // Device loss: after destroy(), calls reject with a typed message and the page offers a reload.
-  const lost = await page.evaluate(async () => {
+  const lost = await lib.evaluate(async () => {
     const q = window.testQ;
     q.destroy();
     try {
@@ -292,80 +357,7 @@ try {
   check(lost.rejected && /device lost/i.test(lost.message) && !!lost.deviceLost, 'device loss is a JS Error', JSON.stringify(lost));
   if (failures) for (const l of logs) console.log(l);
 
-  // (k) Streamed upload, in a fresh page (a module instance of its own, so WebAssembly memory
-  // starts small and shows this load's peak): SmolLM2 through /flaky/, whose server breaks the
-  // download half way, so it resumes with a Range request; then the same model split in three
-  // files, named by its second. Both answer as the reference, and wasm memory stays below the
-  // bound docs/browser.md states (the header's tokenizer plus a few MiB of bands), far below the
-  // 94 MiB file.
-  const memoryBound = 48 * 1048576;
-  try {
-    const fresh = await browser.newPage();
-    const ranges = [];
-    fresh.on('request', (r) => { const h = r.headers().range; if (h) ranges.push(`${r.url().split('/').pop()} ${h}`); });
-    await fresh.goto(`${url}/qgpu.d.ts`);
-    const r = await fresh.evaluate(async ({ prompt, maxTokens }) => {
-      const { Qgpu, wasmMemoryBytes } = await import('/qgpu.js');
-      const q = await Qgpu.create();
-      const run = async (source) => {
-        const t0 = performance.now();
-        const info = await q.loadModel(source, () => {});
-        const loadSeconds = (performance.now() - t0) / 1000;
-        const memory = await wasmMemoryBytes();
-        const text = await q.generate(prompt, { maxTokens, temperature: 0, repetitionPenalty: 1.0, chat: false }, () => {});
-        return { fileBytes: info.fileBytes, text, memory, loadSeconds };
-      };
-      const flaky = await run('/flaky/models/SmolLM2-135M-Instruct.Q4_1.gguf');
-      const split = await run('/test-models/split/smollm2-00002-of-00003.gguf');
-      q.destroy();
-      return { flaky, split };
-    }, { prompt: refCase.prompt, maxTokens: 8 });
-    await fresh.close();
-    const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
-    const resumed = ranges.filter((h) => h.startsWith('SmolLM2'));
-    check(resumed.length > 0 && r.flaky.fileBytes === 98362432 && refCase.greedy_text.startsWith(r.flaky.text) && r.flaky.text.length > 0,
-      'a download broken half way resumes with a Range request and answers as the reference',
-      `${resumed.join(', ')}; ${JSON.stringify(r.flaky.text)}; load ${r.flaky.loadSeconds.toFixed(1)} s`);
-    check(r.flaky.memory < memoryBound && r.flaky.memory < r.flaky.fileBytes / 2, 'streamed upload: WebAssembly memory stays below the bound',
-      `${mib(r.flaky.memory)} after loading a ${mib(r.flaky.fileBytes)} file (bound ${mib(memoryBound)})`);
-    check(r.split.text === r.flaky.text && r.split.memory < memoryBound, 'a gguf-split model (3 files) loads as one from the URL of its second file',
-      `${JSON.stringify(r.split.text)}, ${mib(r.split.fileBytes)} in 3 files, load ${r.split.loadSeconds.toFixed(1)} s, wasm memory ${mib(r.split.memory)}`);
-  } catch (e) {
-    check(false, 'streamed upload', String(e.stack || e));
-  }
-
-  // (f) Gemma 3 270M Q4_K_M (Q5_0, Q8_0, Q4_K and Q6_K tensors, a 262144-row embedding table
-  // split across bindings, sliding-window layers): greedy tokens equal transformers' f32 run.
-  // In a fresh page: WebAssembly memory stays below its bound, under the 170 MiB embedding table
-  // alone (the 262k-token tokenizer is most of it).
-  const gemmaBound = 160 * 1048576;
-  try {
-    const gemma = JSON.parse(readFileSync(path.join(repo, 'tests/fixtures/gemma3_reference.json'), 'utf8')).cases[0];
-    const gemmaTokens = Number(process.env.QGPU_BROWSER_GEMMA_TOKENS || 6);
-    const fresh = await browser.newPage();
-    await fresh.goto(`${url}/qgpu.d.ts`);
-    const g = await fresh.evaluate(async ({ prompt, maxTokens }) => {
-      const { Qgpu, wasmMemoryBytes } = await import('/qgpu.js');
-      const t0 = performance.now();
-      const q = await Qgpu.create();
-      const info = await q.loadModel('/models/gemma-3-270m-q4_k_m.gguf', () => {});
-      const t1 = performance.now();
-      const memory = await wasmMemoryBytes();
-      const text = await q.generate(prompt, { maxTokens, temperature: 0, repetitionPenalty: 1.0, chat: false }, () => {});
-      const stats = q.stats();
-      q.destroy();
-      return { text, stats, loadSeconds: (t1 - t0) / 1000, memory, fileBytes: info.fileBytes };
-    }, { prompt: gemma.prompt, maxTokens: gemmaTokens });
-    await fresh.close();
-    check(g.stats.generatedTokens === gemmaTokens && g.text.length > 0 && gemma.text.startsWith(g.text),
-      `Gemma 3 greedy continuation of "${gemma.prompt}" (${gemmaTokens} tokens)`,
-      `got ${JSON.stringify(g.text)}, transformers ${JSON.stringify(gemma.text)}; load ${g.loadSeconds.toFixed(1)} s, ` +
-      `prefill ${g.stats.prefillTokensPerSecond.toFixed(2)} tok/s, decode ${g.stats.decodeTokensPerSecond.toFixed(2)} tok/s`);
-    check(g.memory < gemmaBound, 'Gemma 3 streamed: WebAssembly memory stays below the bound',
-      `${(g.memory / 1048576).toFixed(1)} MiB after loading a ${(g.fileBytes / 1048576).toFixed(1)} MiB file (bound ${gemmaBound / 1048576} MiB)`);
-  } catch (e) {
-    check(false, 'Gemma 3 greedy continuation', String(e.stack || e));
-  }
+  await lib.close();
 
   // (h) the OpenAI-style engine in a worker, its model cache and embeddings (engine_check.mjs).
   await engineCheck(browser, url, repo, check);
