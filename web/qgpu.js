@@ -214,7 +214,9 @@ export function resumableBody(response, url) {
   let reader = response.body.getReader();
   let loaded = 0;
   let tries = 0;
-  const validator = response.headers.get('ETag') || response.headers.get('Last-Modified');
+  // If-Range takes only a strong validator: a weak ETag (W/"…") would always get the whole file.
+  const etag = response.headers.get('ETag');
+  const validator = (etag && !etag.startsWith('W/') ? etag : null) || response.headers.get('Last-Modified');
   return new ReadableStream({
     async pull(controller) {
       for (;;) {
