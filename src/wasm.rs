@@ -213,8 +213,8 @@ impl Qgpu {
     /// Loads a Hugging Face directory's files: `weights` holds its safetensors shards (consumed);
     /// `texts` is `{config, tokenizer, tokenizerConfig?, chatTemplate?}`, the contents of its
     /// config.json, tokenizer.json, tokenizer_config.json and chat_template.jinja. Quantized
-    /// checkpoints (bitsandbytes 4-bit, GPTQ, AWQ) upload in their own format. Otherwise as
-    /// `loadModel`.
+    /// checkpoints (bitsandbytes 4-bit, GPTQ, AWQ) upload in their own format. Progress and
+    /// `kv_type` as for `beginGguf`; resolves to model information.
     #[wasm_bindgen(js_name = loadHfModel)]
     pub fn load_hf_model(&self, weights: Vec<ModelBytes>, texts: JsValue, on_progress: Option<js_sys::Function>, kv_type: Option<String>) -> js_sys::Promise {
         let text = |key: &str| get(&texts, key).and_then(|v| v.as_string());

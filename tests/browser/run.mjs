@@ -87,7 +87,21 @@ try {
   const ranges = [];
   lib.on('request', (r) => { const h = r.headers().range; if (h) ranges.push(`${r.url().split('/').pop()} ${h}`); });
   await lib.goto(`${url}/qgpu.d.ts`);
-  await lib.evaluate(async () => { const { Qgpu } = await import('/qgpu.js'); window.testQ = await Qgpu.create(); });
+  await lib.evaluate(async () => {
+    const { Qgpu, wasmMemoryBytes } = await import('/qgpu.js');
+    window.testQ = await Qgpu.create();
+    // Loads `source` into testQ and continues `prompt` greedily: what the load checks read.
+    window.loadAndContinue = async (source, prompt, maxTokens) => {
+      const q = window.testQ;
+      const t0 = performance.now();
+      const info = await q.loadModel(source);
+      const loadSeconds = (performance.now() - t0) / 1000;
+      const memory = await wasmMemoryBytes();
+      const pieces = [];
+      const text = await q.generate(prompt, { maxTokens, temperature: 0, repetitionPenalty: 1.0, chat: false }, (p) => { pieces.push(p); });
+      return { text, pieces, stats: q.stats(), memory, loadSeconds, fileBytes: info.fileBytes };
+    };
+  });
 
   // (a) kernels against the CPU oracle.
   const report = await lib.evaluate(() => window.testQ.selfTest());
@@ -167,17 +181,8 @@ try {
   // below the 94 MiB file.
   const memoryBound = 48 * 1048576;
   const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
-  const gen = await lib.evaluate(async ({ prompt, maxTokens }) => {
-    const { wasmMemoryBytes } = await import('/qgpu.js');
-    const q = window.testQ;
-    const t0 = performance.now();
-    const info = await q.loadModel('/flaky/models/SmolLM2-135M-Instruct.Q4_1.gguf');
-    const loadSeconds = (performance.now() - t0) / 1000;
-    const memory = await wasmMemoryBytes();
-    const pieces = [];
-    const text = await q.generate(prompt, { maxTokens, temperature: 0, repetitionPenalty: 1.0, chat: false }, (p) => { pieces.push(p); });
-    return { text, pieces, stats: q.stats(), memory, loadSeconds, fileBytes: info.fileBytes };
-  }, { prompt: refCase.prompt, maxTokens: compareTokens });
+  const gen = await lib.evaluate(({ prompt, maxTokens }) => window.loadAndContinue('/flaky/models/SmolLM2-135M-Instruct.Q4_1.gguf', prompt, maxTokens),
+    { prompt: refCase.prompt, maxTokens: compareTokens });
   const resumed = ranges.filter((h) => h.startsWith('SmolLM2'));
   check(resumed.length > 0 && gen.fileBytes === 98362432, 'a download broken half way resumes with a Range request',
     `${resumed.join(', ')}; load ${gen.loadSeconds.toFixed(1)} s`);
@@ -214,15 +219,8 @@ try {
   // equals native `qgpu run --kv-type q8_0` (scripts/test-browser.sh passes that output).
   // First the same model split in three files (gguf-py's own writer), named by its second file.
   try {
-    const split = await lib.evaluate(async ({ prompt, maxTokens }) => {
-      const { wasmMemoryBytes } = await import('/qgpu.js');
-      const q = window.testQ;
-      const t0 = performance.now();
-      const info = await q.loadModel('/test-models/split/smollm2-00002-of-00003.gguf');
-      const loadSeconds = (performance.now() - t0) / 1000;
-      const text = await q.generate(prompt, { maxTokens, temperature: 0, repetitionPenalty: 1.0, chat: false }, () => {});
-      return { text, loadSeconds, fileBytes: info.fileBytes, memory: await wasmMemoryBytes() };
-    }, { prompt: refCase.prompt, maxTokens: 8 });
+    const split = await lib.evaluate(({ prompt, maxTokens }) => window.loadAndContinue('/test-models/split/smollm2-00002-of-00003.gguf', prompt, maxTokens),
+      { prompt: refCase.prompt, maxTokens: 8 });
     check(split.text.length > 0 && gen.text.startsWith(split.text) && split.memory < memoryBound, 'a gguf-split model (3 files) loads as one from the URL of its second file',
       `${JSON.stringify(split.text)}, ${mib(split.fileBytes)} in 3 files, load ${split.loadSeconds.toFixed(1)} s, wasm memory ${mib(split.memory)}`);
   } catch (e) {
