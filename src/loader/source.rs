@@ -34,6 +34,12 @@ impl SourceTensor {
     }
 }
 
+impl From<&super::TensorInfo> for SourceTensor {
+    fn from(t: &super::TensorInfo) -> Self {
+        SourceTensor { name: t.name.clone(), dims: t.dims.clone(), ggml_type: t.ggml_type }
+    }
+}
+
 /// Everything that can go wrong reading tensors from a [`TensorSource`].
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
@@ -119,15 +125,11 @@ impl TensorSource for GgufFile {
     }
 
     fn tensors(&self) -> Vec<SourceTensor> {
-        GgufFile::tensors(self)
-            .iter()
-            .map(|t| SourceTensor { name: t.name.clone(), dims: t.dims.clone(), ggml_type: t.ggml_type })
-            .collect()
+        GgufFile::tensors(self).iter().map(SourceTensor::from).collect()
     }
 
     fn tensor(&self, name: &str) -> Option<SourceTensor> {
-        GgufFile::tensor(self, name)
-            .map(|t| SourceTensor { name: t.name.clone(), dims: t.dims.clone(), ggml_type: t.ggml_type })
+        GgufFile::tensor(self, name).map(SourceTensor::from)
     }
 
     fn tensor_bytes(&self, name: &str) -> Result<Cow<'_, [u8]>, LoadError> {

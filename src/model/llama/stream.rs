@@ -48,7 +48,7 @@ impl GgufSink for Sink<'_> {
             m.upload = Some(LlamaUpload::new(self.ctx, header.metadata(), options)?);
         }
         let upload = m.upload.as_mut().expect("made by the first header");
-        upload.declare(header.tensors().iter().map(source_tensor));
+        upload.declare(header.tensors().iter().map(SourceTensor::from));
         m.tensors_declared += header.tensors().len();
         Ok(())
     }
@@ -56,17 +56,13 @@ impl GgufSink for Sink<'_> {
     fn tensor_bytes(&mut self, tensor: &TensorInfo, bytes: &[u8], last: bool) -> Result<(), Error> {
         let m = &mut *self.model;
         let upload = m.upload.as_mut().expect("bytes come after the header");
-        upload.tensor_bytes(self.ctx, &source_tensor(tensor), bytes, last)?;
+        upload.tensor_bytes(self.ctx, &SourceTensor::from(tensor), bytes, last)?;
         if last {
             m.tensors_done += 1;
             (self.progress)(m.tensors_done, m.tensors_declared);
         }
         Ok(())
     }
-}
-
-fn source_tensor(t: &TensorInfo) -> SourceTensor {
-    SourceTensor { name: t.name.clone(), dims: t.dims.clone(), ggml_type: t.ggml_type }
 }
 
 impl StreamedLlama {
