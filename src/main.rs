@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use qgpu::gpu::{BackendChoice, ContextOptions};
+use qgpu::gpu::{BackendChoice, ContextOptions, ShaderChecks};
 
 #[derive(Parser)]
 #[command(name = "qgpu", version, about = "Quantized (INT8/INT4) matrix kernels and models on any GPU")]
@@ -18,6 +18,10 @@ struct Cli {
     /// on one adapter.
     #[arg(long, global = true, value_delimiter = ',')]
     without: Vec<String>,
+    /// Keep wgpu's runtime bounds checks in every shader, also in the linear-layer kernels a
+    /// release build otherwise runs without them (their bounds are checked on the host).
+    #[arg(long, global = true)]
+    checked_shaders: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,7 +77,8 @@ fn main() -> Result<()> {
             other => anyhow::bail!("--without {other}: qgpu can leave off `subgroups` and `shader-f16`"),
         };
     }
-    let options = ContextOptions { backend, power, without, ..Default::default() };
+    let shader_checks = if cli.checked_shaders { ShaderChecks::Checked } else { ShaderChecks::ByBuild };
+    let options = ContextOptions { backend, power, without, shader_checks, ..Default::default() };
     match cli.command {
         Command::Info => cli::info::info(backend),
         Command::Fetch { model } => {

@@ -30,10 +30,15 @@ const INPUTS_K_64: [usize; 5] = [64, 192, 576, 1536, 4160];
 /// `MATVEC_MAX_ROWS` rows when M is larger) up to the rows qgpu ever gives a matvec
 /// (`CPU_MATVEC_PASS_ROWS`; 17 rows already runs three passes, the last one partial); for 1 and
 /// 17 rows also the wider steps (16 and 32 weights an invocation takes per iteration) where K
-/// allows them.
+/// allows them. The matmul runs on one row, the rows of a partial tile past a whole one (17),
+/// one whole tile (64) and three tiles, the last partial (129); 3 and 7 rows are partial tiles
+/// as 17 is, and each costs the matmul as much as a whole tile.
 fn kernels_for(ctx: &Context, format: Format, m: usize, k: usize) -> Vec<LinearKernel> {
     let exact = MatvecKernel::ALL.into_iter().filter(|v| v.supported(ctx.capabilities()) && !v.quantizes_activations());
-    let mut kernels = vec![LinearKernel::Matmul];
+    let mut kernels = Vec::new();
+    if ![3, 7].contains(&m) {
+        kernels.push(LinearKernel::Matmul);
+    }
     if m > CPU_MATVEC_PASS_ROWS {
         return kernels;
     }

@@ -102,7 +102,28 @@ impl Context {
     }
 
     /// Binds `buffers` (whole) in binding order for `pipeline`, and sizes the dispatch.
+    ///
+    /// Panics if the pipeline was built without runtime checks: those go through
+    /// [`Context::dispatch_bounded`] (a bug in qgpu, not something input can cause).
     pub fn dispatch(&self, pipeline: Arc<Pipeline>, buffers: &[&wgpu::Buffer], workgroups: [u32; 3]) -> Dispatch {
+        assert!(!pipeline.trusted, "{} was built without runtime checks and dispatched without host bounds", pipeline.kernel.entry());
+        self.bind(pipeline, buffers, workgroups)
+    }
+
+    /// As [`Context::dispatch`], after checking that every binding holds at least the bytes
+    /// the kernel will index with the parameters the caller planned (`bindings`: each buffer
+    /// with that size). The only way to dispatch a kernel built without runtime checks.
+    pub fn dispatch_bounded(&self, pipeline: Arc<Pipeline>, bindings: &[(&wgpu::Buffer, u64)], workgroups: [u32; 3]) -> Result<Dispatch, GpuError> {
+        for (binding, (buffer, needed)) in bindings.iter().enumerate() {
+            if buffer.size() < *needed {
+                return Err(GpuError::BindingTooSmall { kernel: pipeline.kernel.entry(), binding: binding as u32, needed: *needed, size: buffer.size() });
+            }
+        }
+        let buffers: Vec<&wgpu::Buffer> = bindings.iter().map(|(b, _)| *b).collect();
+        Ok(self.bind(pipeline, &buffers, workgroups))
+    }
+
+    fn bind(&self, pipeline: Arc<Pipeline>, buffers: &[&wgpu::Buffer], workgroups: [u32; 3]) -> Dispatch {
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()

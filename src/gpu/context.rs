@@ -71,6 +71,35 @@ pub struct ContextOptions {
     /// Features left off even where the adapter has them (`SUBGROUP`, `SHADER_F16`): natively,
     /// the device a browser's WebGPU gives, so the two can be compared on one adapter.
     pub without: wgpu::Features,
+    /// Which shader modules keep wgpu's runtime checks.
+    pub shader_checks: ShaderChecks,
+}
+
+/// Whether the kernels whose every buffer index the host bounds before dispatch
+/// ([`ShaderModuleId::host_bounded`](super::ShaderModuleId::host_bounded)) run without wgpu's
+/// runtime checks: no clamp on each storage index and no counter on each loop, which a CPU
+/// adapter pays for on every weight. Every other module is always checked, and in a browser
+/// WebGPU checks everything whatever this says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ShaderChecks {
+    /// Checked in debug builds (and so in `cargo test`), trusted in release builds.
+    #[default]
+    ByBuild,
+    /// Every module checked, in any build.
+    Checked,
+    /// The host-bounded modules trusted, in any build (to test or time them in a debug build).
+    Trusted,
+}
+
+impl ShaderChecks {
+    /// Whether host-bounded modules are built without runtime checks.
+    pub fn trusts_host_bounds(self) -> bool {
+        match self {
+            ShaderChecks::ByBuild => !cfg!(debug_assertions),
+            ShaderChecks::Checked => false,
+            ShaderChecks::Trusted => true,
+        }
+    }
 }
 
 /// What the device can do, as far as qgpu's kernel choice goes.
@@ -113,6 +142,8 @@ pub struct Context {
     limits: wgpu::Limits,
     caps: Capabilities,
     pub(crate) pipelines: PipelineCache,
+    /// Host-bounded modules are built without runtime checks ([`ShaderChecks`]).
+    pub(crate) trust_host_bounds: bool,
     lost: Arc<Mutex<Option<String>>>,
     /// The readback buffer, kept between reads.
     pub(crate) staging: Mutex<Option<wgpu::Buffer>>,
@@ -167,7 +198,7 @@ impl Context {
         // The device may report a larger binding limit than we capped; our cap is what we plan with.
         let mut effective = device.limits();
         effective.max_storage_buffer_binding_size = effective.max_storage_buffer_binding_size.min(limits.max_storage_buffer_binding_size);
-        Ok(Self { device, queue, info, limits: effective, caps, pipelines: PipelineCache::default(), lost, staging: Mutex::new(None) })
+        Ok(Self { device, queue, info, limits: effective, caps, pipelines: PipelineCache::default(), trust_host_bounds: options.shader_checks.trusts_host_bounds(), lost, staging: Mutex::new(None) })
     }
 
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
@@ -178,6 +209,10 @@ impl Context {
     }
     pub fn capabilities(&self) -> Capabilities {
         self.caps
+    }
+    /// Whether host-bounded kernels run without wgpu's runtime checks on this context.
+    pub fn trusts_host_bounds(&self) -> bool {
+        self.trust_host_bounds
     }
     /// The largest buffer that may be bound as one storage binding.
     pub fn max_binding_size(&self) -> u64 {

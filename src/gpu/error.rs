@@ -38,6 +38,9 @@ pub enum GpuError {
     /// Reading a buffer back to the host failed.
     #[error("reading `{what}` back from the GPU failed: {message}")]
     Readback { what: &'static str, message: String },
+    /// A buffer bound to a kernel holds fewer bytes than the planned parameters make it index.
+    #[error("kernel `{kernel}` binding {binding} needs {needed} bytes for the planned shape but its buffer holds {size}")]
+    BindingTooSmall { kernel: &'static str, binding: u32, needed: u64, size: u64 },
     /// A dispatch needs more workgroups than the adapter allows in two dimensions.
     #[error("{what} needs {workgroups} workgroups; this adapter allows at most {limit} per dimension")]
     TooManyWorkgroups { what: &'static str, workgroups: u64, limit: u32 },

@@ -23,6 +23,19 @@ pub struct PipelineKey {
 pub struct Pipeline {
     pub(crate) pipeline: wgpu::ComputePipeline,
     pub(crate) layout: wgpu::BindGroupLayout,
+    pub(crate) kernel: Kernel,
+    /// Built without runtime checks: only [`Context::dispatch_bounded`] may dispatch it.
+    pub(crate) trusted: bool,
+}
+
+impl Pipeline {
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+    /// Whether the pipeline runs without wgpu's runtime bounds checks.
+    pub fn trusted(&self) -> bool {
+        self.trusted
+    }
 }
 
 /// Smallest storage buffer qgpu creates, in bytes.
@@ -70,9 +83,20 @@ impl Context {
             self.pipelines.modules.lock().expect("pipeline cache poisoned").remove(&kernel.module());
             return Err(GpuError::Shader { shader, entry, message: error.to_string() });
         }
-        let built = Arc::new(Pipeline { pipeline, layout });
+        let trusted = self.trusts_module(kernel.module());
+        let built = Arc::new(Pipeline { pipeline, layout, kernel, trusted });
         self.pipelines.pipelines.lock().expect("pipeline cache poisoned").insert(key.clone(), built.clone());
         Ok(built)
+    }
+
+    /// Every pipeline built so far on this context.
+    pub fn built_pipelines(&self) -> Vec<Arc<Pipeline>> {
+        self.pipelines.pipelines.lock().expect("pipeline cache poisoned").values().cloned().collect()
+    }
+
+    /// Whether `id` is built without runtime checks on this context.
+    fn trusts_module(&self, id: ShaderModuleId) -> bool {
+        self.trust_host_bounds && id.host_bounded()
     }
 
     fn module(&self, id: ShaderModuleId) -> wgpu::ShaderModule {
@@ -80,10 +104,18 @@ impl Context {
         modules
             .entry(id)
             .or_insert_with(|| {
-                self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(id.name()),
-                    source: wgpu::ShaderSource::Wgsl(id.source().into()),
-                })
+                let desc = wgpu::ShaderModuleDescriptor { label: Some(id.name()), source: wgpu::ShaderSource::Wgsl(id.source().into()) };
+                if !self.trusts_module(id) {
+                    return self.device.create_shader_module(desc);
+                }
+                // No clamp on storage indices and no counter on loops. Integer division keeps
+                // its guard: it costs nothing in these kernels' loops.
+                let mut checks = wgpu::ShaderRuntimeChecks::unchecked();
+                checks.int_div_checks = true;
+                // SAFETY: a host-bounded module's indices stay within its bindings whenever the
+                // sizes `dispatch_bounded` checks hold, and it is only dispatched through that
+                // (`dispatch` refuses a trusted pipeline); its loops are bounded by uniforms.
+                unsafe { self.device.create_shader_module_trusted(desc, checks) }
             })
             .clone()
     }

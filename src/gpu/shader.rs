@@ -111,6 +111,16 @@ impl ShaderModuleId {
         }
     }
 
+    /// Whether every buffer index the module's kernels compute is bounded by values the host
+    /// checks against the bound buffers' sizes before each dispatch ([`Context::dispatch_bounded`](super::Context::dispatch_bounded)),
+    /// so the module may be built without wgpu's runtime checks ([`ShaderChecks`](super::ShaderChecks)).
+    /// The linear-layer kernels, which are where decode spends its time: their rows, K and
+    /// output offsets are uniforms the planner wrote. Kernels indexed by data (token ids,
+    /// positions) stay checked.
+    pub fn host_bounded(self) -> bool {
+        matches!(self, ShaderModuleId::Matvec | ShaderModuleId::MatvecSubgroup | ShaderModuleId::Matmul | ShaderModuleId::MatvecDot4 | ShaderModuleId::QuantizeX)
+    }
+
     /// Whether the module needs `wgpu::Features::SUBGROUP` to compile.
     pub fn needs_subgroups(self) -> bool {
         matches!(self, ShaderModuleId::MatvecSubgroup)

@@ -365,7 +365,11 @@ pub async fn plan_linear(
                         constants.push(Constant { name: "SPAN", value: variant.step / 8 });
                         params.extend([m0 as u32, 0, 0, 0]);
                     }
-                    passes.push((PipelineKey { kernel: entry, constants }, params, groups));
+                    // The integer-dot kernel reads the quantized rows (K/4 words of quants and
+                    // K/32 scales each), the others rows of K floats; both write rows of y.
+                    let x_row = if variant.kernel == MatvecKernel::IntegerDot { quantized_row_bytes(w.cols) } else { w.cols as u64 * 4 };
+                    let reach = OutputReach { rows: m0 + rows as usize, stride: w.rows, offset: chunk.row_start, n: chunk.rows };
+                    passes.push((PipelineKey { kernel: entry, constants }, params, groups, [x_row * reach.rows as u64, reach.bytes()]));
                 }
                 passes
             }
@@ -378,13 +382,18 @@ pub async fn plan_linear(
                 if gx > limit as u64 || gy > limit as u64 {
                     return Err(GpuError::TooManyWorkgroups { what: "matmul", workgroups: gx.max(gy), limit }.into());
                 }
-                vec![(key, params.to_vec(), [gx as u32, gy as u32, 1])]
+                let reach = OutputReach { rows: m, stride: w.rows, offset: chunk.row_start, n: chunk.rows };
+                vec![(key, params.to_vec(), [gx as u32, gy as u32, 1], [(m * w.cols * 4) as u64, reach.bytes()])]
             }
         };
-        for (key, params, workgroups) in passes {
+        // What the kernel indexes in the weights: the chunk's rows, whole.
+        let quants = (chunk.rows * quant_words_per_row(w.format, w.cols) * 4) as u64;
+        let scales = (scale_words(w.format, chunk.rows, w.cols) * 4) as u64;
+        for (key, params, workgroups, [x_bytes, y_bytes]) in passes {
             let pipeline = ctx.pipeline(&key).await?;
             let uniform = ctx.uniform_buffer("linear params", bytemuck::cast_slice(&params));
-            dispatches.push(ctx.dispatch(pipeline, &[&chunk.quants, &chunk.scales, activations, &y.buffer, &uniform], workgroups));
+            let bindings = [(&chunk.quants, quants), (&chunk.scales, scales), (activations, x_bytes), (&y.buffer, y_bytes), (&uniform, (params.len() * 4) as u64)];
+            dispatches.push(ctx.dispatch_bounded(pipeline, &bindings, workgroups)?);
         }
     }
     Ok(LinearPlan { dispatches, kernel })
@@ -414,6 +423,31 @@ fn matvec_geometry(caps: Capabilities, variant: MatvecVariant) -> (Kernel, u32, 
     }
 }
 
+/// Where a linear kernel writes: element `r * stride + offset + j` of y for activation rows
+/// `r < rows` and weight rows `j < n` (of a chunk starting at output `offset`).
+struct OutputReach {
+    rows: usize,
+    stride: usize,
+    offset: usize,
+    n: usize,
+}
+
+impl OutputReach {
+    /// Bytes of y up to the last element written.
+    fn bytes(&self) -> u64 {
+        match self.rows {
+            0 => 0,
+            rows => (((rows - 1) * self.stride + self.offset + self.n) * 4) as u64,
+        }
+    }
+}
+
+/// Bytes of one activation row quantized by quantize_x.wgsl: K/4 words of packed int8, then
+/// K/32 f32 scales.
+fn quantized_row_bytes(k: usize) -> u64 {
+    ((k / 4 + k / 32) * 4) as u64
+}
+
 /// Invocations per workgroup of quantize_x.wgsl (one per block of 32 activations).
 const QUANTIZE_WORKGROUP: u32 = 64;
 
@@ -424,8 +458,7 @@ async fn plan_quantize_activations(ctx: &Context, x: &GpuTensor) -> Result<(Disp
     if !k.is_multiple_of(32) {
         return Err(ShapeError::NotMultiple { op: "quantize activations", what: "K", actual: k, multiple: 32 }.into());
     }
-    let words = (k / 4 + k / 32).checked_mul(m).ok_or(GpuError::BindingTooLarge { what: "int8 activations", bytes: u64::MAX, limit: ctx.max_binding_size() })?;
-    let bytes = words as u64 * 4;
+    let bytes = quantized_row_bytes(k).checked_mul(m as u64).ok_or(GpuError::BindingTooLarge { what: "int8 activations", bytes: u64::MAX, limit: ctx.max_binding_size() })?;
     ctx.check_binding("int8 activations", bytes)?;
     let buffer = ctx.zeroed_buffer("int8 activations", bytes)?;
     let key = PipelineKey { kernel: Kernel::QuantizeX, constants: vec![Constant { name: "WORKGROUP", value: QUANTIZE_WORKGROUP }] };
@@ -433,7 +466,8 @@ async fn plan_quantize_activations(ctx: &Context, x: &GpuTensor) -> Result<(Disp
     let params = [m as u32, k as u32];
     let uniform = ctx.uniform_buffer("quantize params", bytemuck::cast_slice(&params));
     let groups = ctx.workgroup_grid("quantize activations", ((m * k / 32) as u64).div_ceil(QUANTIZE_WORKGROUP as u64))?;
-    Ok((ctx.dispatch(pipeline, &[&x.buffer, &buffer, &uniform], groups), buffer))
+    let dispatch = ctx.dispatch_bounded(pipeline, &[(&x.buffer, (m * k * 4) as u64), (&buffer, bytes), (&uniform, 8)], groups)?;
+    Ok((dispatch, buffer))
 }
 
 /// Plans and runs y = x · Wᵀ once.
