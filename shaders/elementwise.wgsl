@@ -5,7 +5,10 @@ struct Count {
 }
 
 @group(0) @binding(0) var<storage, read_write> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
+// read_write though only read: a and b may be two parts of one buffer (a fused gate|up
+// projection's output), and WebGPU forbids one buffer as writable and read-only storage in
+// one dispatch.
+@group(0) @binding(1) var<storage, read_write> b: array<f32>;
 @group(0) @binding(2) var<uniform> count: Count;
 
 fn index_of(gid: vec3<u32>, groups: vec3<u32>) -> u32 {

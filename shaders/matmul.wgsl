@@ -10,10 +10,14 @@ struct MatmulParams {
     n: u32,
     // Row length of X and W, a multiple of 8.
     k: u32,
-    // Distance between two rows of Y, in values.
+    // Output features of the whole matrix (all its chunks).
     y_stride: u32,
-    // Column of Y where this chunk's first output lands.
+    // The output feature this chunk's first row computes.
     y_offset: u32,
+    // Where Y's planar parts start and how many rows each holds (output_parts.wgsl).
+    part1: u32,
+    part2: u32,
+    block_rows: u32,
 }
 
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
@@ -100,11 +104,10 @@ fn store_row(r: u32, c0: u32, v: vec4<f32>) {
     if r >= params.m {
         return;
     }
-    let base = r * params.y_stride + params.y_offset;
     for (var j = 0u; j < 4u; j++) {
         let c = c0 + j * THREADS;
         if c < params.n {
-            y[base + c] = v[j];
+            y[output_index(r, params.y_offset + c, params.y_stride, params.part1, params.part2, params.block_rows)] = v[j];
         }
     }
 }

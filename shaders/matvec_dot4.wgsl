@@ -8,10 +8,15 @@ struct Dot4Params {
     n: u32,
     // Row length of W and x, a multiple of 32.
     k: u32,
-    // Distance between two activation rows of y, in values (the whole matrix's N).
+    // Output features of the whole matrix (all its chunks).
     y_stride: u32,
-    // Where this chunk's first output row lands in each row of y.
+    // The output feature this chunk's first row computes.
     y_offset: u32,
+    // Where y's planar parts start and how many rows each holds (output_parts.wgsl).
+    part1: u32,
+    part2: u32,
+    block_rows: u32,
+    pad: u32,
 }
 
 // Quantized activations, laid out as quantize_x.wgsl writes them.
@@ -53,6 +58,7 @@ fn matvec_dot4(@builtin(global_invocation_id) gid: vec3<u32>,
         }
     }
     for (var r = 0u; r < ROWS; r++) {
-        y[r * dot4_params.y_stride + dot4_params.y_offset + row] = acc[r];
+        let p = dot4_params;
+        y[output_index(r, p.y_offset + row, p.y_stride, p.part1, p.part2, p.block_rows)] = acc[r];
     }
 }

@@ -6,16 +6,16 @@ struct MatvecParams {
     n: u32,
     // Row length of W and x, a multiple of 8.
     k: u32,
-    // Distance between two activation rows of y, in values (the whole matrix's N).
+    // Output features of the whole matrix (all its chunks).
     y_stride: u32,
-    // Where this chunk's first output row lands in each row of y.
+    // The output feature this chunk's first row computes.
     y_offset: u32,
     // First activation row of this pass: more than MAX_ROWS rows run as several passes.
     m0: u32,
-    // Pads the struct to 32 bytes (uniform structs are 16-byte aligned).
-    pad0: u32,
-    pad1: u32,
-    pad2: u32,
+    // Where y's planar parts start and how many rows each holds (output_parts.wgsl).
+    part1: u32,
+    part2: u32,
+    block_rows: u32,
 }
 
 // Activation rows, `k / 4` vectors each. Only rows m0 .. m0 + ROWS are read.
@@ -109,5 +109,5 @@ fn accumulate_span(acc: ptr<function, array<f32, MAX_ROWS>>, row: u32, i: u32) {
 }
 
 fn store_row(row: u32, r: u32, value: f32) {
-    y[(params.m0 + r) * params.y_stride + params.y_offset + row] = value;
+    y[output_index(params.m0 + r, params.y_offset + row, params.y_stride, params.part1, params.part2, params.block_rows)] = value;
 }

@@ -217,3 +217,29 @@ fn a_context_past_the_binding_limit_says_what_fits() {
     let at = |context| qgpu::model::llama::check_context_fits(&config, &LlamaOptions { context, ..options.clone() }.resolve(&config), limit);
     assert!(at(fits).is_ok() && at(fits + 1).is_err());
 }
+
+/// Q|K|V and gate|up stacked at load compute every output exactly as the separate matrices do
+/// (each output row is the same dot product), in three fewer dispatches a layer.
+#[test]
+fn stacked_projections_give_the_same_logits_in_fewer_dispatches() {
+    let Some(ctx) = common::context() else { return };
+    let spec = TinySpec::odd();
+    let file = GgufFile::from_bytes(tiny_llama_gguf(&spec, 7)).unwrap();
+    let tokens: Vec<u32> = (0..11u32).map(|i| (i * 29 + 3) % spec.vocab as u32).collect();
+    let mut runs = Vec::new();
+    for fuse_projections in [true, false] {
+        let options = LlamaOptions { context: spec.context, chunk: 16, fuse_projections, ..Default::default() };
+        let mut model = pollster::block_on(Llama::load(&ctx, &file, options, &mut |_, _| {})).unwrap();
+        let all = pollster::block_on(model.forward(&ctx, &tokens, Logits::All)).unwrap();
+        model.reset();
+        let mut decoded = pollster::block_on(model.forward(&ctx, &tokens[..4], Logits::Last)).unwrap();
+        for t in &tokens[4..] {
+            decoded.extend(pollster::block_on(model.forward(&ctx, std::slice::from_ref(t), Logits::Last)).unwrap());
+        }
+        runs.push((all, decoded, model.dispatches_per_token().unwrap()));
+    }
+    let ((all, decoded, fused), (all_apart, decoded_apart, apart)) = (&runs[0], &runs[1]);
+    assert!(all == all_apart, "prefill logits differ between stacked and separate projections");
+    assert!(decoded == decoded_apart, "decode logits differ between stacked and separate projections");
+    assert_eq!(apart - fused, 3 * spec.n_layers, "dispatches per token: {fused} stacked, {apart} apart");
+}

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{compare, context_with};
-use qgpu::gpu::{Context, ContextOptions, GpuError, Kernel, PipelineKey, ShaderChecks};
+use qgpu::gpu::{Bind, Context, ContextOptions, GpuError, Kernel, PipelineKey, ShaderChecks};
 use qgpu::ops::{linear, GpuMatrix, GpuTensor, LinearKernel, MatvecKernel, MatvecVariant};
 use qgpu::quant::reference::TestRng as Rng;
 use qgpu::quant::{reference, Format};
@@ -88,17 +88,18 @@ fn trusted_pipelines_need_host_bounds() {
     let format = qgpu::gpu::Constant { name: "FORMAT", value: Format::Q4_0.shader_code() };
     let pipeline = pollster::block_on(trusted.pipeline(&PipelineKey { kernel: Kernel::Matmul, constants: vec![format] })).unwrap();
     assert!(pipeline.trusted());
-    let small = trusted.zeroed_buffer("small", 64).unwrap();
-    let uniform = trusted.uniform_buffer("params", &[0u8; 20]);
+    let small_buffer = trusted.zeroed_buffer("small", 64).unwrap();
+    let uniform_buffer = trusted.uniform_buffer("params", &[0u8; 20]);
+    let (small, uniform) = (Bind::from(&small_buffer), Bind::from(&uniform_buffer));
     let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        trusted.dispatch(pipeline.clone(), &[&small, &small, &small, &small, &uniform], [1, 1, 1]);
+        trusted.dispatch(pipeline.clone(), &[small, small, small, small, uniform], [1, 1, 1]);
     }));
     assert!(refused.is_err(), "a trusted pipeline was dispatched without host bounds");
-    let bindings = [(&small, 64), (&small, 64), (&small, 65), (&small, 16), (&uniform, 20)];
+    let bindings = [(small, 64), (small, 64), (small, 65), (small, 16), (uniform, 20)];
     match trusted.dispatch_bounded(pipeline.clone(), &bindings, [1, 1, 1]) {
         Err(GpuError::BindingTooSmall { kernel: "matmul", binding: 2, needed: 65, size: 64 }) => {}
         Err(other) => panic!("wrong error: {other}"),
         Ok(_) => panic!("a 64-byte buffer passed for 65 bytes"),
     }
-    assert!(trusted.dispatch_bounded(pipeline, &[(&small, 64), (&small, 64), (&small, 64), (&small, 16), (&uniform, 20)], [1, 1, 1]).is_ok());
+    assert!(trusted.dispatch_bounded(pipeline, &[(small, 64), (small, 64), (small, 64), (small, 16), (uniform, 20)], [1, 1, 1]).is_ok());
 }

@@ -70,6 +70,10 @@ pub struct ModelArgs {
     /// With --model: no untimed run before each test.
     #[arg(long)]
     no_warmup: bool,
+    /// With --model: keep Q, K, V and gate, up as separate matrices (to time what stacking
+    /// them saves).
+    #[arg(long)]
+    no_fuse: bool,
     /// With --model: seed of the synthetic token ids.
     #[arg(long)]
     seed: Option<u64>,
@@ -84,6 +88,7 @@ impl ModelArgs {
             || self.kv_type.is_some()
             || self.context.is_some()
             || self.no_warmup
+            || self.no_fuse
             || self.seed.is_some()
     }
 
@@ -241,7 +246,7 @@ fn bench_model(args: &BenchArgs, path: &Path, ctx_options: ContextOptions) -> Re
     let tuned = tune.is_some();
     let kv_type = m.kv_type.unwrap_or_default();
     eprintln!("loading {} (context {context}, KV cache {kv_type})", path.display());
-    let llama_options = LlamaOptions { context, kv_type, tune: tune.map(std::sync::Arc::new), ..Default::default() };
+    let llama_options = LlamaOptions { context, kv_type, tune: tune.map(std::sync::Arc::new), fuse_projections: !m.no_fuse, ..Default::default() };
     let mut model = pollster::block_on(Llama::load(&ctx, file.source(), llama_options, &mut |_, _| {}))?;
     let info = ModelInfo::from_source(file.source());
     let result = pollster::block_on(bench::run_model_bench(&ctx, &mut model, info, &options, tuned, &mut |line| eprintln!("{line}")))?;

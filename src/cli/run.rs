@@ -66,9 +66,13 @@ pub struct RunArgs {
     /// How the KV cache stores each value: f32, f16, q8_0 or q4_0.
     #[arg(long, default_value_t = KvType::default())]
     kv_type: KvType,
-    /// Print load time, prefill and decode speed and GPU memory to stderr.
+    /// Print load time, prefill and decode speed, GPU memory and dispatches per token to stderr.
     #[arg(long)]
     stats: bool,
+    /// Keep Q, K, V and gate, up as separate matrices (one dispatch each) instead of stacking
+    /// those that share a format at load.
+    #[arg(long)]
+    no_fuse: bool,
 }
 
 pub fn run(args: RunArgs, options: ContextOptions) -> Result<()> {
@@ -82,7 +86,7 @@ pub fn run(args: RunArgs, options: ContextOptions) -> Result<()> {
     let tokenizer = Tokenizer::from_gguf(file.source().metadata())?;
     let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template("loading {msg} {bar:30} {pos}/{len} tensors")?);
     bar.set_message(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-    let model = pollster::block_on(Llama::load(&ctx, file.source(), LlamaOptions { context: args.context, kv_type: args.kv_type, tune: qgpu::bench::tune::load_cache().map(std::sync::Arc::new), ..Default::default() }, &mut |done, total| {
+    let model = pollster::block_on(Llama::load(&ctx, file.source(), LlamaOptions { context: args.context, kv_type: args.kv_type, fuse_projections: !args.no_fuse, tune: qgpu::bench::tune::load_cache().map(std::sync::Arc::new), ..Default::default() }, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     }))?;
@@ -130,6 +134,9 @@ pub fn run(args: RunArgs, options: ContextOptions) -> Result<()> {
             args.kv_type,
             m.activations as f64 / 1048576.0
         );
+        if let Some(n) = generator.model.dispatches_per_token() {
+            eprintln!("dispatches: {n} per decoded token");
+        }
     }
     Ok(())
 }

@@ -6,6 +6,27 @@ use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
 /// One compute dispatch, ready to encode any number of times: ops are planned once and replayed.
+/// A buffer bound from byte `offset` to its end (a tensor that is a view into a larger buffer;
+/// `offset` a multiple of the adapter's `min_storage_buffer_offset_alignment`).
+#[derive(Clone, Copy)]
+pub struct Bind<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: u64,
+}
+
+impl Bind<'_> {
+    /// Bytes from the offset to the end of the buffer.
+    pub fn size(&self) -> u64 {
+        self.buffer.size().saturating_sub(self.offset)
+    }
+}
+
+impl<'a> From<&'a wgpu::Buffer> for Bind<'a> {
+    fn from(buffer: &'a wgpu::Buffer) -> Self {
+        Bind { buffer, offset: 0 }
+    }
+}
+
 pub struct Dispatch {
     pub(crate) pipeline: Arc<Pipeline>,
     pub(crate) bind_group: wgpu::BindGroup,
@@ -65,6 +86,20 @@ impl Context {
         })
     }
 
+    /// Copies each `(source, bytes, destination, offset)`: the source's first `bytes` to
+    /// `offset` in the destination, all in one submit. Sizes and offsets are multiples of 4.
+    pub fn copy_into(&self, copies: &[(&wgpu::Buffer, u64, &wgpu::Buffer, u64)]) -> Result<(), GpuError> {
+        self.scoped("buffer copy", || {
+            let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("copy") });
+            for &(source, bytes, destination, offset) in copies {
+                if bytes > 0 {
+                    encoder.copy_buffer_to_buffer(source, 0, destination, offset, bytes);
+                }
+            }
+            self.queue.submit([encoder.finish()]);
+        })
+    }
+
     pub fn write_buffer(&self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
         self.queue.write_buffer(buffer, offset, data);
     }
@@ -105,7 +140,7 @@ impl Context {
     ///
     /// Panics if the pipeline was built without runtime checks: those go through
     /// [`Context::dispatch_bounded`] (a bug in qgpu, not something input can cause).
-    pub fn dispatch(&self, pipeline: Arc<Pipeline>, buffers: &[&wgpu::Buffer], workgroups: [u32; 3]) -> Dispatch {
+    pub fn dispatch(&self, pipeline: Arc<Pipeline>, buffers: &[Bind<'_>], workgroups: [u32; 3]) -> Dispatch {
         assert!(!pipeline.trusted, "{} was built without runtime checks and dispatched without host bounds", pipeline.kernel.entry());
         self.bind(pipeline, buffers, workgroups)
     }
@@ -113,21 +148,24 @@ impl Context {
     /// As [`Context::dispatch`], after checking that every binding holds at least the bytes
     /// the kernel will index with the parameters the caller planned (`bindings`: each buffer
     /// with that size). The only way to dispatch a kernel built without runtime checks.
-    pub fn dispatch_bounded(&self, pipeline: Arc<Pipeline>, bindings: &[(&wgpu::Buffer, u64)], workgroups: [u32; 3]) -> Result<Dispatch, GpuError> {
-        for (binding, (buffer, needed)) in bindings.iter().enumerate() {
-            if buffer.size() < *needed {
-                return Err(GpuError::BindingTooSmall { kernel: pipeline.kernel.entry(), binding: binding as u32, needed: *needed, size: buffer.size() });
+    pub fn dispatch_bounded(&self, pipeline: Arc<Pipeline>, bindings: &[(Bind<'_>, u64)], workgroups: [u32; 3]) -> Result<Dispatch, GpuError> {
+        for (binding, (bind, needed)) in bindings.iter().enumerate() {
+            if bind.size() < *needed {
+                return Err(GpuError::BindingTooSmall { kernel: pipeline.kernel.entry(), binding: binding as u32, needed: *needed, size: bind.size() });
             }
         }
-        let buffers: Vec<&wgpu::Buffer> = bindings.iter().map(|(b, _)| *b).collect();
+        let buffers: Vec<Bind<'_>> = bindings.iter().map(|(b, _)| *b).collect();
         Ok(self.bind(pipeline, &buffers, workgroups))
     }
 
-    fn bind(&self, pipeline: Arc<Pipeline>, buffers: &[&wgpu::Buffer], workgroups: [u32; 3]) -> Dispatch {
+    fn bind(&self, pipeline: Arc<Pipeline>, buffers: &[Bind<'_>], workgroups: [u32; 3]) -> Dispatch {
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: b.buffer, offset: b.offset, size: None }),
+            })
             .collect();
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
@@ -139,7 +177,7 @@ impl Context {
 
     /// As [`Context::dispatch`], with the workgroup counts read at run time from `args` (three
     /// `u32`, written with [`Context::write_buffer`]).
-    pub fn dispatch_indirect(&self, pipeline: Arc<Pipeline>, buffers: &[&wgpu::Buffer], args: &wgpu::Buffer) -> Dispatch {
+    pub fn dispatch_indirect(&self, pipeline: Arc<Pipeline>, buffers: &[Bind<'_>], args: &wgpu::Buffer) -> Dispatch {
         let mut d = self.dispatch(pipeline, buffers, [0; 3]);
         d.workgroups = Workgroups::Indirect(args.clone());
         d
@@ -185,8 +223,8 @@ impl Context {
         self.check_lost()
     }
 
-    /// Copies `buffer[..bytes]` to the host.
-    pub async fn read_bytes(&self, what: &'static str, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
+    /// Copies `buffer[offset..offset + bytes]` to the host (`offset` a multiple of 4).
+    pub async fn read_bytes(&self, what: &'static str, buffer: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>, GpuError> {
         self.check_lost()?;
         let size = bytes.next_multiple_of(4).max(4);
         // Decode reads logits back every token: reuse one staging buffer instead of allocating.
@@ -201,7 +239,7 @@ impl Context {
             })
         });
         let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = futures_channel::oneshot::channel();
         staging.map_async(wgpu::MapMode::Read, ..size, move |r| {
@@ -225,9 +263,9 @@ impl Context {
         Ok(data)
     }
 
-    /// Copies `count` f32 values from the start of `buffer` to the host.
-    pub async fn read_f32(&self, what: &'static str, buffer: &wgpu::Buffer, count: usize) -> Result<Vec<f32>, GpuError> {
-        let bytes = self.read_bytes(what, buffer, count as u64 * 4).await?;
+    /// Copies `count` f32 values from byte `offset` of `buffer` to the host.
+    pub async fn read_f32(&self, what: &'static str, buffer: &wgpu::Buffer, offset: u64, count: usize) -> Result<Vec<f32>, GpuError> {
+        let bytes = self.read_bytes(what, buffer, offset, count as u64 * 4).await?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 }

@@ -41,6 +41,9 @@ pub enum GpuError {
     /// A buffer bound to a kernel holds fewer bytes than the planned parameters make it index.
     #[error("kernel `{kernel}` binding {binding} needs {needed} bytes for the planned shape but its buffer holds {size}")]
     BindingTooSmall { kernel: &'static str, binding: u32, needed: u64, size: u64 },
+    /// A view into a buffer would start at an offset the adapter cannot bind.
+    #[error("{what} would start at byte {offset}, not a multiple of the adapter's storage offset alignment {alignment}")]
+    MisalignedOffset { what: &'static str, offset: u64, alignment: u64 },
     /// A dispatch needs more workgroups than the adapter allows in two dimensions.
     #[error("{what} needs {workgroups} workgroups; this adapter allows at most {limit} per dimension")]
     TooManyWorkgroups { what: &'static str, workgroups: u64, limit: u32 },

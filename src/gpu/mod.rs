@@ -7,7 +7,7 @@ mod pipeline;
 mod timer;
 pub mod shader;
 
-pub use buffer::Dispatch;
+pub use buffer::{Bind, Dispatch};
 pub use context::{BackendChoice, Capabilities, Context, ContextOptions, ShaderChecks};
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::enumerate_adapters;

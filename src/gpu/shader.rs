@@ -30,6 +30,7 @@ const WEIGHTS: &str = include_str!("../../shaders/weights.wgsl");
 const WEIGHTS_SUPER: &str = include_str!("../../shaders/weights_super.wgsl");
 const MATVEC_IO: &str = include_str!("../../shaders/matvec_io.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
+const OUTPUT_PARTS: &str = include_str!("../../shaders/output_parts.wgsl");
 
 impl ShaderModuleId {
     pub const ALL: [ShaderModuleId; 20] = [
@@ -58,9 +59,9 @@ impl ShaderModuleId {
     /// The source files, in concatenation order.
     pub fn files(self) -> &'static [&'static str] {
         match self {
-            ShaderModuleId::Matvec => &[WEIGHTS, WEIGHTS_SUPER, MATVEC_IO, include_str!("../../shaders/matvec.wgsl")],
-            ShaderModuleId::MatvecSubgroup => &[WEIGHTS, WEIGHTS_SUPER, MATVEC_IO, include_str!("../../shaders/matvec_subgroup.wgsl")],
-            ShaderModuleId::Matmul => &[WEIGHTS, WEIGHTS_SUPER, include_str!("../../shaders/matmul.wgsl")],
+            ShaderModuleId::Matvec => &[WEIGHTS, WEIGHTS_SUPER, OUTPUT_PARTS, MATVEC_IO, include_str!("../../shaders/matvec.wgsl")],
+            ShaderModuleId::MatvecSubgroup => &[WEIGHTS, WEIGHTS_SUPER, OUTPUT_PARTS, MATVEC_IO, include_str!("../../shaders/matvec_subgroup.wgsl")],
+            ShaderModuleId::Matmul => &[WEIGHTS, WEIGHTS_SUPER, OUTPUT_PARTS, include_str!("../../shaders/matmul.wgsl")],
             ShaderModuleId::Copy => &[include_str!("../../shaders/copy.wgsl")],
             ShaderModuleId::Embed => &[WEIGHTS, WEIGHTS_SUPER, include_str!("../../shaders/embed.wgsl")],
             ShaderModuleId::Norm => &[REDUCE, include_str!("../../shaders/norm.wgsl")],
@@ -77,7 +78,7 @@ impl ShaderModuleId {
             ShaderModuleId::LogitMetrics => &[REDUCE, include_str!("../../shaders/logit_metrics.wgsl")],
             ShaderModuleId::FmaProbe => &[include_str!("../../shaders/fma.wgsl")],
             ShaderModuleId::QuantizeX => &[include_str!("../../shaders/quantize_x.wgsl")],
-            ShaderModuleId::MatvecDot4 => &[WEIGHTS, include_str!("../../shaders/matvec_dot4.wgsl")],
+            ShaderModuleId::MatvecDot4 => &[WEIGHTS, OUTPUT_PARTS, include_str!("../../shaders/matvec_dot4.wgsl")],
         }
     }
 
@@ -272,7 +273,9 @@ impl Kernel {
             Kernel::KvStore => &[R, R, W, W, U, U],
             Kernel::FlashSplit => &[R, R, R, W, W, U, U],
             Kernel::FlashCombine => &[R, R, W, U, U],
-            Kernel::Add | Kernel::SiluMul | Kernel::GeluTanhMul | Kernel::AddBias | Kernel::AddBiasGelu => &[W, R, U],
+            // Elementwise b is read_write so that a and b may share a buffer (elementwise.wgsl).
+            Kernel::Add | Kernel::SiluMul | Kernel::GeluTanhMul => &[W, W, U],
+            Kernel::AddBias | Kernel::AddBiasGelu => &[W, R, U],
             Kernel::Scale | Kernel::Softcap => &[W, U],
             Kernel::AddLayerNorm => &[W, R, R, R, R, U],
             Kernel::EncoderAttention => &[R, R, R, R, W, U],

@@ -142,7 +142,7 @@ pub async fn plan_rope_rows(ctx: &Context, dims: AttnDims, row0: usize, tokens: 
     let halves = usize::from(rope.style == RopeStyle::Halves);
     let params = [dims.heads, dims.kv_heads, dims.head_dim, rope.rope_dims, tokens, halves, row0].map(|v| v as u32);
     let count = tokens * (dims.heads + dims.kv_heads) * dims.head_dim / 2;
-    plan(ctx, Kernel::Rope, vec![], &[&q.buffer, &k.buffer, &rope.table.buffer], &params, &[&step.buffer], linear_grid(ctx, OP, count)?).await
+    plan(ctx, Kernel::Rope, vec![], &[q.bind(), k.bind(), rope.table.bind()], &params, &[&step.buffer], linear_grid(ctx, OP, count)?).await
 }
 
 /// Calls of at most this many tokens are decode: one row block per KV head, many splits.
@@ -289,13 +289,13 @@ pub async fn plan_attention_rows(
         ctx,
         Kernel::FlashSplit,
         constants,
-        &[&q.buffer, &cache.k, &cache.v, &work.acc.buffer, &work.ml.buffer],
+        &[q.bind(), (&cache.k).into(), (&cache.v).into(), work.acc.bind(), work.ml.bind()],
         &params,
         &[&step.buffer],
         Workgroups::Indirect(&args.buffer),
     )
     .await?;
     let count = tokens * dims.heads * dims.head_dim;
-    let combine = plan(ctx, Kernel::FlashCombine, vec![], &[&work.acc.buffer, &work.ml.buffer, &out.buffer], &params, &[&step.buffer], linear_grid(ctx, OP, count)?).await?;
+    let combine = plan(ctx, Kernel::FlashCombine, vec![], &[work.acc.bind(), work.ml.bind(), out.bind()], &params, &[&step.buffer], linear_grid(ctx, OP, count)?).await?;
     Ok(vec![split_pass, combine])
 }

@@ -13,7 +13,7 @@ async fn plan_bias(ctx: &Context, kernel: Kernel, y: &GpuTensor, bias: &GpuTenso
         return Err(ShapeError::Mismatch { op, what: "bias length", expected: cols, actual: bias.rows() * bias.cols() }.into());
     }
     let count = y.rows() * cols;
-    plan(ctx, kernel, vec![], &[&y.buffer, &bias.buffer], &[count as u32, cols as u32], &[], linear_grid(ctx, op, count)?).await
+    plan(ctx, kernel, vec![], &[y.bind(), bias.bind()], &[count as u32, cols as u32], &[], linear_grid(ctx, op, count)?).await
 }
 
 /// Plans y[r] += bias for every row of `y` (a view of the rows in use).

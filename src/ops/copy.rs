@@ -23,7 +23,7 @@ impl CopyProbe {
         let pipeline = ctx.pipeline(&key).await?;
         // Enough workgroups to fill any GPU, few enough to stay within one dimension.
         let groups = (bytes / 16).div_ceil(WORKGROUP as u64).min(4096) as u32;
-        let dispatch = ctx.dispatch(pipeline, &[&src, &dst], [groups, 1, 1]);
+        let dispatch = ctx.dispatch(pipeline, &[(&src).into(), (&dst).into()], [groups, 1, 1]);
         Ok(Self { dispatch, bytes, _buffers: [src, dst] })
     }
 

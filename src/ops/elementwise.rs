@@ -11,7 +11,7 @@ async fn plan_binary(ctx: &Context, kernel: Kernel, a: &GpuTensor, b: &GpuTensor
     if count > max {
         return Err(ShapeError::TooLarge { op: kernel.entry(), what: "values", actual: count, max }.into());
     }
-    plan(ctx, kernel, vec![], &[&a.buffer, &b.buffer], &[count as u32], &[], linear_grid(ctx, kernel.entry(), count)?).await
+    plan(ctx, kernel, vec![], &[a.bind(), b.bind()], &[count as u32], &[], linear_grid(ctx, kernel.entry(), count)?).await
 }
 
 /// Plans a += b over the first `count` values (residual connections).
@@ -34,7 +34,7 @@ async fn plan_unary(ctx: &Context, kernel: Kernel, a: &GpuTensor, count: usize, 
     if count > max {
         return Err(ShapeError::TooLarge { op: kernel.entry(), what: "values", actual: count, max }.into());
     }
-    plan(ctx, kernel, vec![], &[&a.buffer], &[count as u32, c.to_bits()], &[], linear_grid(ctx, kernel.entry(), count)?).await
+    plan(ctx, kernel, vec![], &[a.bind()], &[count as u32, c.to_bits()], &[], linear_grid(ctx, kernel.entry(), count)?).await
 }
 
 /// Plans a *= c over the first `count` values.

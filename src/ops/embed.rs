@@ -19,7 +19,7 @@ pub async fn plan_embed(ctx: &Context, table: &GpuMatrix, ids: &GpuIds, out: &Gp
     for chunk in table.chunks() {
         let params = [tokens as u32, table.cols() as u32, chunk.row_start as u32, chunk.rows as u32];
         let groups = linear_grid(ctx, "embed", tokens * table.cols() / 8)?;
-        dispatches.push(plan(ctx, Kernel::Embed, vec![format], &[&chunk.quants, &chunk.scales, &ids.buffer, &out.buffer], &params, &[], groups).await?);
+        dispatches.push(plan(ctx, Kernel::Embed, vec![format], &[(&chunk.quants).into(), (&chunk.scales).into(), (&ids.buffer).into(), out.bind()], &params, &[], groups).await?);
     }
     Ok(dispatches)
 }

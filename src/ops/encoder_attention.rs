@@ -81,7 +81,7 @@ pub async fn plan_encoder_attention(
         ctx,
         Kernel::EncoderAttention,
         vec![],
-        &[&q.buffer, &k.buffer, &v.buffer, &key_spans.buffer, &out.buffer],
+        &[q.bind(), k.bind(), v.bind(), (&key_spans.buffer).into(), out.bind()],
         &params,
         &[],
         linear_grid(ctx, OP, tokens * heads)?,
@@ -110,5 +110,5 @@ pub async fn plan_mean_pool_normalize(
         return Err(ShapeError::TooLarge { op: OP, what: "sentences", actual: sentences, max: limit }.into());
     }
     let params = [sentences as u32, x.cols() as u32];
-    plan(ctx, Kernel::MeanPoolNormalize, vec![], &[&x.buffer, &sentence_spans.buffer, &pooled.buffer], &params, &[], Workgroups::Direct([sentences as u32, 1, 1])).await
+    plan(ctx, Kernel::MeanPoolNormalize, vec![], &[x.bind(), (&sentence_spans.buffer).into(), pooled.bind()], &params, &[], Workgroups::Direct([sentences as u32, 1, 1])).await
 }

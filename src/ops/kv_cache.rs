@@ -58,7 +58,7 @@ impl KvCache {
     /// The raw words of the K (or V) cache, `[slot][kv_head][row_words]` (tests).
     pub async fn read_words(&self, ctx: &Context, v: bool) -> Result<Vec<u32>, Error> {
         let buffer = if v { &self.v } else { &self.k };
-        let bytes = ctx.read_bytes("kv cache", buffer, Self::buffer_bytes(self.ty, self.rows, self.kv_heads, self.head_dim)).await?;
+        let bytes = ctx.read_bytes("kv cache", buffer, 0, Self::buffer_bytes(self.ty, self.rows, self.kv_heads, self.head_dim)).await?;
         Ok(bytemuck::cast_slice(&bytes).to_vec())
     }
 
@@ -114,5 +114,5 @@ pub async fn plan_kv_store_rows(ctx: &Context, dims: AttnDims, row0: usize, toke
     }
     let params = [dims.kv_heads, dims.head_dim, tokens, cache.rows, cache.row_words(), row0].map(|v| v as u32);
     let count = tokens * 2 * dims.kv_heads * dims.head_dim.div_ceil(64);
-    plan(ctx, Kernel::KvStore, cache.constants(), &[&k.buffer, &v.buffer, &cache.k, &cache.v], &params, &[&step.buffer], linear_grid(ctx, OP, count)?).await
+    plan(ctx, Kernel::KvStore, cache.constants(), &[k.bind(), v.bind(), (&cache.k).into(), (&cache.v).into()], &params, &[&step.buffer], linear_grid(ctx, OP, count)?).await
 }

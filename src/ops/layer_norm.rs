@@ -32,5 +32,5 @@ pub async fn plan_add_layer_norm(
     }
     let params = [rows as u32, dim as u32, eps.to_bits()];
     let groups = ctx.workgroup_grid(OP, rows as u64)?;
-    plan(ctx, Kernel::AddLayerNorm, vec![], &[&x.buffer, &y.buffer, &y_bias.buffer, &weight.buffer, &bias.buffer], &params, &[], Workgroups::Direct(groups)).await
+    plan(ctx, Kernel::AddLayerNorm, vec![], &[x.bind(), y.bind(), y_bias.bind(), weight.bind(), bias.bind()], &params, &[], Workgroups::Direct(groups)).await
 }

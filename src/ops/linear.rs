@@ -237,6 +237,38 @@ impl GpuMatrix {
         Self { format, rows, cols, bytes, chunks }
     }
 
+    /// The matrices stacked by rows into one (Q, K and V as one Q|K|V matrix), copied on the
+    /// GPU, so one dispatch computes them all ([`plan_linear_parts`] writes each part's
+    /// outputs where it belongs). Only where they share format and K, each is one buffer,
+    /// every part but the last has a multiple of four rows (so its scales end on a whole
+    /// word), and the stack fits one binding; otherwise the matrices come back unchanged.
+    pub fn stack_rows(ctx: &Context, parts: Vec<GpuMatrix>) -> Result<Result<GpuMatrix, Vec<GpuMatrix>>, Error> {
+        let Some(head) = parts.first() else { return Ok(Err(parts)) };
+        let (format, k) = (head.format, head.cols);
+        let rows: usize = parts.iter().map(|p| p.rows).sum();
+        let stackable = parts.len() > 1
+            && parts.iter().all(|p| p.format == format && p.cols == k && p.chunks.len() == 1)
+            && parts[..parts.len() - 1].iter().all(|p| p.rows.is_multiple_of(4));
+        let quant_bytes = |rows: usize| (rows * quant_words_per_row(format, k) * 4) as u64;
+        let scale_bytes = |rows: usize| (scale_words(format, rows, k) * 4) as u64;
+        if !stackable || quant_bytes(rows).max(scale_bytes(rows)) > ctx.max_binding_size() {
+            return Ok(Err(parts));
+        }
+        let quants = ctx.zeroed_buffer("weight quants", quant_bytes(rows))?;
+        let scales = ctx.zeroed_buffer("weight scales", scale_bytes(rows))?;
+        let mut copies = Vec::with_capacity(2 * parts.len());
+        let mut before = 0;
+        for p in &parts {
+            let chunk = &p.chunks[0];
+            copies.push((&chunk.quants, quant_bytes(p.rows), &quants, quant_bytes(before)));
+            copies.push((&chunk.scales, scale_bytes(p.rows), &scales, scale_bytes(before)));
+            before += p.rows;
+        }
+        ctx.copy_into(&copies)?;
+        let bytes = parts.iter().map(|p| p.bytes).sum();
+        Ok(Ok(GpuMatrix { format, rows, cols: k, bytes, chunks: vec![Chunk { row_start: 0, rows, quants, scales }] }))
+    }
+
     /// The larger of one row's quant and scale bytes: the smallest binding a matrix of rows of
     /// `k` values can be split into. A row larger than the adapter's binding limit cannot be
     /// uploaded at all.
@@ -288,11 +320,27 @@ pub fn default_kernel(ctx: &Context, m: usize) -> LinearKernel {
 }
 
 /// Checks shapes and plans y = x · Wᵀ. `kernel` defaults to [`default_kernel`].
-pub async fn plan_linear(
+pub async fn plan_linear(ctx: &Context, w: &GpuMatrix, x: &GpuTensor, y: &GpuTensor, kernel: Option<LinearKernel>) -> Result<LinearPlan, Error> {
+    if y.rows() != x.rows() {
+        return Err(ShapeError::Mismatch { op: "linear", what: "y rows (M)", expected: x.rows(), actual: y.rows() }.into());
+    }
+    if y.cols() != w.rows {
+        return Err(ShapeError::Mismatch { op: "linear", what: "y columns (N)", expected: w.rows, actual: y.cols() }.into());
+    }
+    plan_linear_parts(ctx, w, x, y, &[y.cols()], 0, kernel).await
+}
+
+/// Plans x · Wᵀ into features `first..first + N` of `block`, a tensor of planar parts of
+/// `widths` (at most three; [`GpuTensor::planar_parts`]): the rows of a fused projection
+/// (Q|K|V, gate|up) land in the parts they belong to, for the first `x.rows()` rows of each.
+/// Several matrices may fill one block, each its own features.
+pub async fn plan_linear_parts(
     ctx: &Context,
     w: &GpuMatrix,
     x: &GpuTensor,
-    y: &GpuTensor,
+    block: &GpuTensor,
+    widths: &[usize],
+    first: usize,
     kernel: Option<LinearKernel>,
 ) -> Result<LinearPlan, Error> {
     const OP: &str = "linear";
@@ -300,14 +348,27 @@ pub async fn plan_linear(
     if x.cols() != w.cols {
         return Err(ShapeError::Mismatch { op: OP, what: "x columns (K)", expected: w.cols, actual: x.cols() }.into());
     }
-    if y.rows() != m {
-        return Err(ShapeError::Mismatch { op: OP, what: "y rows (M)", expected: m, actual: y.rows() }.into());
+    if m > block.rows() {
+        return Err(ShapeError::TooLarge { op: OP, what: "x rows (M) for the output block", actual: m, max: block.rows() }.into());
     }
-    if y.cols() != w.rows {
-        return Err(ShapeError::Mismatch { op: OP, what: "y columns (N)", expected: w.rows, actual: y.cols() }.into());
+    let n_total: usize = widths.iter().sum();
+    if widths.is_empty() || widths.len() > 3 || n_total != block.cols() {
+        return Err(ShapeError::Mismatch { op: OP, what: "sum of the output parts' widths", expected: block.cols(), actual: n_total }.into());
+    }
+    if first.checked_add(w.rows).is_none_or(|end| end > n_total) {
+        return Err(ShapeError::TooLarge { op: OP, what: "output features (first + N)", actual: first.saturating_add(w.rows), max: n_total }.into());
     }
     ctx.check_binding("activations x", x.bytes())?;
-    ctx.check_binding("output y", y.bytes())?;
+    ctx.check_binding("output y", block.bytes())?;
+    // Part boundaries; with one part both are N and the output is plain row-major.
+    let part1 = widths.get(1).map_or(n_total, |_| widths[0]);
+    let part2 = widths.get(2).map_or(n_total, |_| widths[0] + widths[1]);
+    let parts = [part1 as u32, part2 as u32, block.rows() as u32];
+    // What the kernel may write: the block, whole, when it has parts.
+    let y_reach = |rows: usize, chunk: &Chunk| match widths.len() {
+        1 => OutputReach { rows, stride: n_total, offset: first + chunk.row_start, n: chunk.rows }.bytes(),
+        _ => block.bytes(),
+    };
     let kernel = kernel.unwrap_or_else(|| default_kernel(ctx, m));
     let matvec = match kernel {
         LinearKernel::Matvec(kernel) => Some(MatvecVariant::new(kernel, default_workgroup(ctx.capabilities(), kernel))),
@@ -317,7 +378,7 @@ pub async fn plan_linear(
     let format = Constant { name: "FORMAT", value: w.format.shader_code() };
     let mut dispatches = Vec::with_capacity(w.chunks.len() + 1);
     // The integer-dot kernel reads int8 activations that a first dispatch writes.
-    let mut activations = &x.buffer;
+    let mut activations = x.bind();
     let scratch;
     if let Some(variant) = matvec.filter(|v| v.kernel == MatvecKernel::IntegerDot) {
         let (shader, entry) = variant.kernel.shader();
@@ -333,7 +394,7 @@ pub async fn plan_linear(
         let (plan, buffer) = plan_quantize_activations(ctx, x).await?;
         dispatches.push(plan);
         scratch = buffer;
-        activations = &scratch;
+        activations = (&scratch).into();
     }
     for chunk in &w.chunks {
         let passes = match matvec {
@@ -358,32 +419,35 @@ pub async fn plan_linear(
                 for m0 in (0..m).step_by(MATVEC_MAX_ROWS) {
                     let rows = (m - m0).min(MATVEC_MAX_ROWS) as u32;
                     let mut constants = vec![format, Constant { name: "ROWS", value: rows }, Constant { name: "WORKGROUP", value: workgroup }];
-                    let mut params = vec![chunk.rows as u32, w.cols as u32, w.rows as u32, chunk.row_start as u32];
+                    let mut params = vec![chunk.rows as u32, w.cols as u32, n_total as u32, (first + chunk.row_start) as u32];
                     // The integer-dot module has neither SPAN (it takes 32 weights a step) nor
                     // m0 (it runs one pass).
                     if variant.kernel != MatvecKernel::IntegerDot {
                         constants.push(Constant { name: "SPAN", value: variant.step / 8 });
-                        params.extend([m0 as u32, 0, 0, 0]);
+                        params.push(m0 as u32);
+                        params.extend(parts);
+                    } else {
+                        params.extend(parts);
+                        params.push(0);
                     }
                     // The integer-dot kernel reads the quantized rows (K/4 words of quants and
                     // K/32 scales each), the others rows of K floats; both write rows of y.
                     let x_row = if variant.kernel == MatvecKernel::IntegerDot { quantized_row_bytes(w.cols) } else { w.cols as u64 * 4 };
-                    let reach = OutputReach { rows: m0 + rows as usize, stride: w.rows, offset: chunk.row_start, n: chunk.rows };
-                    passes.push((PipelineKey { kernel: entry, constants }, params, groups, [x_row * reach.rows as u64, reach.bytes()]));
+                    let reach = m0 + rows as usize;
+                    passes.push((PipelineKey { kernel: entry, constants }, params, groups, [x_row * reach as u64, y_reach(reach, chunk)]));
                 }
                 passes
             }
             None => {
                 let key = PipelineKey { kernel: Kernel::Matmul, constants: vec![format] };
-                let params = [m as u32, chunk.rows as u32, w.cols as u32, w.rows as u32, chunk.row_start as u32];
+                let params = [m as u32, chunk.rows as u32, w.cols as u32, n_total as u32, (first + chunk.row_start) as u32, parts[0], parts[1], parts[2]];
                 let gx = (chunk.rows as u64).div_ceil(MATMUL_TILE);
                 let gy = (m as u64).div_ceil(MATMUL_TILE);
                 let limit = ctx.limits().max_compute_workgroups_per_dimension;
                 if gx > limit as u64 || gy > limit as u64 {
                     return Err(GpuError::TooManyWorkgroups { what: "matmul", workgroups: gx.max(gy), limit }.into());
                 }
-                let reach = OutputReach { rows: m, stride: w.rows, offset: chunk.row_start, n: chunk.rows };
-                vec![(key, params.to_vec(), [gx as u32, gy as u32, 1], [(m * w.cols * 4) as u64, reach.bytes()])]
+                vec![(key, params.to_vec(), [gx as u32, gy as u32, 1], [(m * w.cols * 4) as u64, y_reach(m, chunk)])]
             }
         };
         // What the kernel indexes in the weights: the chunk's rows, whole.
@@ -392,7 +456,7 @@ pub async fn plan_linear(
         for (key, params, workgroups, [x_bytes, y_bytes]) in passes {
             let pipeline = ctx.pipeline(&key).await?;
             let uniform = ctx.uniform_buffer("linear params", bytemuck::cast_slice(&params));
-            let bindings = [(&chunk.quants, quants), (&chunk.scales, scales), (activations, x_bytes), (&y.buffer, y_bytes), (&uniform, (params.len() * 4) as u64)];
+            let bindings = [((&chunk.quants).into(), quants), ((&chunk.scales).into(), scales), (activations, x_bytes), (block.bind(), y_bytes), ((&uniform).into(), (params.len() * 4) as u64)];
             dispatches.push(ctx.dispatch_bounded(pipeline, &bindings, workgroups)?);
         }
     }
@@ -466,7 +530,7 @@ async fn plan_quantize_activations(ctx: &Context, x: &GpuTensor) -> Result<(Disp
     let params = [m as u32, k as u32];
     let uniform = ctx.uniform_buffer("quantize params", bytemuck::cast_slice(&params));
     let groups = ctx.workgroup_grid("quantize activations", ((m * k / 32) as u64).div_ceil(QUANTIZE_WORKGROUP as u64))?;
-    let dispatch = ctx.dispatch_bounded(pipeline, &[(&x.buffer, (m * k * 4) as u64), (&buffer, bytes), (&uniform, 8)], groups)?;
+    let dispatch = ctx.dispatch_bounded(pipeline, &[(x.bind(), (m * k * 4) as u64), ((&buffer).into(), bytes), ((&uniform).into(), 8)], groups)?;
     Ok((dispatch, buffer))
 }
 

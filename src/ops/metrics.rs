@@ -60,14 +60,14 @@ impl LogitMetrics {
             ctx,
             Kernel::LogitMetrics,
             vec![],
-            &[&reference.buffer, &candidate.buffer, &self.targets.buffer, &self.out],
+            &[reference.bind(), candidate.bind(), (&self.targets.buffer).into(), (&self.out).into()],
             &[rows as u32, vocab as u32],
             &[],
             Workgroups::Direct(ctx.workgroup_grid("logit metrics", rows as u64)?),
         )
         .await?;
         ctx.run(&[&dispatch]).await?;
-        let bytes = ctx.read_bytes("logit metrics", &self.out, (rows * std::mem::size_of::<RowMetrics>()) as u64).await?;
+        let bytes = ctx.read_bytes("logit metrics", &self.out, 0, (rows * std::mem::size_of::<RowMetrics>()) as u64).await?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 }

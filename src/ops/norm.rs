@@ -16,5 +16,5 @@ pub async fn plan_rms_norm(ctx: &Context, x: &GpuTensor, x_row: usize, rows: usi
         return Err(ShapeError::TooLarge { op: "rms_norm", what: "rows", actual: x_row + rows, max: x.rows().min(y.rows() + x_row) }.into());
     }
     let params = [rows as u32, dim as u32, eps.to_bits(), x_row as u32];
-    plan(ctx, Kernel::RmsNorm, vec![], &[&x.buffer, &weight.buffer, &y.buffer], &params, &[], Workgroups::Direct([rows as u32, 1, 1])).await
+    plan(ctx, Kernel::RmsNorm, vec![], &[x.bind(), weight.bind(), y.bind()], &params, &[], Workgroups::Direct([rows as u32, 1, 1])).await
 }

@@ -1,6 +1,6 @@
 //! The one way ops turn a kernel, its buffers and its parameters into a [`Dispatch`].
 
-use crate::gpu::{Constant, Context, Dispatch, Kernel, PipelineKey};
+use crate::gpu::{Bind, Constant, Context, Dispatch, Kernel, PipelineKey};
 use crate::Error;
 
 /// Binds `storage` buffers, then a uniform holding `params`, then `uniforms`, in that order:
@@ -9,16 +9,16 @@ pub(crate) async fn plan(
     ctx: &Context,
     kernel: Kernel,
     constants: Vec<Constant>,
-    storage: &[&wgpu::Buffer],
+    storage: &[Bind<'_>],
     params: &[u32],
     uniforms: &[&wgpu::Buffer],
     workgroups: Workgroups<'_>,
 ) -> Result<Dispatch, Error> {
     let pipeline = ctx.pipeline(&PipelineKey { kernel, constants }).await?;
     let params = ctx.uniform_buffer(kernel.entry(), bytemuck::cast_slice(params));
-    let mut buffers: Vec<&wgpu::Buffer> = storage.to_vec();
-    buffers.push(&params);
-    buffers.extend_from_slice(uniforms);
+    let mut buffers: Vec<Bind<'_>> = storage.to_vec();
+    buffers.push((&params).into());
+    buffers.extend(uniforms.iter().map(|&u| Bind::from(u)));
     Ok(match workgroups {
         Workgroups::Direct(groups) => ctx.dispatch(pipeline, &buffers, groups),
         Workgroups::Indirect(args) => ctx.dispatch_indirect(pipeline, &buffers, args),

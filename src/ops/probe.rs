@@ -27,7 +27,7 @@ impl FmaProbe {
             constants: vec![Constant { name: "WORKGROUP", value: WORKGROUP }, Constant { name: "ITERATIONS", value: ITERATIONS }],
         };
         let pipeline = ctx.pipeline(&key).await?;
-        let dispatch = ctx.dispatch(pipeline, &[&sink], grid);
+        let dispatch = ctx.dispatch(pipeline, &[(&sink).into()], grid);
         Ok(Self { dispatch, workgroups: launched, _sink: sink })
     }
 

@@ -1,12 +1,14 @@
 //! f32 matrices that live on the GPU.
 
-use crate::gpu::Context;
+use crate::gpu::{Bind, Context, GpuError};
 use crate::tensor::check_matrix;
 use crate::Error;
 
-/// A row-major `rows × cols` f32 matrix in one GPU buffer.
+/// A row-major `rows × cols` f32 matrix in one GPU buffer, from byte `offset` on.
 pub struct GpuTensor {
     pub(crate) buffer: wgpu::Buffer,
+    /// Non-zero for a part of a planar block ([`GpuTensor::planar_parts`]).
+    offset: u64,
     rows: usize,
     cols: usize,
 }
@@ -16,7 +18,7 @@ impl GpuTensor {
     pub fn from_slice(ctx: &Context, rows: usize, cols: usize, data: &[f32]) -> Result<Self, Error> {
         check_matrix("upload", "tensor", rows, cols, Some(data.len()))?;
         let buffer = ctx.storage_buffer("tensor", bytemuck::cast_slice(data))?;
-        Ok(Self { buffer, rows, cols })
+        Ok(Self { buffer, offset: 0, rows, cols })
     }
 
     /// A zeroed `rows × cols` matrix.
@@ -24,7 +26,7 @@ impl GpuTensor {
         check_matrix("allocate", "tensor", rows, cols, None)?;
         let bytes = (rows as u64).checked_mul(cols as u64).and_then(|v| v.checked_mul(4)).unwrap_or(u64::MAX);
         let buffer = ctx.zeroed_buffer("tensor", bytes)?;
-        Ok(Self { buffer, rows, cols })
+        Ok(Self { buffer, offset: 0, rows, cols })
     }
 
     pub fn rows(&self) -> usize {
@@ -45,7 +47,7 @@ impl GpuTensor {
     /// Reads the first `rows` rows back, row-major.
     pub async fn read_rows(&self, ctx: &Context, rows: usize) -> Result<Vec<f32>, Error> {
         let rows = rows.min(self.rows);
-        Ok(ctx.read_f32("tensor", &self.buffer, rows * self.cols).await?)
+        Ok(ctx.read_f32("tensor", &self.buffer, self.offset, rows * self.cols).await?)
     }
 }
 
@@ -56,7 +58,7 @@ impl GpuTensor {
         if rows == 0 || rows > self.rows {
             return Err(crate::tensor::ShapeError::TooLarge { op: "view", what: "rows", actual: rows, max: self.rows }.into());
         }
-        Ok(GpuTensor { buffer: self.buffer.clone(), rows, cols: self.cols })
+        Ok(GpuTensor { buffer: self.buffer.clone(), offset: self.offset, rows, cols: self.cols })
     }
 
     /// The first `rows × cols` values seen as a `rows × cols` matrix, sharing this tensor's
@@ -66,7 +68,35 @@ impl GpuTensor {
         if rows == 0 || cols == 0 || rows.checked_mul(cols).is_none_or(|n| n > max) {
             return Err(crate::tensor::ShapeError::TooLarge { op: "view", what: "values", actual: rows.saturating_mul(cols), max }.into());
         }
-        Ok(GpuTensor { buffer: self.buffer.clone(), rows, cols })
+        Ok(GpuTensor { buffer: self.buffer.clone(), offset: self.offset, rows, cols })
+    }
+
+    /// The binding of this tensor: its buffer from its offset on.
+    pub(crate) fn bind(&self) -> Bind<'_> {
+        Bind { buffer: &self.buffer, offset: self.offset }
+    }
+
+    /// This `rows × Σwidths` tensor seen as consecutive `rows × width` matrices, one after the
+    /// other in memory (planar, not interleaved by row): the outputs of a fused projection
+    /// ([`plan_linear_parts`](super::plan_linear_parts)), each bound on its own. Every part
+    /// must start on the adapter's storage offset alignment.
+    pub fn planar_parts(&self, ctx: &Context, widths: &[usize]) -> Result<Vec<GpuTensor>, Error> {
+        let total: usize = widths.iter().sum();
+        if total != self.cols || widths.contains(&0) {
+            return Err(crate::tensor::ShapeError::Mismatch { op: "planar parts", what: "sum of widths", expected: self.cols, actual: total }.into());
+        }
+        let align = ctx.limits().min_storage_buffer_offset_alignment as u64;
+        let mut parts = Vec::with_capacity(widths.len());
+        let mut start = 0;
+        for &width in widths {
+            let offset = self.offset + (self.rows * start * 4) as u64;
+            if !offset.is_multiple_of(align) {
+                return Err(GpuError::MisalignedOffset { what: "planar tensor part", offset, alignment: align }.into());
+            }
+            parts.push(GpuTensor { buffer: self.buffer.clone(), offset, rows: self.rows, cols: width });
+            start += width;
+        }
+        Ok(parts)
     }
 
     /// Overwrites the start of the tensor with `data` (row-major).
@@ -74,7 +104,7 @@ impl GpuTensor {
         if data.len() > self.rows * self.cols {
             return Err(crate::tensor::ShapeError::TooLarge { op: "write", what: "values", actual: data.len(), max: self.rows * self.cols }.into());
         }
-        ctx.write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
+        ctx.write_buffer(&self.buffer, self.offset, bytemuck::cast_slice(data));
         Ok(())
     }
 }

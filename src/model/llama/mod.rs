@@ -36,11 +36,14 @@ pub struct LlamaOptions {
     /// Sequences held at once, each with a KV cache of `context` positions ([`Llama::select`]);
     /// [`Llama::decode_batch`] advances several in one pass over the weights.
     pub slots: usize,
+    /// Q, K, V in one matrix and gate, up in another where their formats agree
+    /// ([`GpuMatrix::stack_rows`]): one dispatch each instead of three and two.
+    pub fuse_projections: bool,
 }
 
 impl Default for LlamaOptions {
     fn default() -> Self {
-        Self { context: 2048, chunk: 128, tune: None, kv_type: KvType::default(), slots: 1 }
+        Self { context: 2048, chunk: 128, tune: None, kv_type: KvType::default(), slots: 1, fuse_projections: true }
     }
 }
 
@@ -51,7 +54,7 @@ impl LlamaOptions {
         let context = self.context.min(config.trained_context).max(1);
         let chunk = self.chunk.min(context).max(1);
         // A batched decode step holds one activation row per sequence.
-        LlamaOptions { context, chunk, tune: self.tune.clone(), kv_type: self.kv_type, slots: self.slots.clamp(1, chunk) }
+        LlamaOptions { context, chunk, tune: self.tune.clone(), kv_type: self.kv_type, slots: self.slots.clamp(1, chunk), fuse_projections: self.fuse_projections }
     }
 }
 
@@ -68,18 +71,26 @@ pub enum Logits {
 struct Activations {
     x: GpuTensor,
     xn: GpuTensor,
-    q: GpuTensor,
-    k: GpuTensor,
-    /// K before its per-head norm, when the model has one.
-    k_raw: GpuTensor,
-    v: GpuTensor,
-    /// The attention output; before attention it holds Q before its per-head norm.
+    /// The Q, K and V projections' outputs as planar parts of one block, so that a fused
+    /// Q|K|V matrix writes them in one dispatch (`qkv_parts`: Q, K, V).
+    qkv: GpuTensor,
+    qkv_parts: [GpuTensor; 3],
+    /// Q and K after their per-head norms, when the model has them.
+    q_normed: GpuTensor,
+    k_normed: GpuTensor,
     attn: GpuTensor,
     proj: GpuTensor,
-    gate: GpuTensor,
-    up: GpuTensor,
+    /// Gate and up as planar parts of one block, for a fused gate|up matrix (`gate_up_parts`).
+    gate_up: GpuTensor,
+    gate_up_parts: [GpuTensor; 2],
     logits: GpuTensor,
     ids: GpuIds,
+}
+
+/// Rows of a block of planar parts for chunks of `chunk` rows: a multiple of 64, so that every
+/// part starts on a 256-byte boundary (the storage offset alignment every adapter accepts).
+fn block_rows(chunk: usize) -> usize {
+    chunk.next_multiple_of(64)
 }
 
 /// GPU bytes held by a model, by purpose.
@@ -99,14 +110,12 @@ pub fn activation_shapes(c: &LlamaConfig, options: &LlamaOptions) -> Vec<(&'stat
     let mut shapes = vec![
         ("x", t, c.dim),
         ("xn", t, c.dim),
-        ("q", t, c.q_dim()),
-        ("k", t, c.kv_dim()),
-        ("k_raw", t, c.kv_dim()),
-        ("v", t, c.kv_dim()),
+        ("qkv", block_rows(t), c.q_dim() + 2 * c.kv_dim()),
+        ("q_normed", t, c.q_dim()),
+        ("k_normed", t, c.kv_dim()),
         ("attn", t, c.q_dim()),
         ("proj", t, c.dim),
-        ("gate", t, c.ffn),
-        ("up", t, c.ffn),
+        ("gate_up", block_rows(t), 2 * c.ffn),
         ("logits", 1, c.vocab),
     ];
     let [acc, ml] = attention_partials(dims_of(c), n, t);
@@ -275,20 +284,31 @@ impl Llama {
     /// the first forward passes.
     async fn from_weights(ctx: &Context, config: LlamaConfig, options: LlamaOptions, weights: Weights) -> Result<Self, Error> {
         let c = &config;
+        let mut weights = weights;
+        if options.fuse_projections {
+            for layer in &mut weights.layers {
+                layer.qkv = weights::stack_projections(ctx, std::mem::take(&mut layer.qkv))?;
+                layer.gate_up = weights::stack_projections(ctx, std::mem::take(&mut layer.gate_up))?;
+            }
+        }
         let shapes = activation_shapes(c, &options);
         let t = |i: usize| GpuTensor::zeros(ctx, shapes[i].1, shapes[i].2);
+        let (qkv, gate_up) = (t(2)?, t(7)?);
+        let parts = |block: &GpuTensor, widths: &[usize]| block.planar_parts(ctx, widths);
+        let [q, k, v]: [GpuTensor; 3] = parts(&qkv, &[c.q_dim(), c.kv_dim(), c.kv_dim()])?.try_into().ok().expect("three widths");
+        let [gate, up]: [GpuTensor; 2] = parts(&gate_up, &[c.ffn, c.ffn])?.try_into().ok().expect("two widths");
         let acts = Activations {
             x: t(0)?,
             xn: t(1)?,
-            q: t(2)?,
-            k: t(3)?,
-            k_raw: t(4)?,
-            v: t(5)?,
-            attn: t(6)?,
-            proj: t(7)?,
-            gate: t(8)?,
-            up: t(9)?,
-            logits: t(10)?,
+            qkv,
+            qkv_parts: [q, k, v],
+            q_normed: t(3)?,
+            k_normed: t(4)?,
+            attn: t(5)?,
+            proj: t(6)?,
+            gate_up,
+            gate_up_parts: [gate, up],
+            logits: t(8)?,
             ids: GpuIds::new(ctx, options.chunk)?,
         };
         let attn_work = AttnWorkspace::new(ctx, dims_of(c), options.context, options.chunk)?;
@@ -319,7 +339,7 @@ impl Llama {
         let memory = MemoryUse::estimate(c, &options, weights.bytes);
         debug_assert_eq!(
             memory.activations,
-            [&acts.x, &acts.xn, &acts.q, &acts.k, &acts.k_raw, &acts.v, &acts.attn, &acts.proj, &acts.gate, &acts.up, &acts.logits].iter().map(|t| t.bytes()).sum::<u64>()
+            [&acts.x, &acts.xn, &acts.qkv, &acts.q_normed, &acts.k_normed, &acts.attn, &acts.proj, &acts.gate_up, &acts.logits].iter().map(|t| t.bytes()).sum::<u64>()
                 + attn_work.bytes()
                 + rope.bytes()
                 + [&window_rope, &no_rope].iter().filter_map(|t| t.as_ref()).map(|t| t.bytes()).sum::<u64>()
@@ -359,6 +379,11 @@ impl Llama {
 
     pub fn config(&self) -> &LlamaConfig {
         &self.config
+    }
+    /// Dispatches of one decode step of the selected sequence (its plan is made at load):
+    /// what fusing projections saves, counted.
+    pub fn dispatches_per_token(&self) -> Option<usize> {
+        self.plans.get(&(vec![(self.slot, 1)], Logits::Last)).map(Vec::len)
     }
     /// Positions the KV cache holds.
     pub fn context(&self) -> usize {
@@ -629,8 +654,12 @@ impl Llama {
         };
         let (c, a, dims) = (&self.config, &self.acts, self.dims());
         let rows = |x: &GpuTensor| x.view_rows(t);
-        let (x, xn, q, k, k_raw, v, attn, proj, gate, up) =
-            (rows(&a.x)?, rows(&a.xn)?, rows(&a.q)?, rows(&a.k)?, rows(&a.k_raw)?, rows(&a.v)?, rows(&a.attn)?, rows(&a.proj)?, rows(&a.gate)?, rows(&a.up)?);
+        let (x, xn, attn, proj) = (rows(&a.x)?, rows(&a.xn)?, rows(&a.attn)?, rows(&a.proj)?);
+        let [q_raw, k_raw, v] = [rows(&a.qkv_parts[0])?, rows(&a.qkv_parts[1])?, rows(&a.qkv_parts[2])?];
+        let [gate, up] = [rows(&a.gate_up_parts[0])?, rows(&a.gate_up_parts[1])?];
+        let (q_normed, k_normed) = (rows(&a.q_normed)?, rows(&a.k_normed)?);
+        let qkv_widths = [c.q_dim(), c.kv_dim(), c.kv_dim()];
+        let gate_up_widths = [c.ffn, c.ffn];
         let mut d = plan_embed(ctx, &self.weights.embed, &a.ids, &x, t).await?;
         if c.arch.embed_scale {
             d.push(plan_scale(ctx, &x, t * c.dim, (c.dim as f32).sqrt()).await?);
@@ -639,16 +668,18 @@ impl Llama {
             let n = |name: &str| format!("blk.{i}.{name}.weight");
             d.push(plan_rms_norm(ctx, &x, 0, t, &w.attn_norm, &xn, c.eps).await?);
             tap(d.len(), TapInput::Normed, vec![n("attn_q"), n("attn_k"), n("attn_v")]);
-            // Q and K land where their per-head norms (if any) read them.
-            let q_out = if w.q_norm.is_some() { &attn } else { &q };
-            let k_out = if w.k_norm.is_some() { &k_raw } else { &k };
-            for (m, y, bias) in [(&w.q, q_out, &w.q_bias), (&w.k, k_out, &w.k_bias), (&w.v, &v, &w.v_bias)] {
-                d.extend(plan_linear(ctx, m, &xn, y, self.tuned(ctx, m, &xn)).await?.dispatches);
+            for (m, first) in &w.qkv {
+                d.extend(plan_linear_parts(ctx, m, &xn, &a.qkv, &qkv_widths, *first, self.tuned(ctx, m, &xn)).await?.dispatches);
+            }
+            for (y, bias) in [(&q_raw, &w.q_bias), (&k_raw, &w.k_bias), (&v, &w.v_bias)] {
                 if let Some(b) = bias {
                     d.push(plan_add_bias(ctx, y, b).await?);
                 }
             }
-            for (norm, raw, out, heads) in [(&w.q_norm, &attn, &q, c.heads), (&w.k_norm, &k_raw, &k, c.kv_heads)] {
+            // Q and K as they enter RoPE: after their per-head norms where the model has them.
+            let q = if w.q_norm.is_some() { &q_normed } else { &q_raw };
+            let k = if w.k_norm.is_some() { &k_normed } else { &k_raw };
+            for (norm, raw, out, heads) in [(&w.q_norm, &q_raw, q, c.heads), (&w.k_norm, &k_raw, k, c.kv_heads)] {
                 if let Some(norm) = norm {
                     let (raw, out) = (raw.view_as(t * heads, c.head_dim)?, out.view_as(t * heads, c.head_dim)?);
                     d.push(plan_rms_norm(ctx, &raw, 0, t * heads, norm, &out, c.eps).await?);
@@ -665,9 +696,9 @@ impl Llama {
             let mut row0 = 0;
             for &(slot, n) in layout {
                 let seq = &self.seqs[slot];
-                d.push(plan_rope_rows(ctx, dims, row0, n, &q, &k, rope, &seq.step).await?);
-                d.push(plan_kv_store_rows(ctx, dims, row0, n, &k, &v, &seq.caches[i], &seq.step).await?);
-                d.extend(plan_attention_rows(ctx, dims, row0, n, &q, &seq.caches[i], &self.attn_work, &attn, &seq.step, &seq.args, options).await?);
+                d.push(plan_rope_rows(ctx, dims, row0, n, q, k, rope, &seq.step).await?);
+                d.push(plan_kv_store_rows(ctx, dims, row0, n, k, &v, &seq.caches[i], &seq.step).await?);
+                d.extend(plan_attention_rows(ctx, dims, row0, n, q, &seq.caches[i], &self.attn_work, &attn, &seq.step, &seq.args, options).await?);
                 row0 += n;
             }
             tap(d.len(), TapInput::Attention, vec![n("attn_output")]);
@@ -675,8 +706,9 @@ impl Llama {
             d.extend(self.residual(ctx, &x, &proj, &w.post_attn_norm, &xn, t).await?);
             d.push(plan_rms_norm(ctx, &x, 0, t, &w.ffn_norm, &xn, c.eps).await?);
             tap(d.len(), TapInput::Normed, vec![n("ffn_gate"), n("ffn_up")]);
-            d.extend(plan_linear(ctx, &w.gate, &xn, &gate, self.tuned(ctx, &w.gate, &xn)).await?.dispatches);
-            d.extend(plan_linear(ctx, &w.up, &xn, &up, self.tuned(ctx, &w.up, &xn)).await?.dispatches);
+            for (m, first) in &w.gate_up {
+                d.extend(plan_linear_parts(ctx, m, &xn, &a.gate_up, &gate_up_widths, *first, self.tuned(ctx, m, &xn)).await?.dispatches);
+            }
             d.push(match c.arch.activation {
                 Activation::Silu => plan_silu_mul(ctx, &gate, &up, t * c.ffn).await?,
                 Activation::GeluTanh => plan_gelu_tanh_mul(ctx, &gate, &up, t * c.ffn).await?,

@@ -54,7 +54,7 @@ impl Llama {
                 let source = match tap.input {
                     TapInput::Normed => &self.acts.xn,
                     TapInput::Attention => &self.acts.attn,
-                    TapInput::Gated => &self.acts.gate,
+                    TapInput::Gated => &self.acts.gate_up_parts[0],
                 };
                 let x = source.read_rows(ctx, t).await?;
                 for weight in &tap.weights {

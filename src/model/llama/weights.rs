@@ -14,9 +14,9 @@ use crate::Error;
 
 pub(super) struct LayerWeights {
     pub attn_norm: GpuTensor,
-    pub q: GpuMatrix,
-    pub k: GpuMatrix,
-    pub v: GpuMatrix,
+    /// Q, K and V, each with the first output feature it computes in the Q|K|V block: three
+    /// matrices, or fewer once stacked ([`stack_projections`]).
+    pub qkv: Vec<(GpuMatrix, usize)>,
     /// Q, K and V biases (Qwen2), each present or not as the file has it.
     pub q_bias: Option<GpuTensor>,
     pub k_bias: Option<GpuTensor>,
@@ -28,8 +28,8 @@ pub(super) struct LayerWeights {
     /// RMSNorm of the attention output before the residual add (Gemma 2/3).
     pub post_attn_norm: Option<GpuTensor>,
     pub ffn_norm: GpuTensor,
-    pub gate: GpuMatrix,
-    pub up: GpuMatrix,
+    /// Gate and up, likewise in the gate|up block.
+    pub gate_up: Vec<(GpuMatrix, usize)>,
     pub down: GpuMatrix,
     /// RMSNorm of the FFN output before the residual add (Gemma 2/3).
     pub post_ffn_norm: Option<GpuTensor>,
@@ -273,11 +273,11 @@ impl WeightUpload {
             };
             let [o] = p.matrices(&n("attn_output"))?;
             let [down] = p.matrices(&n("ffn_down"))?;
+            let (nq, nk) = (q.rows(), k.rows());
+            let ffn = gate.rows();
             layers.push(LayerWeights {
                 attn_norm: p.required(n("attn_norm"))?,
-                q,
-                k,
-                v,
+                qkv: vec![(q, 0), (k, nq), (v, nq + nk)],
                 q_bias: p.vectors.remove(&bias("attn_q")),
                 k_bias: p.vectors.remove(&bias("attn_k")),
                 v_bias: p.vectors.remove(&bias("attn_v")),
@@ -286,8 +286,7 @@ impl WeightUpload {
                 o,
                 post_attn_norm: p.vectors.remove(&n("post_attention_norm")),
                 ffn_norm: p.required(n("ffn_norm"))?,
-                gate,
-                up,
+                gate_up: vec![(gate, 0), (up, ffn)],
                 down,
                 post_ffn_norm: p.vectors.remove(&n("post_ffw_norm")),
             });
@@ -303,6 +302,40 @@ impl WeightUpload {
             bytes: self.bytes,
         })
     }
+}
+
+/// Stacks each run of neighbouring projections that share a format into one matrix
+/// ([`GpuMatrix::stack_rows`]), keeping where each run's first output lands: Q|K|V as one
+/// matrix when all three agree, Q|K and V apart when only V differs (as Q4_K_M files often
+/// have it), and so on.
+pub(super) fn stack_projections(ctx: &Context, projections: Vec<(GpuMatrix, usize)>) -> Result<Vec<(GpuMatrix, usize)>, Error> {
+    let mut out = Vec::with_capacity(projections.len());
+    let mut run: Vec<(GpuMatrix, usize)> = Vec::new();
+    let flush = |run: &mut Vec<(GpuMatrix, usize)>, out: &mut Vec<(GpuMatrix, usize)>| -> Result<(), Error> {
+        let Some(&(_, first)) = run.first() else { return Ok(()) };
+        let matrices: Vec<GpuMatrix> = std::mem::take(run).into_iter().map(|(m, _)| m).collect();
+        match GpuMatrix::stack_rows(ctx, matrices)? {
+            Ok(stacked) => out.push((stacked, first)),
+            Err(apart) => {
+                let mut at = first;
+                for m in apart {
+                    let rows = m.rows();
+                    out.push((m, at));
+                    at += rows;
+                }
+            }
+        }
+        Ok(())
+    };
+    for (m, first) in projections {
+        let joins = run.last().is_some_and(|(prev, prev_first): &(GpuMatrix, usize)| prev.format() == m.format() && prev.cols() == m.cols() && prev_first + prev.rows() == first);
+        if !joins {
+            flush(&mut run, &mut out)?;
+        }
+        run.push((m, first));
+    }
+    flush(&mut run, &mut out)?;
+    Ok(out)
 }
 
 fn missing(name: &str) -> Error {
