@@ -1,4 +1,4 @@
-// Matrix-vector product with a subgroup reduction:
+// Matrix-vector products with a subgroup reduction:
 // weights.wgsl + weights_super.wgsl + matvec_io.wgsl + this file.
 // A separate module because subgroup builtins need the SUBGROUP feature to validate.
 
@@ -26,6 +26,58 @@ fn matvec_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     for (var r = 0u; r < ROWS; r++) {
         let sum = subgroupAdd(acc[r]);
         if lane == 0u {
+            store_row(row, r, sum);
+        }
+    }
+}
+
+// Weight rows one subgroup computes in matvec_subgroup_rows.
+const SUBGROUP_ROWS: u32 = 4u;
+
+// Four weight rows per subgroup, for GPUs: each lane keeps four independent sums in flight
+// (more loads outstanding per lane), and the activations it reads for a span are the same
+// addresses for all four rows, so they are loaded once and reused from registers. A quarter of
+// the subgroups of matvec_subgroup cover the matrix. Rows past N (in the last subgroup) read
+// the last row again and their sums are dropped, so every lane stays in the reduction.
+@compute @workgroup_size(WORKGROUP)
+fn matvec_subgroup_rows(@builtin(workgroup_id) wid: vec3<u32>,
+                        @builtin(num_workgroups) groups: vec3<u32>,
+                        @builtin(subgroup_id) subgroup: u32,
+                        @builtin(num_subgroups) subgroups: u32,
+                        @builtin(subgroup_invocation_id) lane: u32,
+                        @builtin(subgroup_size) width: u32) {
+    let row0 = ((wid.x + wid.y * groups.x) * subgroups + subgroup) * SUBGROUP_ROWS;
+    // Uniform within the subgroup, so the reductions below run on full subgroups.
+    if row0 >= params.n {
+        return;
+    }
+    let last = params.n - 1u;
+    let rows = vec4<u32>(row0, min(row0 + 1u, last), min(row0 + 2u, last), min(row0 + 3u, last));
+    // Four whole variables rather than an array of arrays: accumulate_span takes a pointer to
+    // a whole variable.
+    var acc0: array<f32, MAX_ROWS>;
+    var acc1: array<f32, MAX_ROWS>;
+    var acc2: array<f32, MAX_ROWS>;
+    var acc3: array<f32, MAX_ROWS>;
+    let spans = params.k / (8u * span_groups());
+    for (var i = lane; i < spans; i += width) {
+        accumulate_span(&acc0, rows.x, i);
+        accumulate_span(&acc1, rows.y, i);
+        accumulate_span(&acc2, rows.z, i);
+        accumulate_span(&acc3, rows.w, i);
+    }
+    reduce_store(acc0, row0, lane);
+    reduce_store(acc1, row0 + 1u, lane);
+    reduce_store(acc2, row0 + 2u, lane);
+    reduce_store(acc3, row0 + 3u, lane);
+}
+
+// Sums each activation row's partial sums over the subgroup; lane 0 stores them if `row` is a
+// row of the matrix. Called by every lane of the subgroup.
+fn reduce_store(acc: array<f32, MAX_ROWS>, row: u32, lane: u32) {
+    for (var r = 0u; r < ROWS; r++) {
+        let sum = subgroupAdd(acc[r]);
+        if lane == 0u && row < params.n {
             store_row(row, r, sum);
         }
     }

@@ -187,7 +187,7 @@ fn corrupt_tune_cache_is_ignored_and_a_valid_one_decides() {
     // Other buckets, and other adapters, fall back to the default.
     assert_eq!(loaded.choose(&ctx, format, rows, 4096, k), None);
     assert_eq!(loaded.choose(&ctx, Format::Q8_0, rows, n, k), None);
-    assert!(chosen.kernel != MatvecKernel::Subgroup || ctx.capabilities().subgroups);
+    assert!(!chosen.kernel.uses_subgroups() || ctx.capabilities().subgroups);
     std::fs::remove_dir_all(dir).ok();
 }
 

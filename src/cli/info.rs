@@ -39,7 +39,8 @@ pub fn info(backend: BackendChoice) -> Result<()> {
         );
         let matvec = MatvecKernel::preferred(caps);
         let why = match matvec {
-            MatvecKernel::Subgroup => "subgroups available",
+            MatvecKernel::Subgroup => "subgroups on a CPU device: one row a subgroup",
+            MatvecKernel::SubgroupRows => "subgroups available: four rows a subgroup",
             MatvecKernel::Lane => "CPU device without subgroups: no barriers",
             MatvecKernel::Workgroup => "no subgroups",
             MatvecKernel::IntegerDot => "int8 activations",

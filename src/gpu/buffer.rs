@@ -6,24 +6,27 @@ use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
 /// One compute dispatch, ready to encode any number of times: ops are planned once and replayed.
-/// A buffer bound from byte `offset` to its end (a tensor that is a view into a larger buffer;
-/// `offset` a multiple of the adapter's `min_storage_buffer_offset_alignment`).
+/// A buffer bound from byte `offset`, for `size` bytes or to its end (a tensor that is a part
+/// of a larger buffer; `offset` a multiple of the adapter's `min_storage_buffer_offset_alignment`).
+/// Parts of one buffer bound writable in one dispatch must not overlap: browsers refuse that.
 #[derive(Clone, Copy)]
 pub struct Bind<'a> {
     pub buffer: &'a wgpu::Buffer,
     pub offset: u64,
+    pub size: Option<u64>,
 }
 
 impl Bind<'_> {
-    /// Bytes from the offset to the end of the buffer.
+    /// Bytes the binding covers.
     pub fn size(&self) -> u64 {
-        self.buffer.size().saturating_sub(self.offset)
+        let rest = self.buffer.size().saturating_sub(self.offset);
+        self.size.map_or(rest, |s| s.min(rest))
     }
 }
 
 impl<'a> From<&'a wgpu::Buffer> for Bind<'a> {
     fn from(buffer: &'a wgpu::Buffer) -> Self {
-        Bind { buffer, offset: 0 }
+        Bind { buffer, offset: 0, size: None }
     }
 }
 
@@ -164,7 +167,7 @@ impl Context {
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: b.buffer, offset: b.offset, size: None }),
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: b.buffer, offset: b.offset, size: b.size.and_then(std::num::NonZeroU64::new) }),
             })
             .collect();
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {

@@ -148,6 +148,7 @@ pub enum Kernel {
     MatvecLane,
     MatvecWorkgroup,
     MatvecSubgroup,
+    MatvecSubgroupRows,
     Matmul,
     Copy,
     Embed,
@@ -173,10 +174,11 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 25] = [
+    pub const ALL: [Kernel; 26] = [
         Kernel::MatvecLane,
         Kernel::MatvecWorkgroup,
         Kernel::MatvecSubgroup,
+        Kernel::MatvecSubgroupRows,
         Kernel::Matmul,
         Kernel::Copy,
         Kernel::Embed,
@@ -211,7 +213,7 @@ impl Kernel {
     pub fn module(self) -> ShaderModuleId {
         match self {
             Kernel::MatvecLane | Kernel::MatvecWorkgroup => ShaderModuleId::Matvec,
-            Kernel::MatvecSubgroup => ShaderModuleId::MatvecSubgroup,
+            Kernel::MatvecSubgroup | Kernel::MatvecSubgroupRows => ShaderModuleId::MatvecSubgroup,
             Kernel::Matmul => ShaderModuleId::Matmul,
             Kernel::Copy => ShaderModuleId::Copy,
             Kernel::Embed => ShaderModuleId::Embed,
@@ -238,6 +240,7 @@ impl Kernel {
             Kernel::MatvecLane => "matvec_lane",
             Kernel::MatvecWorkgroup => "matvec_workgroup",
             Kernel::MatvecSubgroup => "matvec_subgroup",
+            Kernel::MatvecSubgroupRows => "matvec_subgroup_rows",
             Kernel::Matmul => "matmul",
             Kernel::Copy => "copy",
             Kernel::Embed => "embed",
@@ -266,7 +269,7 @@ impl Kernel {
     /// The bind-group layout, in binding order; must match the `@binding`s of the entry's module.
     pub fn bindings(self) -> &'static [Binding] {
         match self {
-            Kernel::MatvecLane | Kernel::MatvecWorkgroup | Kernel::MatvecSubgroup | Kernel::MatvecDot4 | Kernel::Matmul | Kernel::Embed => LINEAR_BINDINGS,
+            Kernel::MatvecLane | Kernel::MatvecWorkgroup | Kernel::MatvecSubgroup | Kernel::MatvecSubgroupRows | Kernel::MatvecDot4 | Kernel::Matmul | Kernel::Embed => LINEAR_BINDINGS,
             Kernel::Copy => &[R, W],
             Kernel::RmsNorm => &[R, R, W, U],
             Kernel::Rope => &[W, W, R, U, U],

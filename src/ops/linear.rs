@@ -30,8 +30,11 @@ pub enum MatvecKernel {
     /// One workgroup per output row with a reduction in workgroup memory (GPUs without subgroups,
     /// browsers).
     Workgroup,
-    /// One subgroup per output row with `subgroupAdd` (GPUs with SUBGROUP).
+    /// One subgroup per output row with `subgroupAdd` (CPU adapters with SUBGROUP).
     Subgroup,
+    /// One subgroup per four output rows (GPUs with SUBGROUP): four sums in flight per lane,
+    /// and each activation load serves all four rows.
+    SubgroupRows,
     /// Q8_0 only: quantizes the activations to int8 per block of 32 first (quantize_x.wgsl),
     /// then one invocation per output row sums `dot4I8Packed` products in i32 (matvec_dot4.wgsl).
     /// Approximate (activation rounding), so never a default; `qgpu tune` may pick it. Needs
@@ -108,7 +111,7 @@ impl MatvecVariant {
     fn well_formed(self) -> bool {
         let workgroup = match self.kernel {
             MatvecKernel::Workgroup => self.workgroup == MATVEC_WORKGROUP,
-            MatvecKernel::Lane | MatvecKernel::Subgroup | MatvecKernel::IntegerDot => MATVEC_WORKGROUPS.contains(&self.workgroup),
+            MatvecKernel::Lane | MatvecKernel::Subgroup | MatvecKernel::SubgroupRows | MatvecKernel::IntegerDot => MATVEC_WORKGROUPS.contains(&self.workgroup),
         };
         let step = match self.kernel {
             MatvecKernel::IntegerDot => self.step == 8,
@@ -135,7 +138,7 @@ impl MatvecVariant {
         self.well_formed()
             && self.kernel.supported(caps)
             && self.workgroup <= ctx.limits().max_compute_invocations_per_workgroup
-            && (self.kernel != MatvecKernel::Subgroup || self.workgroup >= caps.subgroup_max_size)
+            && (!self.kernel.uses_subgroups() || self.workgroup >= caps.subgroup_max_size)
     }
 
     /// Every variant the device can run on `format` weights, the candidates of `qgpu tune`.
@@ -143,7 +146,7 @@ impl MatvecVariant {
         let mut all = Vec::new();
         for step in MATVEC_STEPS {
             all.push(MatvecVariant { kernel: MatvecKernel::Workgroup, workgroup: MATVEC_WORKGROUP, step });
-            for kernel in [MatvecKernel::Lane, MatvecKernel::Subgroup, MatvecKernel::IntegerDot] {
+            for kernel in [MatvecKernel::Lane, MatvecKernel::Subgroup, MatvecKernel::SubgroupRows, MatvecKernel::IntegerDot] {
                 all.extend(MATVEC_WORKGROUPS.iter().map(|&workgroup| MatvecVariant { kernel, workgroup, step }));
             }
         }
@@ -153,13 +156,17 @@ impl MatvecVariant {
 }
 
 impl MatvecKernel {
-    pub const ALL: [MatvecKernel; 4] = [MatvecKernel::Lane, MatvecKernel::Workgroup, MatvecKernel::Subgroup, MatvecKernel::IntegerDot];
+    pub const ALL: [MatvecKernel; 5] = [MatvecKernel::Lane, MatvecKernel::Workgroup, MatvecKernel::Subgroup, MatvecKernel::SubgroupRows, MatvecKernel::IntegerDot];
 
     /// The variant qgpu uses by default on a device with `caps`. Subgroups win wherever they
-    /// exist (on lavapipe too: a subgroup's lanes read neighbouring words); without them, CPU
-    /// adapters avoid barriers and GPUs reduce in workgroup memory.
+    /// exist (on lavapipe too: a subgroup's lanes read neighbouring words), four rows a
+    /// subgroup on GPUs (more loads in flight; untimed on real GPUs so far) and one on CPU
+    /// adapters, which measured it; without them, CPU adapters avoid barriers and GPUs reduce
+    /// in workgroup memory.
     pub fn preferred(caps: Capabilities) -> Self {
-        if caps.subgroups {
+        if caps.subgroups && !caps.cpu_device {
+            MatvecKernel::SubgroupRows
+        } else if caps.subgroups {
             MatvecKernel::Subgroup
         } else if caps.cpu_device {
             MatvecKernel::Lane
@@ -171,10 +178,15 @@ impl MatvecKernel {
     /// Whether the device can run this variant.
     pub fn supported(self, caps: Capabilities) -> bool {
         match self {
-            MatvecKernel::Subgroup => caps.subgroups,
+            MatvecKernel::Subgroup | MatvecKernel::SubgroupRows => caps.subgroups,
             MatvecKernel::IntegerDot => caps.integer_dot,
             MatvecKernel::Lane | MatvecKernel::Workgroup => true,
         }
+    }
+
+    /// Whether it reduces with subgroup operations (so needs a workgroup of whole subgroups).
+    pub fn uses_subgroups(self) -> bool {
+        matches!(self, MatvecKernel::Subgroup | MatvecKernel::SubgroupRows)
     }
 
     /// Whether this variant takes `format` weights.
@@ -192,6 +204,7 @@ impl MatvecKernel {
             MatvecKernel::Lane => "lane",
             MatvecKernel::Workgroup => "workgroup",
             MatvecKernel::Subgroup => "subgroup",
+            MatvecKernel::SubgroupRows => "subgroup4",
             MatvecKernel::IntegerDot => "dot4",
         }
     }
@@ -202,6 +215,7 @@ impl MatvecKernel {
             MatvecKernel::Lane => ("matvec.wgsl", "matvec_lane"),
             MatvecKernel::Workgroup => ("matvec.wgsl", "matvec_workgroup"),
             MatvecKernel::Subgroup => ("matvec_subgroup.wgsl", "matvec_subgroup"),
+            MatvecKernel::SubgroupRows => ("matvec_subgroup.wgsl", "matvec_subgroup_rows"),
             MatvecKernel::IntegerDot => ("matvec_dot4.wgsl", "matvec_dot4"),
         }
     }
@@ -468,7 +482,7 @@ fn default_workgroup(caps: Capabilities, kernel: MatvecKernel) -> u32 {
     match kernel {
         MatvecKernel::Lane | MatvecKernel::Workgroup | MatvecKernel::IntegerDot => MATVEC_WORKGROUP,
         // At least one whole subgroup of the largest size the device may pick.
-        MatvecKernel::Subgroup => MATVEC_WORKGROUP.max(caps.subgroup_max_size.clamp(1, 128)),
+        MatvecKernel::Subgroup | MatvecKernel::SubgroupRows => MATVEC_WORKGROUP.max(caps.subgroup_max_size.clamp(1, 128)),
     }
 }
 
@@ -483,6 +497,10 @@ fn matvec_geometry(caps: Capabilities, variant: MatvecVariant) -> (Kernel, u32, 
             // Size the dispatch for the largest subgroup the device may pick.
             let width = caps.subgroup_max_size.clamp(1, 128);
             (Kernel::MatvecSubgroup, workgroup, (workgroup / width).max(1) as u64)
+        }
+        MatvecKernel::SubgroupRows => {
+            let width = caps.subgroup_max_size.clamp(1, 128);
+            (Kernel::MatvecSubgroupRows, workgroup, (workgroup / width).max(1) as u64 * 4)
         }
     }
 }

@@ -9,6 +9,9 @@ pub struct GpuTensor {
     pub(crate) buffer: wgpu::Buffer,
     /// Non-zero for a part of a planar block ([`GpuTensor::planar_parts`]).
     offset: u64,
+    /// A planar part's bytes (all its block's rows), which is all it binds: parts of one block
+    /// bound writable together must not overlap. `None`: the buffer to its end.
+    extent: Option<u64>,
     rows: usize,
     cols: usize,
 }
@@ -18,7 +21,7 @@ impl GpuTensor {
     pub fn from_slice(ctx: &Context, rows: usize, cols: usize, data: &[f32]) -> Result<Self, Error> {
         check_matrix("upload", "tensor", rows, cols, Some(data.len()))?;
         let buffer = ctx.storage_buffer("tensor", bytemuck::cast_slice(data))?;
-        Ok(Self { buffer, offset: 0, rows, cols })
+        Ok(Self { buffer, offset: 0, extent: None, rows, cols })
     }
 
     /// A zeroed `rows × cols` matrix.
@@ -26,7 +29,7 @@ impl GpuTensor {
         check_matrix("allocate", "tensor", rows, cols, None)?;
         let bytes = (rows as u64).checked_mul(cols as u64).and_then(|v| v.checked_mul(4)).unwrap_or(u64::MAX);
         let buffer = ctx.zeroed_buffer("tensor", bytes)?;
-        Ok(Self { buffer, offset: 0, rows, cols })
+        Ok(Self { buffer, offset: 0, extent: None, rows, cols })
     }
 
     pub fn rows(&self) -> usize {
@@ -58,7 +61,7 @@ impl GpuTensor {
         if rows == 0 || rows > self.rows {
             return Err(crate::tensor::ShapeError::TooLarge { op: "view", what: "rows", actual: rows, max: self.rows }.into());
         }
-        Ok(GpuTensor { buffer: self.buffer.clone(), offset: self.offset, rows, cols: self.cols })
+        Ok(GpuTensor { buffer: self.buffer.clone(), offset: self.offset, extent: self.extent, rows, cols: self.cols })
     }
 
     /// The first `rows × cols` values seen as a `rows × cols` matrix, sharing this tensor's
@@ -68,12 +71,12 @@ impl GpuTensor {
         if rows == 0 || cols == 0 || rows.checked_mul(cols).is_none_or(|n| n > max) {
             return Err(crate::tensor::ShapeError::TooLarge { op: "view", what: "values", actual: rows.saturating_mul(cols), max }.into());
         }
-        Ok(GpuTensor { buffer: self.buffer.clone(), offset: self.offset, rows, cols })
+        Ok(GpuTensor { buffer: self.buffer.clone(), offset: self.offset, extent: self.extent, rows, cols })
     }
 
     /// The binding of this tensor: its buffer from its offset on.
     pub(crate) fn bind(&self) -> Bind<'_> {
-        Bind { buffer: &self.buffer, offset: self.offset }
+        Bind { buffer: &self.buffer, offset: self.offset, size: self.extent }
     }
 
     /// This `rows × Σwidths` tensor seen as consecutive `rows × width` matrices, one after the
@@ -93,7 +96,8 @@ impl GpuTensor {
             if !offset.is_multiple_of(align) {
                 return Err(GpuError::MisalignedOffset { what: "planar tensor part", offset, alignment: align }.into());
             }
-            parts.push(GpuTensor { buffer: self.buffer.clone(), offset, rows: self.rows, cols: width });
+            let extent = Some((self.rows * width * 4) as u64);
+            parts.push(GpuTensor { buffer: self.buffer.clone(), offset, extent, rows: self.rows, cols: width });
             start += width;
         }
         Ok(parts)
