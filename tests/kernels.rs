@@ -14,7 +14,7 @@ const F32_PATH_TOLERANCE: f64 = 1e-5;
 /// Per-element bound (in RMS units of the output) used only to point at the first bad index.
 const ELEMENT_TOLERANCE: f64 = 1e-3;
 
-const ROWS_M: [usize; 7] = [1, 2, 3, 7, 17, 64, 129];
+const ROWS_M: [usize; 6] = [1, 2, 3, 17, 64, 129];
 const OUTPUTS_N: [usize; 6] = [1, 3, 17, 67, 257, 1031];
 const INPUTS_K: [usize; 5] = [32, 96, 576, 1536, 4192];
 /// K for the K-quants (Q4_K, Q6_K), whose rows are whole super-blocks of 256 values (GGUF never
@@ -30,13 +30,13 @@ const INPUTS_K_64: [usize; 5] = [64, 192, 576, 1536, 4160];
 /// `MATVEC_MAX_ROWS` rows when M is larger) up to the rows qgpu ever gives a matvec
 /// (`CPU_MATVEC_PASS_ROWS`; 17 rows already runs three passes, the last one partial); for 1 and
 /// 17 rows also the wider steps (16 and 32 weights an invocation takes per iteration) where K
-/// allows them. The matmul runs on one row, the rows of a partial tile past a whole one (17),
-/// one whole tile (64) and three tiles, the last partial (129); 3 and 7 rows are partial tiles
-/// as 17 is, and each costs the matmul as much as a whole tile.
+/// allows them (but four rows a subgroup, whose steps are the one-row kernel's code). The matmul
+/// runs on one row, a partial tile (17), one whole tile (64) and three tiles, the last partial
+/// (129); 3 rows are a partial tile as 17 is, and cost the matmul as much as a whole tile.
 fn kernels_for(ctx: &Context, format: Format, m: usize, k: usize) -> Vec<LinearKernel> {
     let exact = MatvecKernel::ALL.into_iter().filter(|v| v.supported(ctx.capabilities()) && !v.quantizes_activations());
     let mut kernels = Vec::new();
-    if ![3, 7].contains(&m) {
+    if m != 3 {
         kernels.push(LinearKernel::Matmul);
     }
     if m > CPU_MATVEC_PASS_ROWS {
@@ -48,6 +48,8 @@ fn kernels_for(ctx: &Context, format: Format, m: usize, k: usize) -> Vec<LinearK
             kernels.extend(
                 exact
                     .clone()
+                    // Four rows a subgroup takes its steps through the same accumulate_span.
+                    .filter(|&kernel| kernel != MatvecKernel::SubgroupRows)
                     .map(|kernel| MatvecVariant { kernel, workgroup: 64, step })
                     .filter(|v| v.supported(ctx) && v.handles(format, k))
                     .map(LinearKernel::MatvecVariant),
@@ -96,11 +98,11 @@ fn format_matches_oracle(format: Format, seed: u64) {
             let bits = gw.gpu_bytes() as f64 * 8.0 / (n * k) as f64;
             assert!(bits >= format.bits_per_weight(), "{format}: {bits} bits a weight on the GPU");
             for &m in &ROWS_M {
-                // Two row counts are left out to keep the sweep short: M = 2 (one matvec pass,
-                // as M = 3), and from 17 rows on the largest matrix (K > 4000 by N = 1031, half
-                // of the sweep's work; 257 rows at the same K cover its multi-pass matvec and
-                // matmul tiles). Their activations are still drawn, so every other case sees
-                // the data it always saw.
+                // Two row counts are left out to keep the sweep short: M = 2 (one partial matvec
+                // pass, as M = 3), and from 17 rows on the largest matrix (K > 4000 by N = 1031,
+                // half of the sweep's work; 257 rows at the same K cover its multi-pass matvec
+                // and matmul tiles). Their activations are still drawn. (M = 7, a partial pass
+                // as M = 3, is no longer in the list.)
                 if m == 2 || (k > 4000 && n == 1031 && m >= 17) {
                     rng.vec(m * k);
                     continue;
