@@ -18,7 +18,7 @@ pub struct Bind<'a> {
 
 impl Bind<'_> {
     /// Bytes the binding covers.
-    pub fn size(&self) -> u64 {
+    pub fn bytes(&self) -> u64 {
         let rest = self.buffer.size().saturating_sub(self.offset);
         self.size.map_or(rest, |s| s.min(rest))
     }
@@ -153,8 +153,8 @@ impl Context {
     /// with that size). The only way to dispatch a kernel built without runtime checks.
     pub fn dispatch_bounded(&self, pipeline: Arc<Pipeline>, bindings: &[(Bind<'_>, u64)], workgroups: [u32; 3]) -> Result<Dispatch, GpuError> {
         for (binding, (bind, needed)) in bindings.iter().enumerate() {
-            if bind.size() < *needed {
-                return Err(GpuError::BindingTooSmall { kernel: pipeline.kernel.entry(), binding: binding as u32, needed: *needed, size: bind.size() });
+            if bind.bytes() < *needed {
+                return Err(GpuError::BindingTooSmall { kernel: pipeline.kernel.entry(), binding: binding as u32, needed: *needed, size: bind.bytes() });
             }
         }
         let buffers: Vec<Bind<'_>> = bindings.iter().map(|(b, _)| *b).collect();

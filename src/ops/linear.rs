@@ -378,9 +378,10 @@ pub async fn plan_linear_parts(
     let part1 = widths.get(1).map_or(n_total, |_| widths[0]);
     let part2 = widths.get(2).map_or(n_total, |_| widths[0] + widths[1]);
     let parts = [part1 as u32, part2 as u32, block.rows() as u32];
-    // What the kernel may write: the block, whole, when it has parts.
+    // Bytes of y up to the last element a chunk's kernel writes for `rows` activation rows
+    // (row r, feature j at r * N + j): with parts, the block whole.
     let y_reach = |rows: usize, chunk: &Chunk| match widths.len() {
-        1 => OutputReach { rows, stride: n_total, offset: first + chunk.row_start, n: chunk.rows }.bytes(),
+        1 => ((rows.saturating_sub(1) * n_total + first + chunk.row_start + chunk.rows) * 4) as u64,
         _ => block.bytes(),
     };
     let kernel = kernel.unwrap_or_else(|| default_kernel(ctx, m));
@@ -493,33 +494,13 @@ fn matvec_geometry(caps: Capabilities, variant: MatvecVariant) -> (Kernel, u32, 
         MatvecKernel::Lane => (Kernel::MatvecLane, workgroup, workgroup as u64),
         MatvecKernel::IntegerDot => (Kernel::MatvecDot4, workgroup, workgroup as u64),
         MatvecKernel::Workgroup => (Kernel::MatvecWorkgroup, MATVEC_WORKGROUP, 1),
-        MatvecKernel::Subgroup => {
+        MatvecKernel::Subgroup | MatvecKernel::SubgroupRows => {
             // Size the dispatch for the largest subgroup the device may pick.
-            let width = caps.subgroup_max_size.clamp(1, 128);
-            (Kernel::MatvecSubgroup, workgroup, (workgroup / width).max(1) as u64)
-        }
-        MatvecKernel::SubgroupRows => {
-            let width = caps.subgroup_max_size.clamp(1, 128);
-            (Kernel::MatvecSubgroupRows, workgroup, (workgroup / width).max(1) as u64 * 4)
-        }
-    }
-}
-
-/// Where a linear kernel writes: element `r * stride + offset + j` of y for activation rows
-/// `r < rows` and weight rows `j < n` (of a chunk starting at output `offset`).
-struct OutputReach {
-    rows: usize,
-    stride: usize,
-    offset: usize,
-    n: usize,
-}
-
-impl OutputReach {
-    /// Bytes of y up to the last element written.
-    fn bytes(&self) -> u64 {
-        match self.rows {
-            0 => 0,
-            rows => (((rows - 1) * self.stride + self.offset + self.n) * 4) as u64,
+            let subgroups = (workgroup / caps.subgroup_max_size.clamp(1, 128)).max(1) as u64;
+            match variant.kernel {
+                MatvecKernel::Subgroup => (Kernel::MatvecSubgroup, workgroup, subgroups),
+                _ => (Kernel::MatvecSubgroupRows, workgroup, subgroups * 4),
+            }
         }
     }
 }

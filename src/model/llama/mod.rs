@@ -282,9 +282,8 @@ impl Llama {
 
     /// The model around uploaded weights: activations, KV caches, RoPE tables and the plans of
     /// the first forward passes.
-    async fn from_weights(ctx: &Context, config: LlamaConfig, options: LlamaOptions, weights: Weights) -> Result<Self, Error> {
+    async fn from_weights(ctx: &Context, config: LlamaConfig, options: LlamaOptions, mut weights: Weights) -> Result<Self, Error> {
         let c = &config;
-        let mut weights = weights;
         if options.fuse_projections {
             for layer in &mut weights.layers {
                 layer.qkv = weights::stack_projections(ctx, std::mem::take(&mut layer.qkv))?;
