@@ -33,7 +33,16 @@ const THREADS: u32 = 16u;
 
 // 2 × 64 × 32 f32 = 16 KiB, the WebGPU default limit for workgroup storage.
 var<workgroup> tile_x: array<vec4<f32>, 512>; // TILE_M * TILE_K_VEC4
-var<workgroup> tile_w: array<vec4<f32>, 512>; // TILE_N * TILE_K_VEC4
+var<workgroup> tile_w: array<vec4<f32>, 512>; // TILE_N * TILE_K_VEC4, swizzled (tile_w_index)
+
+// Where W's row r, vector c sits in tile_w. The inner loop has neighbouring invocations read
+// rows 8 vectors (32 words) apart: in row-major order they would all hit the same four of 32
+// memory banks (an 8-way conflict on GPUs). XOR-ing the vector index with the row's low bits
+// spreads any 8 consecutive rows over all 32 banks, without the padding that would take the
+// tiles past 16 KiB.
+fn tile_w_index(r: u32, c: u32) -> u32 {
+    return r * TILE_K_VEC4 + (c ^ (r & 7u));
+}
 
 @compute @workgroup_size(16, 16)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>,
@@ -69,10 +78,12 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>,
         if n0 + wr < params.n && wg < groups {
             w = load_group8(n0 + wr, wg, params.k);
         }
-        tile_w[li * 2u] = w.lo;
-        tile_w[li * 2u + 1u] = w.hi;
+        tile_w[tile_w_index(wr, (li % 4u) * 2u)] = w.lo;
+        tile_w[tile_w_index(wr, (li % 4u) * 2u + 1u)] = w.hi;
         workgroupBarrier();
 
+        // X rows are the same for the 16 invocations along x (one broadcast read); W rows
+        // lid.x + 16j all share lid.x's low bits, so one swizzled column serves the four.
         let xr = lid.y * TILE_K_VEC4;
         let wr0 = lid.x * TILE_K_VEC4;
         let step = THREADS * TILE_K_VEC4;
@@ -81,10 +92,11 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>,
             let x1 = tile_x[xr + step + c];
             let x2 = tile_x[xr + 2u * step + c];
             let x3 = tile_x[xr + 3u * step + c];
-            let w0 = tile_w[wr0 + c];
-            let w1 = tile_w[wr0 + step + c];
-            let w2 = tile_w[wr0 + 2u * step + c];
-            let w3 = tile_w[wr0 + 3u * step + c];
+            let wc = wr0 + (c ^ (lid.x & 7u));
+            let w0 = tile_w[wc];
+            let w1 = tile_w[wc + step];
+            let w2 = tile_w[wc + 2u * step];
+            let w3 = tile_w[wc + 3u * step];
             acc0 += vec4<f32>(dot(x0, w0), dot(x0, w1), dot(x0, w2), dot(x0, w3));
             acc1 += vec4<f32>(dot(x1, w0), dot(x1, w1), dot(x1, w2), dot(x1, w3));
             acc2 += vec4<f32>(dot(x2, w0), dot(x2, w1), dot(x2, w2), dot(x2, w3));

@@ -162,7 +162,7 @@ fn corrupt_tune_cache_is_ignored_and_a_valid_one_decides() {
     let Some(ctx) = common::context() else { return };
     let (format, rows, n, k) = (Format::Q4_0, 2, 67, 256);
     // A variant qgpu would not pick by default, so the test can tell the table decided.
-    let default = qgpu::ops::default_kernel(&ctx, rows);
+    let default = qgpu::ops::default_kernel(&ctx, rows, format);
     let chosen = MatvecVariant::candidates(&ctx, format)
         .into_iter()
         .find(|v| LinearKernel::MatvecVariant(*v) != default && LinearKernel::Matvec(v.kernel) != default)
@@ -201,7 +201,7 @@ fn integer_dot_variant_is_q8_0_only_and_never_a_default() {
     assert_eq!(dot4(Format::F32), 0);
     assert_eq!(dot4(Format::Q8_0) > 0, ctx.capabilities().integer_dot);
     for rows in 1..=qgpu::ops::MATVEC_MAX_ROWS {
-        assert_ne!(qgpu::ops::default_kernel(&ctx, rows), LinearKernel::Matvec(MatvecKernel::IntegerDot));
+        assert_ne!(qgpu::ops::default_kernel(&ctx, rows, Format::Q8_0), LinearKernel::Matvec(MatvecKernel::IntegerDot));
     }
     let entry = |format: &str| {
         json!({ "version": qgpu::ops::tune::TUNE_VERSION, "entries": [{
@@ -232,7 +232,7 @@ fn batch_entries_choose_between_passes_and_matmul() {
     let steps = |k| qgpu::bench::tune::candidates(&ctx, TunedOp::Matvec, Format::F32, k).iter().filter(|t| matches!(t, TunedKernel::Matvec(v) if v.step > 8)).count();
     assert!(steps(64) > 0 && steps(40) == 0);
     // Whichever of the two the device does by default, store the other.
-    let chosen = match qgpu::ops::default_kernel(&ctx, rows) {
+    let chosen = match qgpu::ops::default_kernel(&ctx, rows, format) {
         LinearKernel::Matmul => *candidates.iter().find(|t| **t != TunedKernel::Matmul).unwrap(),
         _ => TunedKernel::Matmul,
     };

@@ -55,9 +55,17 @@ fn integer_dot_matvec_takes_at_most_eight_rows() {
     // Nine rows with an exact matvec variant: two passes.
     let plan = pollster::block_on(plan_linear(&ctx, &w, &x, &y, Some(LinearKernel::Matvec(MatvecKernel::Lane)))).unwrap();
     assert_eq!(plan.dispatches.len(), 2);
-    let expected = if ctx.capabilities().cpu_device { LinearKernel::Matvec(MatvecKernel::preferred(ctx.capabilities())) } else { LinearKernel::Matmul };
-    assert_eq!(qgpu::ops::default_kernel(&ctx, 32), expected);
-    assert_eq!(qgpu::ops::default_kernel(&ctx, 33), LinearKernel::Matmul);
+    // CPU adapters run passes up to a format's bound (128 rows with subgroups, but 32 for the
+    // 32-weight sub-block formats), GPUs the matmul beyond 8 rows.
+    let caps = ctx.capabilities();
+    let passes = LinearKernel::Matvec(MatvecKernel::preferred(caps));
+    for (format, bound) in [(Format::Q4_0, if caps.subgroups { 128 } else { 32 }), (Format::Q4_K, 32)] {
+        assert_eq!(qgpu::ops::cpu_matvec_rows(caps, format), bound, "{format}");
+        let expected = if caps.cpu_device { passes } else { LinearKernel::Matmul };
+        assert_eq!(qgpu::ops::default_kernel(&ctx, bound, format), expected, "{format}");
+        assert_eq!(qgpu::ops::default_kernel(&ctx, bound + 1, format), LinearKernel::Matmul, "{format}");
+    }
+    assert_eq!(qgpu::ops::default_kernel(&ctx, 8, Format::Q4_K), passes);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 use super::probes::{copy_bandwidth, Ceiling};
 use super::timing::Stopwatch;
+use crate::convert::Preset;
 use crate::gpu::Context;
 use crate::loader::TensorSource;
 use crate::model::llama::{cache_rows, Llama, LlamaConfig, Logits, MemoryUse};
@@ -135,7 +136,10 @@ impl ModelInfo {
             }
         }
         let main_type = by_type.iter().max_by_key(|(_, b)| *b).map_or("?", |(name, _)| *name).to_owned();
-        let name = format!("{architecture} {} {main_type}", params_label(parameters));
+        // The mix the file says it is (`Q4_K_M`), as llama-bench names it: the type with the most
+        // bytes is often not it (Gemma 3's Q8_0 embedding table outweighs its Q4_K layers).
+        let declared = source.metadata().get_u32("general.file_type").ok().and_then(Preset::from_file_type).map(Preset::name);
+        let name = format!("{architecture} {} {}", params_label(parameters), declared.unwrap_or(&main_type));
         ModelInfo { name, architecture, parameters, size_bytes, main_type }
     }
 }

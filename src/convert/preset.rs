@@ -84,6 +84,11 @@ impl Preset {
         self.info().2
     }
 
+    /// The preset a file's `general.file_type` names, if it is one of these.
+    pub fn from_file_type(file_type: u32) -> Option<Preset> {
+        Preset::ALL.into_iter().find(|p| p.file_type() == file_type)
+    }
+
     pub fn known() -> String {
         Preset::ALL.map(Preset::name).join(", ")
     }

@@ -15,8 +15,13 @@ pub const MATVEC_MAX_ROWS: usize = 8;
 /// Up to this many rows, CPU adapters run matvec passes rather than the matmul: its 64-row
 /// tiles cost the same for 9 rows as for 64, and their barriers are what a CPU pays most for.
 /// lavapipe, 4096×4096 Q4_1: 16 rows in 2 passes ~100 ms against the matmul's 307 ms; 64 rows
-/// in 8 passes ~400 ms against 319 ms.
+/// in 8 passes ~400 ms against 319 ms (one row a subgroup).
 pub const CPU_MATVEC_PASS_ROWS: usize = 32;
+/// With four rows a subgroup, passes beat the matmul on lavapipe up to a whole 128-row prefill
+/// chunk: 1.3-2.4× at 64 and 128 rows (576×1536) for every format except those whose matvec
+/// span is a 32-weight sub-block (Q4_K, Q5_K, IQ4_XS: 0.53-0.6×), which keep
+/// [`CPU_MATVEC_PASS_ROWS`].
+pub const CPU_SUBGROUP_PASS_ROWS: usize = 128;
 /// `TILE_M` and `TILE_N` of matmul.wgsl.
 const MATMUL_TILE: u64 = 64;
 /// Invocations per workgroup of the lane and subgroup matvec kernels.
@@ -30,10 +35,10 @@ pub enum MatvecKernel {
     /// One workgroup per output row with a reduction in workgroup memory (GPUs without subgroups,
     /// browsers).
     Workgroup,
-    /// One subgroup per output row with `subgroupAdd` (CPU adapters with SUBGROUP).
+    /// One subgroup per output row with `subgroupAdd` (tuned only: four rows measured faster).
     Subgroup,
-    /// One subgroup per four output rows (GPUs with SUBGROUP): four sums in flight per lane,
-    /// and each activation load serves all four rows.
+    /// One subgroup per four output rows (the default wherever SUBGROUP exists): four sums in
+    /// flight per lane, and each activation load serves all four rows.
     SubgroupRows,
     /// Q8_0 only: quantizes the activations to int8 per block of 32 first (quantize_x.wgsl),
     /// then one invocation per output row sums `dot4I8Packed` products in i32 (matvec_dot4.wgsl).
@@ -158,16 +163,14 @@ impl MatvecVariant {
 impl MatvecKernel {
     pub const ALL: [MatvecKernel; 5] = [MatvecKernel::Lane, MatvecKernel::Workgroup, MatvecKernel::Subgroup, MatvecKernel::SubgroupRows, MatvecKernel::IntegerDot];
 
-    /// The variant qgpu uses by default on a device with `caps`. Subgroups win wherever they
-    /// exist (on lavapipe too: a subgroup's lanes read neighbouring words), four rows a
-    /// subgroup on GPUs (more loads in flight; untimed on real GPUs so far) and one on CPU
-    /// adapters, which measured it; without them, CPU adapters avoid barriers and GPUs reduce
-    /// in workgroup memory.
+    /// The variant qgpu uses by default on a device with `caps`. With subgroups, four rows a
+    /// subgroup: more sums in flight, each activation load serving four rows. On lavapipe it
+    /// measured 1.7x one row a subgroup at one activation row and 2.6x at 2-32 (docs/benchmarks.md,
+    /// "Four rows a subgroup"); untimed on real GPUs so far. Without subgroups, CPU adapters avoid
+    /// barriers (lane) and GPUs reduce in workgroup memory.
     pub fn preferred(caps: Capabilities) -> Self {
-        if caps.subgroups && !caps.cpu_device {
+        if caps.subgroups {
             MatvecKernel::SubgroupRows
-        } else if caps.subgroups {
-            MatvecKernel::Subgroup
         } else if caps.cpu_device {
             MatvecKernel::Lane
         } else {
@@ -323,10 +326,23 @@ pub struct LinearPlan {
     pub kernel: LinearKernel,
 }
 
-/// The kernel qgpu picks for `m` activation rows on this device.
-pub fn default_kernel(ctx: &Context, m: usize) -> LinearKernel {
+/// The most activation rows a CPU adapter gives the matvec (in passes) for `format` weights;
+/// more take the matmul.
+pub fn cpu_matvec_rows(caps: Capabilities, format: Format) -> usize {
+    // The formats matvec_io.wgsl's span_groups() gives four groups of 8: their four-row spans
+    // unroll into more sums than lavapipe keeps in registers at 8 activation rows.
+    let sub_block_span = matches!(format, Format::Q4_K | Format::Q5_K | Format::IQ4_XS);
+    if caps.subgroups && !sub_block_span {
+        CPU_SUBGROUP_PASS_ROWS
+    } else {
+        CPU_MATVEC_PASS_ROWS
+    }
+}
+
+/// The kernel qgpu picks for `m` activation rows of `format` weights on this device.
+pub fn default_kernel(ctx: &Context, m: usize, format: Format) -> LinearKernel {
     let caps = ctx.capabilities();
-    if m <= MATVEC_MAX_ROWS || (caps.cpu_device && m <= CPU_MATVEC_PASS_ROWS) {
+    if m <= MATVEC_MAX_ROWS || (caps.cpu_device && m <= cpu_matvec_rows(caps, format)) {
         LinearKernel::Matvec(MatvecKernel::preferred(caps))
     } else {
         LinearKernel::Matmul
@@ -384,7 +400,7 @@ pub async fn plan_linear_parts(
         1 => ((rows.saturating_sub(1) * n_total + first + chunk.row_start + chunk.rows) * 4) as u64,
         _ => block.bytes(),
     };
-    let kernel = kernel.unwrap_or_else(|| default_kernel(ctx, m));
+    let kernel = kernel.unwrap_or_else(|| default_kernel(ctx, m, w.format));
     let matvec = match kernel {
         LinearKernel::Matvec(kernel) => Some(MatvecVariant::new(kernel, default_workgroup(ctx.capabilities(), kernel))),
         LinearKernel::MatvecVariant(v) => Some(v),

@@ -29,7 +29,7 @@ pub use encoder_attention::{plan_encoder_attention, plan_mean_pool_normalize, Gp
 pub use layer_norm::plan_add_layer_norm;
 pub use matrix_upload::MatrixUpload;
 pub use metrics::{LogitMetrics, RowMetrics, NO_TARGET};
-pub use linear::{default_kernel, linear, plan_linear, plan_linear_parts, GpuMatrix, LinearKernel, LinearPlan, MatvecKernel, MatvecVariant, CPU_MATVEC_PASS_ROWS, MATVEC_MAX_ROWS, MATVEC_WORKGROUPS};
+pub use linear::{cpu_matvec_rows, default_kernel, linear, plan_linear, plan_linear_parts, GpuMatrix, LinearKernel, LinearPlan, MatvecKernel, MatvecVariant, CPU_MATVEC_PASS_ROWS, CPU_SUBGROUP_PASS_ROWS, MATVEC_MAX_ROWS, MATVEC_WORKGROUPS};
 pub use norm::plan_rms_norm;
 pub use probe::FmaProbe;
 pub use tune::{TuneKey, TuneTable};

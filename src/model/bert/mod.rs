@@ -134,7 +134,7 @@ impl Bert {
         let mut model = Self { config, weights, acts, plans: HashMap::new() };
         // Build every pipeline now (matvec for short batches, in passes on CPU adapters, matmul
         // beyond), so the first call does not pay for driver compilation.
-        for tokens in [1, MATVEC_MAX_ROWS + 1, CPU_MATVEC_PASS_ROWS + 1] {
+        for tokens in [1, MATVEC_MAX_ROWS + 1, CPU_MATVEC_PASS_ROWS + 1, CPU_SUBGROUP_PASS_ROWS + 1].into_iter().filter(|&t| t <= capacity) {
             let plan = model.plan(ctx, tokens, 1).await?;
             model.plans.insert((tokens, 1), plan);
         }
