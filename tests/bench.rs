@@ -30,10 +30,10 @@ fn bench_json_validates_and_fractions_are_plausible() {
     }
     let dir = temp_dir("json");
     let (json_path, svg_path) = (dir.join("report.json"), dir.join("chart.svg"));
-    // Tiny shapes: one matvec (1 row) and one matmul (33 rows: above the 32 that CPU adapters
-    // still run as matvec passes) per format; K = 256 fits every format.
+    // Tiny shapes: one matvec (1 row) and one matmul (129 rows: above the 128 that CPU adapters
+    // may still run as matvec passes) per format; K = 256 fits every format.
     let out = Command::new(env!("CARGO_BIN_EXE_qgpu"))
-        .args(["bench", "--quick", "--no-tune", "--shapes", "96x256,33x512", "--rows", "1,33", "--formats", "F32,Q8_0,Q4_0,Q4_K", "--json"])
+        .args(["bench", "--quick", "--no-tune", "--shapes", "96x256,33x512", "--rows", "1,129", "--formats", "F32,Q8_0,Q4_0,Q4_K", "--json"])
         .arg(&json_path)
         .arg("--svg")
         .arg(&svg_path)
