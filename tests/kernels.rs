@@ -74,7 +74,7 @@ fn check_case(ctx: &Context, rng: &mut Rng, w: &QuantMatrix, gw: &GpuMatrix, m: 
         let got = pollster::block_on(gy.read(ctx)).unwrap();
         let (rel, first) = compare(&got, &want, ELEMENT_TOLERANCE);
         assert!(
-            rel <= F32_PATH_TOLERANCE && first.is_none(),
+            (rel <= F32_PATH_TOLERANCE && first.is_none()) || within_f32_rounding(&got, &want, &x, w, m),
             "{} {kernel:?} M={m} N={n} K={k}: relative L2 error {rel:e}; first mismatch at index {:?} (row {:?}, col {:?}): got {:?}, want {:?}",
             w.format(),
             first,
@@ -84,6 +84,21 @@ fn check_case(ctx: &Context, rng: &mut Rng, w: &QuantMatrix, gw: &GpuMatrix, m: 
             first.map(|i| want[i]),
         );
     }
+}
+
+/// Whether every output is within f32 rounding of the oracle: |got - want| at most 4·√K ulps of
+/// Σ|x·w| over its K terms. The relative L2 bound above is measured against the result, and a
+/// few outputs whose terms cancel (N = 1 leaves no other row to average with) can fail it while
+/// the kernel is exact to rounding; a wrong weight still misses this bound by orders of magnitude.
+fn within_f32_rounding(got: &[f32], want: &[f64], x: &[f32], w: &QuantMatrix, m: usize) -> bool {
+    let (n, k) = (w.rows(), w.cols());
+    let wd = reference::dequantize(w.as_ref());
+    let bound = 4.0 * (k as f64).sqrt() * f32::EPSILON as f64;
+    (0..m * n).all(|i| {
+        let (r, j) = (i / n, i % n);
+        let scale: f64 = x[r * k..(r + 1) * k].iter().zip(&wd[j * k..(j + 1) * k]).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+        (got[i] as f64 - want[i]).abs() <= bound * scale
+    })
 }
 
 fn format_matches_oracle(format: Format, seed: u64) {

@@ -6,7 +6,6 @@
 
 use super::probes::{copy_bandwidth, Ceiling};
 use super::timing::Stopwatch;
-use crate::convert::Preset;
 use crate::gpu::Context;
 use crate::loader::TensorSource;
 use crate::model::llama::{cache_rows, Llama, LlamaConfig, Logits, MemoryUse};
@@ -138,7 +137,11 @@ impl ModelInfo {
         let main_type = by_type.iter().max_by_key(|(_, b)| *b).map_or("?", |(name, _)| *name).to_owned();
         // The mix the file says it is (`Q4_K_M`), as llama-bench names it: the type with the most
         // bytes is often not it (Gemma 3's Q8_0 embedding table outweighs its Q4_K layers).
-        let declared = source.metadata().get_u32("general.file_type").ok().and_then(Preset::from_file_type).map(Preset::name);
+        // (The preset table lives in `convert`, which the browser build leaves out.)
+        #[cfg(not(target_arch = "wasm32"))]
+        let declared = source.metadata().get_u32("general.file_type").ok().and_then(crate::convert::Preset::from_file_type).map(crate::convert::Preset::name);
+        #[cfg(target_arch = "wasm32")]
+        let declared: Option<&str> = None;
         let name = format!("{architecture} {} {}", params_label(parameters), declared.unwrap_or(&main_type));
         ModelInfo { name, architecture, parameters, size_bytes, main_type }
     }
