@@ -135,19 +135,27 @@ impl ModelInfo {
             }
         }
         let main_type = by_type.iter().max_by_key(|(_, b)| *b).map_or("?", |(name, _)| *name).to_owned();
-        // The mix the file says it is (`Q4_K_M`), as llama-bench names it: the type with the most
-        // bytes is often not it (Gemma 3's Q8_0 embedding table outweighs its Q4_K layers).
-        // (The preset table lives in `convert`, which the browser build leaves out.)
-        #[cfg(not(target_arch = "wasm32"))]
-        let declared = source.metadata().get_u32("general.file_type").ok().and_then(crate::convert::Preset::from_file_type).map(crate::convert::Preset::name);
-        #[cfg(target_arch = "wasm32")]
-        let declared: Option<&str> = None;
-        let name = format!("{architecture} {} {}", params_label(parameters), declared.unwrap_or(&main_type));
+        // The mix the file says it is, where it says: the type with the most bytes is often not
+        // it (Gemma 3's Q8_0 embedding table outweighs its Q4_K layers).
+        let name = format!("{architecture} {} {}", params_label(parameters), declared_mix(source).unwrap_or(&main_type));
         ModelInfo { name, architecture, parameters, size_bytes, main_type }
     }
 }
 
 /// 134515008 → `135M`, 6738415616 → `6.7B`.
+/// The mix a file declares in `general.file_type` (`Q4_K_M`), as llama-bench names models. The
+/// preset table lives in `convert`, which the browser build leaves out.
+#[cfg(not(target_arch = "wasm32"))]
+fn declared_mix(source: &dyn TensorSource) -> Option<&'static str> {
+    use crate::convert::Preset;
+    source.metadata().get_u32("general.file_type").ok().and_then(Preset::from_file_type).map(Preset::name)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn declared_mix(_: &dyn TensorSource) -> Option<&'static str> {
+    None
+}
+
 pub fn params_label(n: u64) -> String {
     let n = n as f64;
     if n >= 1e9 {
