@@ -142,7 +142,6 @@ impl ModelInfo {
     }
 }
 
-/// 134515008 → `135M`, 6738415616 → `6.7B`.
 /// The mix a file declares in `general.file_type` (`Q4_K_M`), as llama-bench names models. The
 /// preset table lives in `convert`, which the browser build leaves out.
 #[cfg(not(target_arch = "wasm32"))]
@@ -156,6 +155,7 @@ fn declared_mix(_: &dyn TensorSource) -> Option<&'static str> {
     None
 }
 
+/// 134515008 → `135M`, 6738415616 → `6.7B`.
 pub fn params_label(n: u64) -> String {
     let n = n as f64;
     if n >= 1e9 {
