@@ -1,7 +1,10 @@
-// Q8_0 matrix-vector product on int8 activations: weights.wgsl + this file. quantize_x.wgsl
-// writes `xq`; each block of 32 is eight dot4I8Packed into an i32, then scaled in f32:
-// sum += f32(isum) * d_w * d_x. Needs the WGSL language feature packed_4x8_integer_dot_product
-// (native naga polyfills it where the driver lacks the SPIR-V instruction).
+// Q8_0, Q4_0 and Q4_1 matrix-vector products on int8 activations: weights.wgsl + this file.
+// quantize_x.wgsl writes `xq`; each block of 32 is eight dot4I8Packed into an i32, then scaled
+// in f32: sum += f32(isum) * d_w * d_x. Q4_0 and Q4_1 spread their nibbles to bytes (0-15, which
+// are the same as signed and unsigned bytes), and their offsets multiply the activation block's
+// sum of quants: Q4_0 subtracts 8 · Σq_x inside the i32 (exact), Q4_1 adds m · d_x · Σq_x.
+// Needs the WGSL language feature packed_4x8_integer_dot_product (native naga polyfills it where
+// the driver lacks the SPIR-V instruction).
 
 struct Dot4Params {
     // Rows of this weight chunk.
@@ -38,15 +41,39 @@ fn matvec_dot4(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     let k = dot4_params.k;
     let blocks = k / 32u;
-    let x_stride = k / 4u + blocks;
+    let x_stride = k / 4u + 2u * blocks;
     var acc: array<f32, 8>;
     var w: array<u32, 8>;
     for (var b = 0u; b < blocks; b++) {
-        let base = row * (k / 4u) + b * 8u;
-        for (var j = 0u; j < 8u; j++) {
-            w[j] = w_quants[base + j];
+        // The block's 32 weights as eight words of four bytes (byte j = value j), and its scale
+        // and offset.
+        var d_w: f32;
+        var m_w = 0.0;
+        switch FORMAT {
+            case FORMAT_Q4_0, FORMAT_Q4_1: {
+                // Four words of value-order nibbles, eight values each.
+                let base = row * (k / 8u) + b * 4u;
+                for (var j = 0u; j < 4u; j++) {
+                    let q = w_quants[base + j];
+                    w[2u * j] = nibbles_to_bytes(q & 0xffffu);
+                    w[2u * j + 1u] = nibbles_to_bytes(q >> 16u);
+                }
+                if FORMAT == FORMAT_Q4_1 {
+                    let dm = unpack2x16float(w_scales[row * blocks + b]);
+                    d_w = dm.x;
+                    m_w = dm.y;
+                } else {
+                    d_w = half_scale(row * blocks + b);
+                }
+            }
+            default: { // FORMAT_Q8_0
+                let base = row * (k / 4u) + b * 8u;
+                for (var j = 0u; j < 8u; j++) {
+                    w[j] = w_quants[base + j];
+                }
+                d_w = half_scale(row * blocks + b);
+            }
         }
-        let d_w = half_scale(row * blocks + b);
         for (var r = 0u; r < ROWS; r++) {
             let xb = r * x_stride + b * 8u;
             var isum = 0i;
@@ -54,11 +81,28 @@ fn matvec_dot4(@builtin(global_invocation_id) gid: vec3<u32>,
                 isum += dot4I8Packed(w[j], xq[xb + j]);
             }
             let d_x = bitcast<f32>(xq[r * x_stride + k / 4u + b]);
-            acc[r] += f32(isum) * d_w * d_x;
+            let sum_x = bitcast<i32>(xq[r * x_stride + k / 4u + blocks + b]);
+            switch FORMAT {
+                case FORMAT_Q4_0: {
+                    acc[r] += f32(isum - 8i * sum_x) * d_w * d_x;
+                }
+                case FORMAT_Q4_1: {
+                    acc[r] += f32(isum) * d_w * d_x + m_w * d_x * f32(sum_x);
+                }
+                default: {
+                    acc[r] += f32(isum) * d_w * d_x;
+                }
+            }
         }
     }
     for (var r = 0u; r < ROWS; r++) {
         let p = dot4_params;
         y[output_index(r, p.y_offset + row, p.y_stride, p.part1, p.part2, p.block_rows)] = acc[r];
     }
+}
+
+// The four nibbles of `q` (bits 0-15) as the four bytes of a word, nibble j in byte j.
+fn nibbles_to_bytes(q: u32) -> u32 {
+    let pairs = (q | (q << 8u)) & 0x00ff00ffu;
+    return (pairs | (pairs << 4u)) & 0x0f0f0f0fu;
 }

@@ -52,24 +52,22 @@ fn matvec_subgroup_rows(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let last = params.n - 1u;
-    let rows = vec4<u32>(row0, min(row0 + 1u, last), min(row0 + 2u, last), min(row0 + 3u, last));
-    // Four whole variables rather than an array of arrays: accumulate_span takes a pointer to
-    // a whole variable.
-    var acc0: array<f32, MAX_ROWS>;
-    var acc1: array<f32, MAX_ROWS>;
-    var acc2: array<f32, MAX_ROWS>;
-    var acc3: array<f32, MAX_ROWS>;
+    var acc: array<array<f32, MAX_ROWS>, SUBGROUP_ROWS>;
     let spans = params.k / (8u * span_groups());
     for (var i = lane; i < spans; i += width) {
-        accumulate_span(&acc0, rows.x, i);
-        accumulate_span(&acc1, rows.y, i);
-        accumulate_span(&acc2, rows.z, i);
-        accumulate_span(&acc3, rows.w, i);
+        // One call site, in a loop the driver unrolls after FORMAT has folded accumulate_span's
+        // switch to one branch: four call sites made the driver's front end inline every
+        // format's code four times, which doubled a model's pipeline compile time on lavapipe.
+        for (var q = 0u; q < SUBGROUP_ROWS; q++) {
+            // A whole variable, since accumulate_span takes a pointer to one.
+            var sums = acc[q];
+            accumulate_span(&sums, min(row0 + q, last), i);
+            acc[q] = sums;
+        }
     }
-    reduce_store(acc0, row0, lane);
-    reduce_store(acc1, row0 + 1u, lane);
-    reduce_store(acc2, row0 + 2u, lane);
-    reduce_store(acc3, row0 + 3u, lane);
+    for (var q = 0u; q < SUBGROUP_ROWS; q++) {
+        reduce_store(acc[q], row0 + q, lane);
+    }
 }
 
 // Sums each activation row's partial sums over the subgroup; lane 0 stores them if `row` is a

@@ -2,8 +2,10 @@
 // d = amax / 127, q = round(x / d) (ties to even), four q packed into a u32 (byte j = value j).
 // Input of matvec_dot4.wgsl. Needs the WGSL language feature packed_4x8_integer_dot_product.
 //
-// Layout of `xq`, per activation row r (stride k / 4 + k / 32 words): k / 4 words of packed
-// quants, then k / 32 words holding each block's scale as f32 bits.
+// Layout of `xq`, per activation row r (stride k / 4 + k / 16 words): k / 4 words of packed
+// quants, k / 32 words holding each block's scale as f32 bits, then k / 32 words holding each
+// block's sum of quants as i32 bits. Weights with an offset (Q4_0's -8, Q4_1's m) multiply that
+// sum once per block instead of once per weight.
 
 struct QuantizeParams {
     // Activation rows to quantize.
@@ -39,10 +41,15 @@ fn quantize_x(@builtin(global_invocation_id) gid: vec3<u32>,
     let m = max(max(amax.x, amax.y), max(amax.z, amax.w));
     let d = m / 127.0;
     let inv = select(0.0, 127.0 / m, m > 0.0);
-    let stride = quantize_params.k / 4u + blocks;
+    let stride = quantize_params.k / 4u + 2u * blocks;
     let dst = r * stride + b * 8u;
+    var sum = vec4<i32>(0);
     for (var i = 0u; i < 8u; i++) {
-        xq[dst + i] = pack4xI8Clamp(vec4<i32>(round(v[i] * inv)));
+        // Rounded values lie within ±127, so the clamp never changes one and the sum is exact.
+        let q = vec4<i32>(round(v[i] * inv));
+        sum += q;
+        xq[dst + i] = pack4xI8Clamp(q);
     }
     xq[r * stride + quantize_params.k / 4u + b] = bitcast<u32>(d);
+    xq[r * stride + quantize_params.k / 4u + blocks + b] = bitcast<u32>(sum.x + sum.y + sum.z + sum.w);
 }

@@ -191,17 +191,21 @@ fn corrupt_tune_cache_is_ignored_and_a_valid_one_decides() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-/// The integer-dot variant is offered for Q8_0 only, only where the language feature exists,
-/// never as a default, and a stored table naming it for another format is rejected.
+/// The integer-dot variant is offered for Q8_0, Q4_0 and Q4_1 only, only where the language
+/// feature exists, never as a default, and a stored table naming it for another format is
+/// rejected.
 #[test]
-fn integer_dot_variant_is_q8_0_only_and_never_a_default() {
+fn integer_dot_variant_takes_three_formats_and_is_never_a_default() {
     let Some(ctx) = common::context() else { return };
     let dot4 = |format| MatvecVariant::candidates(&ctx, format).into_iter().filter(|v| v.kernel == MatvecKernel::IntegerDot).count();
-    assert_eq!(dot4(Format::Q4_0), 0);
+    assert_eq!(dot4(Format::Q4_K), 0);
+    assert_eq!(dot4(Format::Q5_0), 0);
     assert_eq!(dot4(Format::F32), 0);
-    assert_eq!(dot4(Format::Q8_0) > 0, ctx.capabilities().integer_dot);
-    for rows in 1..=qgpu::ops::MATVEC_MAX_ROWS {
-        assert_ne!(qgpu::ops::default_kernel(&ctx, rows, Format::Q8_0), LinearKernel::Matvec(MatvecKernel::IntegerDot));
+    for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+        assert_eq!(dot4(format) > 0, ctx.capabilities().integer_dot, "{format}");
+        for rows in 1..=qgpu::ops::MATVEC_MAX_ROWS {
+            assert_ne!(qgpu::ops::default_kernel(&ctx, rows, format), LinearKernel::Matvec(MatvecKernel::IntegerDot));
+        }
     }
     let entry = |format: &str| {
         json!({ "version": qgpu::ops::tune::TUNE_VERSION, "entries": [{
@@ -210,10 +214,11 @@ fn integer_dot_variant_is_q8_0_only_and_never_a_default() {
         .to_string()
     };
     assert!(TuneTable::from_json(&entry("Q8_0")).is_ok());
-    assert!(TuneTable::from_json(&entry("Q4_0")).is_err());
+    assert!(TuneTable::from_json(&entry("Q4_1")).is_ok());
+    assert!(TuneTable::from_json(&entry("Q4_K")).is_err());
     // Planning it on other weights is a typed error, not a wrong result.
-    let (n, k) = (3, 64);
-    let w = GpuMatrix::upload(&ctx, reference::quantize(Format::Q4_0, n, k, &vec![0.5; n * k]).unwrap().as_ref()).unwrap();
+    let (n, k) = (3, 256);
+    let w = GpuMatrix::upload(&ctx, reference::quantize(Format::Q4_K, n, k, &vec![0.5; n * k]).unwrap().as_ref()).unwrap();
     let x = GpuTensor::zeros(&ctx, 1, k).unwrap();
     let y = GpuTensor::zeros(&ctx, 1, n).unwrap();
     assert!(pollster::block_on(plan_linear(&ctx, &w, &x, &y, Some(LinearKernel::Matvec(MatvecKernel::IntegerDot)))).is_err());

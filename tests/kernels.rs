@@ -302,17 +302,34 @@ fn quantize_activations(x: &[f32]) -> (Vec<i8>, Vec<f32>, Vec<bool>) {
     (q, d, near_tie)
 }
 
-/// Q8_0 weights as (quants, f16 scales as f32), from the GGUF bytes (34-byte blocks).
-fn q8_0_blocks(w: &QuantMatrix) -> (Vec<i8>, Vec<f32>) {
-    let (mut q, mut d) = (Vec::new(), Vec::new());
-    for block in w.data().chunks(34) {
-        d.push(half::f16::from_le_bytes([block[0], block[1]]).to_f32());
-        q.extend(block[2..].iter().map(|&b| b as i8));
+/// Weights the integer-dot kernel takes, from the GGUF bytes, as the integers it multiplies and
+/// each block's scale and offset: Q8_0 (34-byte blocks: d, 32 int8), Q4_0 (18: d, 16 bytes of
+/// two nibbles, value n − 8) and Q4_1 (20: d, m, nibbles, value d · n + m).
+fn integer_blocks(w: &QuantMatrix) -> (Vec<i32>, Vec<f32>, Vec<f32>) {
+    let (mut q, mut d, mut m) = (Vec::new(), Vec::new(), Vec::new());
+    let f16 = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+    let (size, offset) = match w.format() {
+        Format::Q8_0 => (34, 0),
+        Format::Q4_0 => (18, -8),
+        Format::Q4_1 => (20, 0),
+        other => panic!("no integer-dot kernel for {other}"),
+    };
+    for block in w.data().chunks(size) {
+        d.push(f16(block));
+        m.push(if w.format() == Format::Q4_1 { f16(&block[2..]) } else { 0.0 });
+        match w.format() {
+            Format::Q8_0 => q.extend(block[2..].iter().map(|&b| b as i8 as i32)),
+            _ => {
+                let nibbles = &block[size - 16..];
+                q.extend(nibbles.iter().map(|&b| (b & 15) as i32 + offset));
+                q.extend(nibbles.iter().map(|&b| (b >> 4) as i32 + offset));
+            }
+        }
     }
-    (q, d)
+    (q, d, m)
 }
 
-/// Runs the integer-dot Q8_0 kernel (int8 activations, dot4I8Packed) on `x` and checks it against (a) the f64 oracle,
+/// Runs the integer-dot kernel (int8 activations, dot4I8Packed) on `x` and checks it against (a) the f64 oracle,
 /// within a bound derived from activation rounding, and (b) a CPU emulation of the same
 /// integer arithmetic, within 1e-5.
 ///
@@ -327,7 +344,7 @@ fn q8_0_blocks(w: &QuantMatrix) -> (Vec<i8>, Vec<f32>) {
 fn check_integer_dot(ctx: &Context, w: &QuantMatrix, gw: &GpuMatrix, x: &[f32], m: usize) -> (f64, f64, usize) {
     let (n, k) = (w.rows(), w.cols());
     let wd = reference::dequantize(w.as_ref());
-    let (wq, wscale) = q8_0_blocks(w);
+    let (wq, wscale, woffset) = integer_blocks(w);
     let want = reference::matmul(x, m, w.as_ref());
     let gx = GpuTensor::from_slice(ctx, m, k, x).unwrap();
     let gy = GpuTensor::zeros(ctx, m, n).unwrap();
@@ -344,17 +361,25 @@ fn check_integer_dot(ctx: &Context, w: &QuantMatrix, gw: &GpuMatrix, x: &[f32], 
             let (mut b, mut slack, mut emu, mut allow) = (0.0f64, 0.0f64, 0.0f32, 0.0f64);
             for blk in 0..k / 32 {
                 let d_x = xd[r * k / 32 + blk];
-                let mut isum = 0i32;
+                let (mut isum, mut sum_x) = (0i32, 0i32);
                 for c in blk * 32..blk * 32 + 32 {
                     let wv = wd[j * k + c] as f64;
                     b += wv.abs() * d_x as f64 / 2.0;
                     slack += 1e-5 * (wv * x[r * k + c] as f64).abs();
-                    isum += wq[j * k + c] as i32 * xq[r * k + c] as i32;
+                    isum += wq[j * k + c] * xq[r * k + c] as i32;
+                    sum_x += xq[r * k + c] as i32;
                     if tie[r * k + c] {
                         allow += (wv * d_x as f64).abs();
                     }
                 }
-                emu += isum as f32 * wscale[j * k / 32 + blk] * d_x;
+                let wb = j * k / 32 + blk;
+                // The kernel's f32 order: Q4_1's offset term after the scaled integer sum. A
+                // compiler may fuse a product into the next addition, which changes the result
+                // by at most an f32 rounding of that product.
+                let scaled = isum as f32 * wscale[wb] * d_x;
+                let offset = if w.format() == Format::Q4_1 { woffset[wb] * d_x * sum_x as f32 } else { 0.0 };
+                emu += scaled + offset;
+                allow += f32::EPSILON as f64 * (scaled.abs() + offset.abs()) as f64;
             }
             let e = (got[i] as f64 - want[i]).abs();
             assert!(got[i].is_finite() && e <= b + slack, "{what} y[{r},{j}]: got {}, oracle {}, bound {b:e}", got[i], want[i]);
@@ -383,15 +408,29 @@ fn integer_dot_available(ctx: &Context) -> bool {
 
 #[test]
 fn q8_0_integer_dot_matches_oracle_and_emulation() {
+    integer_dot_matches(Format::Q8_0, 12);
+}
+
+#[test]
+fn q4_0_integer_dot_matches_oracle_and_emulation() {
+    integer_dot_matches(Format::Q4_0, 13);
+}
+
+#[test]
+fn q4_1_integer_dot_matches_oracle_and_emulation() {
+    integer_dot_matches(Format::Q4_1, 14);
+}
+
+fn integer_dot_matches(format: Format, seed: u64) {
     let Some(ctx) = context() else { return };
     if !integer_dot_available(&ctx) {
         return;
     }
-    let mut rng = Rng::new(12);
+    let mut rng = Rng::new(seed);
     let (mut worst_oracle, mut worst_bound, mut near_ties, mut values) = (0.0f64, 0.0f64, 0usize, 0usize);
     for k in [32usize, 96, 576, 1536] {
         for n in [1usize, 17, 67, 257] {
-            let w = reference::quantize(Format::Q8_0, n, k, &rng.vec(n * k)).unwrap();
+            let w = reference::quantize(format, n, k, &rng.vec(n * k)).unwrap();
             let gw = GpuMatrix::upload(&ctx, w.as_ref()).unwrap();
             for m in [1usize, 3, 7, 8] {
                 let mut x = rng.vec(m * k);
@@ -409,5 +448,5 @@ fn q8_0_integer_dot_matches_oracle_and_emulation() {
     }
     // The tie allowance must stay an exception, or the emulation check would prove nothing.
     assert!(near_ties * 1000 <= values, "{near_ties} of {values} activations near a rounding tie");
-    eprintln!("integer dot: worst relative L2 vs oracle {worst_oracle:e} (bound {worst_bound:e}); {near_ties}/{values} near ties");
+    eprintln!("{format} integer dot: worst relative L2 vs oracle {worst_oracle:e} (bound {worst_bound:e}); {near_ties}/{values} near ties");
 }

@@ -1,7 +1,8 @@
 //! `qgpu serve` end to end: the binary on a loopback port, driven by the official `openai`
 //! Python package (tests/serve/openai_client.py) as users drive it, then stopped by SIGTERM.
 //! The Python side needs `openai` (tests/serve/requirements.txt; scripts/test.sh installs it
-//! and sets QGPU_PYTHON).
+//! and sets QGPU_PYTHON). A lost device is checked in process, where the test can destroy the
+//! server's device.
 
 mod common;
 
@@ -180,4 +181,84 @@ fn openai_embeddings_from_an_encoder() {
     // --log-format json: one object per answered request (3 formats, 1 single input).
     let lines: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     assert!(lines.len() >= 4 && lines.iter().all(|l| l["id"].as_str().is_some_and(|id| id.starts_with("embd-")) && l["prompt_tokens"].as_u64() > Some(0)), "request log:\n{text}");
+}
+
+/// One HTTP/1.1 request on its own connection: the status and the body.
+fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status line in {answer:?}"));
+    (status, answer.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_owned()))
+}
+
+/// A lost GPU device, while a request runs and afterwards: that request and every later one
+/// get a 503 naming the loss, /health fails, and the server keeps answering. The server runs
+/// in this process so that the test can destroy its device (`Context::destroy`, which ends
+/// the device as a driver reset would); its thread ends with the test process.
+#[test]
+fn lost_device_makes_every_request_a_503() {
+    use qgpu::model::llama::{Llama, LlamaOptions};
+    use qgpu::serve::{log::LogFormat, Model, ServeOptions};
+    let Some(ctx) = common::context() else { return };
+    let path = common::model_path();
+    if !path.is_file() {
+        assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "CI=true and the model is missing at {}; run `qgpu fetch`", path.display());
+        eprintln!("skipping: no model at {}", path.display());
+        return;
+    }
+    let file = qgpu::loader::GgufFile::open(&path).unwrap();
+    let tokenizer = qgpu::model::tokenizer::Tokenizer::from_gguf(file.metadata()).unwrap();
+    let options = LlamaOptions { context: 128, slots: 1, ..Default::default() };
+    let model = pollster::block_on(Llama::load(&ctx, &file, options, &mut |_, _| {})).unwrap();
+    let ctx = std::sync::Arc::new(ctx);
+    let serve = ServeOptions {
+        host: "127.0.0.1".into(),
+        port: 0,
+        api_key: None,
+        model_id: "smollm2".into(),
+        queue: 4,
+        prefill_step: 32,
+        max_tokens: None,
+        body_bytes: 1 << 20,
+        log: LogFormat::Text,
+        grace: Duration::from_secs(1),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server_ctx = ctx.clone();
+    std::thread::spawn(move || qgpu::serve::serve(server_ctx, Model::Decoder(model, tokenizer), serve, |addr| tx.send(addr).unwrap()));
+    let addr = rx.recv_timeout(Duration::from_secs(600)).unwrap();
+
+    let (status, body) = http(addr, "GET", "/health", "");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(addr, "POST", "/v1/completions", r#"{"prompt": "Once upon a time", "max_tokens": 2, "temperature": 0}"#);
+    assert_eq!(status, 200, "before the loss: {body}");
+
+    // A long request, running when the device goes.
+    let running = std::thread::spawn(move || http(addr, "POST", "/v1/completions", r#"{"prompt": "Once upon a time", "max_tokens": 100, "temperature": 0}"#));
+    let started = Instant::now();
+    while !http(addr, "GET", "/health", "").1.contains("\"slots_processing\":1") {
+        assert!(started.elapsed() < Duration::from_secs(120), "the long request never took its slot");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ctx.destroy();
+    let (status, body) = running.join().unwrap();
+    assert_eq!(status, 503, "the request running when the device was lost: {body}");
+    assert!(body.contains("lost"), "{body}");
+
+    let (status, body) = http(addr, "GET", "/health", "");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("lost"), "{body}");
+    for _ in 0..2 {
+        let (status, body) = http(addr, "POST", "/v1/chat/completions", r#"{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}"#);
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("\"code\":\"unavailable\"") && body.contains("lost"), "{body}");
+    }
+    // Routes that need no device still answer.
+    let (status, body) = http(addr, "GET", "/v1/models", "");
+    assert_eq!(status, 200, "{body}");
 }

@@ -76,14 +76,16 @@ fn constant_sets(kernel: Kernel) -> Vec<PipelineConstants> {
                 sets.push(c);
             }
         }
-        // Q8_0 weights only.
+        // Q8_0, Q4_0 and Q4_1 weights only.
         Kernel::MatvecDot4 => {
-            for rows in [1.0, 8.0] {
-                let mut c = PipelineConstants::default();
-                c.insert("FORMAT".into(), Format::Q8_0.shader_code() as f64);
-                c.insert("ROWS".into(), rows);
-                c.insert("WORKGROUP".into(), 256.0);
-                sets.push(c);
+            for format in [Format::Q8_0, Format::Q4_0, Format::Q4_1] {
+                for rows in [1.0, 8.0] {
+                    let mut c = PipelineConstants::default();
+                    c.insert("FORMAT".into(), format.shader_code() as f64);
+                    c.insert("ROWS".into(), rows);
+                    c.insert("WORKGROUP".into(), 256.0);
+                    sets.push(c);
+                }
             }
         }
         // Every KV cache element type.

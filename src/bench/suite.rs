@@ -213,7 +213,7 @@ pub async fn run_suite(ctx: &Context, options: &SuiteOptions, tune: Option<&Tune
                     skipped.push(format!("{} {shape}: K is not a multiple of {}", format.name(), format.k_multiple()));
                     continue;
                 }
-                // A forced Q8_0-only kernel (dot4) skips the other formats.
+                // A forced kernel for some formats only (dot4) skips the others.
                 let forced = match options.kernel {
                     Some(LinearKernel::Matvec(k)) => Some(k),
                     Some(LinearKernel::MatvecVariant(v)) => Some(v.kernel),

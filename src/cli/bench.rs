@@ -112,7 +112,7 @@ pub struct BenchArgs {
     suite: SuiteArgs,
     #[command(flatten)]
     model: ModelArgs,
-    /// Force a kernel: matmul, lane, workgroup, subgroup, subgroup4 (four rows a subgroup), dot4 (Q8_0: int8 activations), or a variant such as lane/wg128.
+    /// Force a kernel: matmul, lane, workgroup, subgroup, subgroup4 (four rows a subgroup), dot4 (Q8_0, Q4_0, Q4_1: int8 activations), or a variant such as lane/wg128.
     #[arg(long)]
     kernel: Option<String>,
     /// Ignore the tune cache: qgpu's default kernels.
@@ -184,7 +184,7 @@ fn parse_kernel(name: &str) -> Result<LinearKernel> {
         .into_iter()
         .find(|k| k.name() == name)
         .map(LinearKernel::Matvec)
-        .with_context(|| format!("unknown kernel `{name}` (matmul, lane, workgroup, subgroup, subgroup4, dot4 (Q8_0 only), or e.g. lane/wg128)"))
+        .with_context(|| format!("unknown kernel `{name}` (matmul, lane, workgroup, subgroup, subgroup4, dot4 (Q8_0, Q4_0, Q4_1 only), or e.g. lane/wg128)"))
 }
 
 fn read_json(path: &PathBuf) -> Result<serde_json::Value> {

@@ -44,6 +44,12 @@ pub struct EvalArgs {
     /// `--reference M --model M --kv-type f16,q8_0,q4_0` prices the cache types alone.
     #[arg(long, value_delimiter = ',', default_value = "f32")]
     kv_type: Vec<KvType>,
+    /// Score the language models with the default kernels, not the ones `qgpu tune` stored.
+    /// By default they run what `qgpu run` runs, the tuned kernels included (the integer-dot
+    /// one rounds activations to int8), so the table prices those too; the reference always
+    /// runs the default, exact kernels.
+    #[arg(long)]
+    no_tune: bool,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -144,14 +150,20 @@ fn eval_language_models(ctx: &Context, reference_path: &Path, reference_model: &
     }
     let window = args.window.min(trained).clamp(1, tokens.len());
     let options = LlamaOptions { context: window, chunk: window.min(128), ..Default::default() };
-    let load = |model: &ModelSource, kv_type: KvType| pollster::block_on(Llama::load(ctx, model.source(), LlamaOptions { kv_type, ..options.clone() }, &mut |_, _| {}));
-    let mut reference = load(reference_model, KvType::F32)?;
+    let tune = if args.no_tune { None } else { qgpu::bench::tune::load_cache().map(std::sync::Arc::new) };
+    if tune.is_some() {
+        eprintln!("scoring with the kernels `qgpu tune` stored ({}); --no-tune for the defaults", qgpu::bench::tune::cache_path().display());
+    }
+    let load = |model: &ModelSource, kv_type: KvType, tune: Option<std::sync::Arc<qgpu::ops::tune::TuneTable>>| {
+        pollster::block_on(Llama::load(ctx, model.source(), LlamaOptions { kv_type, tune, ..options.clone() }, &mut |_, _| {}))
+    };
+    let mut reference = load(reference_model, KvType::F32, None)?;
     // Every (model, KV type) pair is scored; `scored[i]` says which.
     let mut models = Vec::with_capacity(files.len() * args.kv_type.len());
     let mut scored = Vec::with_capacity(models.capacity());
     for (i, (file, path)) in files.iter().zip(&args.models).enumerate() {
         for &kv_type in &args.kv_type {
-            let model = load(file, kv_type).with_context(|| format!("cannot load `{}` with a {kv_type} KV cache", path.display()))?;
+            let model = load(file, kv_type, tune.clone()).with_context(|| format!("cannot load `{}` with a {kv_type} KV cache", path.display()))?;
             if model.config().vocab != reference.config().vocab {
                 bail!("`{}` has a vocabulary of {}, the reference {}", path.display(), model.config().vocab, reference.config().vocab);
             }

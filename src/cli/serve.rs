@@ -98,6 +98,6 @@ pub fn serve(args: ServeArgs, options: ContextOptions) -> Result<()> {
         log: args.log_format,
         grace: Duration::from_secs_f64(args.grace.max(0.0)),
     };
-    qgpu::serve::serve(ctx, model, serve, |addr| eprintln!("qgpu serve: listening on http://{addr}"))?;
+    qgpu::serve::serve(std::sync::Arc::new(ctx), model, serve, |addr| eprintln!("qgpu serve: listening on http://{addr}"))?;
     Ok(())
 }

@@ -134,6 +134,23 @@ impl Capabilities {
     }
 }
 
+/// Whether a context's device is gone, and why: a handle that threads other than the one
+/// using the context can read (a server's health check, say) without touching the device.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceLoss(Arc<Mutex<Option<String>>>);
+
+impl DeviceLoss {
+    /// Why the device was lost, once it is.
+    pub fn reason(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|s| s.clone())
+    }
+    fn set(&self, reason: String) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.get_or_insert(reason);
+        }
+    }
+}
+
 /// A device and everything qgpu builds once per device.
 pub struct Context {
     pub(crate) device: wgpu::Device,
@@ -144,7 +161,7 @@ pub struct Context {
     pub(crate) pipelines: PipelineCache,
     /// Host-bounded modules are built without runtime checks ([`ShaderChecks`]).
     pub(crate) trust_host_bounds: bool,
-    lost: Arc<Mutex<Option<String>>>,
+    lost: DeviceLoss,
     /// The readback buffer, kept between reads.
     pub(crate) staging: Mutex<Option<wgpu::Buffer>>,
 }
@@ -181,13 +198,9 @@ impl Context {
             .await
             .map_err(|e| GpuError::RequestDevice { adapter: info.name.clone(), message: e.to_string() })?;
 
-        let lost = Arc::new(Mutex::new(None));
+        let lost = DeviceLoss::default();
         let lost_flag = lost.clone();
-        device.set_device_lost_callback(move |reason, message| {
-            if let Ok(mut slot) = lost_flag.lock() {
-                *slot = Some(format!("{reason:?}: {message}"));
-            }
-        });
+        device.set_device_lost_callback(move |reason, message| lost_flag.set(format!("{reason:?}: {message}")));
         // Errors outside any scope (there should be none) are logged rather than panicking.
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| log::error!("uncaptured GPU error: {e}")));
 
@@ -223,14 +236,17 @@ impl Context {
     /// call on this context fails with [`GpuError::DeviceLost`].
     pub fn destroy(&self) {
         self.device.destroy();
-        if let Ok(mut slot) = self.lost.lock() {
-            slot.get_or_insert_with(|| "the context was destroyed".to_string());
-        }
+        self.lost.set("the context was destroyed".to_string());
+    }
+
+    /// A handle that reports the loss of this context's device from any thread.
+    pub fn device_loss(&self) -> DeviceLoss {
+        self.lost.clone()
     }
 
     /// Fails with [`GpuError::DeviceLost`] once the device is gone.
     pub fn check_lost(&self) -> Result<(), GpuError> {
-        match self.lost.lock().ok().and_then(|s| s.clone()) {
+        match self.lost.reason() {
             Some(reason) => Err(GpuError::DeviceLost { reason }),
             None => Ok(()),
         }

@@ -8,7 +8,7 @@ mod timer;
 pub mod shader;
 
 pub use buffer::{Bind, Dispatch};
-pub use context::{BackendChoice, Capabilities, Context, ContextOptions, ShaderChecks};
+pub use context::{BackendChoice, Capabilities, Context, ContextOptions, DeviceLoss, ShaderChecks};
 #[cfg(not(target_arch = "wasm32"))]
 pub use context::enumerate_adapters;
 pub use context::new_instance;

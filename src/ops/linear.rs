@@ -40,7 +40,7 @@ pub enum MatvecKernel {
     /// One subgroup per four output rows (the default wherever SUBGROUP exists): four sums in
     /// flight per lane, and each activation load serves all four rows.
     SubgroupRows,
-    /// Q8_0 only: quantizes the activations to int8 per block of 32 first (quantize_x.wgsl),
+    /// Q8_0, Q4_0 and Q4_1: quantizes the activations to int8 per block of 32 first (quantize_x.wgsl),
     /// then one invocation per output row sums `dot4I8Packed` products in i32 (matvec_dot4.wgsl).
     /// Approximate (activation rounding), so never a default; `qgpu tune` may pick it. Needs
     /// the WGSL language feature `packed_4x8_integer_dot_product`.
@@ -194,7 +194,7 @@ impl MatvecKernel {
 
     /// Whether this variant takes `format` weights.
     pub fn handles(self, format: Format) -> bool {
-        self != MatvecKernel::IntegerDot || format == Format::Q8_0
+        self != MatvecKernel::IntegerDot || matches!(format, Format::Q8_0 | Format::Q4_0 | Format::Q4_1)
     }
 
     /// Whether it rounds the activations (so it matches the f64 oracle only to int8 precision).
@@ -414,7 +414,7 @@ pub async fn plan_linear_parts(
     if let Some(variant) = matvec.filter(|v| v.kernel == MatvecKernel::IntegerDot) {
         let (shader, entry) = variant.kernel.shader();
         if !variant.kernel.handles(w.format) {
-            return Err(GpuError::Shader { shader, entry, message: format!("takes Q8_0 weights only, not {}", w.format) }.into());
+            return Err(GpuError::Shader { shader, entry, message: format!("does not take {} weights", w.format) }.into());
         }
         if !variant.kernel.supported(ctx.capabilities()) {
             return Err(GpuError::Shader { shader, entry, message: "the WGSL language feature packed_4x8_integer_dot_product is missing".into() }.into());
@@ -435,7 +435,7 @@ pub async fn plan_linear_parts(
                     return Err(GpuError::Shader { shader, entry, message: "the device lacks the feature this kernel needs".into() }.into());
                 }
                 if !variant.kernel.handles(w.format) {
-                    return Err(GpuError::Shader { shader, entry, message: format!("takes Q8_0 weights only, not {}", w.format) }.into());
+                    return Err(GpuError::Shader { shader, entry, message: format!("does not take {} weights", w.format) }.into());
                 }
                 if !variant.supported(ctx) {
                     return Err(GpuError::Shader { shader, entry, message: format!("workgroup size {} is not one this kernel runs with on this device", variant.workgroup) }.into());
@@ -461,8 +461,8 @@ pub async fn plan_linear_parts(
                         params.extend(parts);
                         params.push(0);
                     }
-                    // The integer-dot kernel reads the quantized rows (K/4 words of quants and
-                    // K/32 scales each), the others rows of K floats; both write rows of y.
+                    // The integer-dot kernel reads the quantized rows (K/4 words of quants, K/32
+                    // scales and K/32 sums each), the others rows of K floats; both write rows of y.
                     let x_row = if variant.kernel == MatvecKernel::IntegerDot { quantized_row_bytes(w.cols) } else { w.cols as u64 * 4 };
                     let reach = m0 + rows as usize;
                     passes.push((PipelineKey { kernel: entry, constants }, params, groups, [x_row * reach as u64, y_reach(reach, chunk)]));
@@ -522,16 +522,16 @@ fn matvec_geometry(caps: Capabilities, variant: MatvecVariant) -> (Kernel, u32, 
 }
 
 /// Bytes of one activation row quantized by quantize_x.wgsl: K/4 words of packed int8, then
-/// K/32 f32 scales.
+/// K/32 f32 scales and K/32 i32 sums of quants.
 fn quantized_row_bytes(k: usize) -> u64 {
-    ((k / 4 + k / 32) * 4) as u64
+    ((k / 4 + k / 16) * 4) as u64
 }
 
 /// Invocations per workgroup of quantize_x.wgsl (one per block of 32 activations).
 const QUANTIZE_WORKGROUP: u32 = 64;
 
 /// The dispatch that quantizes every row of `x` to int8 per block of 32, and the buffer it
-/// writes: per row, K/4 words of packed quants then K/32 f32 scales (quantize_x.wgsl).
+/// writes: per row, K/4 words of packed quants, K/32 f32 scales and K/32 i32 sums (quantize_x.wgsl).
 async fn plan_quantize_activations(ctx: &Context, x: &GpuTensor) -> Result<(Dispatch, wgpu::Buffer), Error> {
     let (m, k) = (x.rows(), x.cols());
     if !k.is_multiple_of(32) {

@@ -30,7 +30,7 @@ pub struct EmbedHandle {
 
 impl EmbedHandle {
     pub fn submit(&self, job: EmbedJob) -> Result<(), SubmitError> {
-        if !self.state.healthy.load(Ordering::Relaxed) || self.state.shutting_down.load(Ordering::Relaxed) {
+        if self.state.device.reason().is_some() || self.state.shutting_down.load(Ordering::Relaxed) {
             return Err(SubmitError::Unavailable);
         }
         self.queue.try_send(job).map_err(|e| match e {
@@ -41,17 +41,16 @@ impl EmbedHandle {
 }
 
 /// Starts the encoder thread; it runs until every handle is dropped.
-pub fn start(ctx: Context, embedder: Embedder, queue: usize) -> (EmbedHandle, std::thread::JoinHandle<()>) {
+pub fn start(ctx: Arc<Context>, embedder: Embedder, queue: usize) -> (EmbedHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = std::sync::mpsc::sync_channel(queue.max(1));
-    let state = Arc::new(EngineState::default());
-    state.healthy.store(true, Ordering::Relaxed);
+    let state = Arc::new(EngineState { device: ctx.device_loss(), ..Default::default() });
     let max_tokens = embedder.model.config().max_sequence;
     let worker = state.clone();
     let thread = std::thread::Builder::new().name("qgpu-encoder".into()).spawn(move || run(ctx, embedder, rx, worker)).expect("spawning the encoder thread");
     (EmbedHandle { queue: tx, state, max_tokens }, thread)
 }
 
-fn run(ctx: Context, mut embedder: Embedder, jobs: Receiver<EmbedJob>, state: Arc<EngineState>) {
+fn run(ctx: Arc<Context>, mut embedder: Embedder, jobs: Receiver<EmbedJob>, state: Arc<EngineState>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while let Ok(job) = jobs.try_recv() {
@@ -62,9 +61,9 @@ fn run(ctx: Context, mut embedder: Embedder, jobs: Receiver<EmbedJob>, state: Ar
         if batch.is_empty() {
             continue;
         }
-        if !state.healthy.load(Ordering::Relaxed) {
+        if let Some(reason) = state.device.reason() {
             for job in batch {
-                let _ = job.reply.send(Err(Failure::DeviceLost("the GPU device was lost earlier".into())));
+                let _ = job.reply.send(Err(Failure::DeviceLost(reason.clone())));
             }
             continue;
         }
@@ -79,10 +78,7 @@ fn run(ctx: Context, mut embedder: Embedder, jobs: Receiver<EmbedJob>, state: Ar
             }
             Err(e) => {
                 let failure = match &e {
-                    Error::Gpu(GpuError::DeviceLost { reason }) => {
-                        state.healthy.store(false, Ordering::Relaxed);
-                        Failure::DeviceLost(reason.clone())
-                    }
+                    Error::Gpu(GpuError::DeviceLost { reason }) => Failure::DeviceLost(reason.clone()),
                     e => Failure::Model(e.to_string()),
                 };
                 for job in batch {

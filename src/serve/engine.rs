@@ -8,7 +8,7 @@
 //!    ([`Llama::decode_batch`]), each with its own sampler.
 
 use super::log::{RequestLog, Logger};
-use crate::gpu::{Context, GpuError};
+use crate::gpu::{Context, DeviceLoss, GpuError};
 use crate::model::generate::StopReason;
 use crate::model::llama::Llama;
 use crate::model::sampler::{apply_frequency_presence_penalties, Sampler, SamplerConfig, StopChecker, StopStatus};
@@ -68,8 +68,9 @@ pub enum Failure {
 /// State the HTTP side reads without asking the engine thread.
 #[derive(Debug, Default)]
 pub struct EngineState {
-    /// False once the GPU device is lost.
-    pub healthy: AtomicBool,
+    /// The context's device: once it is lost (found by a pass, or reported by the driver while
+    /// idle), every request is a 503 and /health fails.
+    pub device: DeviceLoss,
     /// Set on SIGINT/SIGTERM: no new requests, running ones get `grace` to finish.
     pub shutting_down: AtomicBool,
     /// Sequences holding a slot.
@@ -108,7 +109,7 @@ pub enum SubmitError {
 
 impl EngineHandle {
     pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
-        if !self.state.healthy.load(Ordering::Relaxed) || self.state.shutting_down.load(Ordering::Relaxed) {
+        if self.state.device.reason().is_some() || self.state.shutting_down.load(Ordering::Relaxed) {
             return Err(SubmitError::Unavailable);
         }
         // Counted here, not by the channel: jobs wait in the channel while the engine runs a
@@ -167,11 +168,10 @@ struct Sequence {
 
 /// Starts the engine thread; it owns `model` and runs until every handle is dropped (or a
 /// shutdown's grace ends) and nothing is left to do.
-pub fn start(ctx: Context, model: Llama, tokenizer: Arc<Tokenizer>, options: EngineOptions, logger: Logger) -> (EngineHandle, std::thread::JoinHandle<()>) {
+pub fn start(ctx: Arc<Context>, model: Llama, tokenizer: Arc<Tokenizer>, options: EngineOptions, logger: Logger) -> (EngineHandle, std::thread::JoinHandle<()>) {
     let capacity = model.slots() + options.queue;
     let (queue, jobs) = std::sync::mpsc::sync_channel(capacity);
-    let state = Arc::new(EngineState::default());
-    state.healthy.store(true, Ordering::Relaxed);
+    let state = Arc::new(EngineState { device: ctx.device_loss(), ..Default::default() });
     state.slots.store(model.slots(), Ordering::Relaxed);
     let engine = Engine { slots: (0..model.slots()).map(|_| Slot::default()).collect(), ctx, model, tokenizer, options, logger, state: state.clone(), running: Vec::new(), turn: 0 };
     let thread = std::thread::Builder::new().name("qgpu-engine".into()).spawn(move || engine.run(jobs)).expect("spawning the engine thread");
@@ -179,7 +179,7 @@ pub fn start(ctx: Context, model: Llama, tokenizer: Arc<Tokenizer>, options: Eng
 }
 
 struct Engine {
-    ctx: Context,
+    ctx: Arc<Context>,
     model: Llama,
     tokenizer: Arc<Tokenizer>,
     options: EngineOptions,
@@ -252,8 +252,8 @@ impl Engine {
 
     /// Puts `job` into the free slot whose cache shares the longest prefix with its prompt.
     fn admit(&mut self, job: Job, ticket: Ticket) {
-        if !self.state.healthy.load(Ordering::Relaxed) {
-            let _ = job.events.send(Event::Failed(Failure::DeviceLost("the GPU device was lost earlier".into())));
+        if let Some(reason) = self.state.device.reason() {
+            let _ = job.events.send(Event::Failed(Failure::DeviceLost(reason)));
             return;
         }
         let common = |s: &Slot| s.tokens.iter().zip(&job.prompt).take_while(|(a, b)| a == b).count();
@@ -377,7 +377,7 @@ impl Engine {
         }
         let usage = Usage { prompt_tokens: seq.job.prompt.len(), cached_tokens: seq.cached, completion_tokens: seq.generated.len(), finish: reason };
         let _ = seq.job.events.send(Event::Done(usage));
-        self.log(&seq, &usage);
+        self.log(&seq, &usage, super::api::finish_reason(usage.finish));
         self.release(seq.slot);
     }
 
@@ -387,7 +387,8 @@ impl Engine {
         let seq = self.running.swap_remove(i);
         let _ = seq.job.events.send(Event::Failed(failure.clone()));
         let usage = Usage { prompt_tokens: seq.job.prompt.len(), cached_tokens: seq.cached, completion_tokens: seq.generated.len(), finish: StopReason::Cancelled };
-        self.log(&seq, &usage);
+        // Logged as an error, not as the cancellation the usage carries.
+        self.log(&seq, &usage, "error");
         self.slots[seq.slot].tokens.clear();
         self.release(seq.slot);
     }
@@ -401,10 +402,8 @@ impl Engine {
     /// the sequences that were running.
     fn gpu_failed(&mut self, e: Error) {
         let failure = match &e {
-            Error::Gpu(GpuError::DeviceLost { reason }) => {
-                self.state.healthy.store(false, Ordering::Relaxed);
-                Failure::DeviceLost(reason.clone())
-            }
+            // The context has recorded the loss already: later requests see it in `state.device`.
+            Error::Gpu(GpuError::DeviceLost { reason }) => Failure::DeviceLost(reason.clone()),
             e => Failure::Model(e.to_string()),
         };
         for i in (0..self.running.len()).rev() {
@@ -412,7 +411,7 @@ impl Engine {
         }
     }
 
-    fn log(&self, seq: &Sequence, usage: &Usage) {
+    fn log(&self, seq: &Sequence, usage: &Usage, finish: &'static str) {
         let now = Instant::now();
         let first = seq.first_token.unwrap_or(now);
         let decode = now.duration_since(first).as_secs_f64();
@@ -423,7 +422,7 @@ impl Engine {
             generated_tokens: usage.completion_tokens,
             ttft_ms: seq.first_token.map(|t| t.duration_since(seq.job.received).as_secs_f64() * 1e3),
             tokens_per_second: if usage.completion_tokens > 1 && decode > 0.0 { Some((usage.completion_tokens - 1) as f64 / decode) } else { None },
-            finish: super::api::finish_reason(usage.finish),
+            finish,
         });
     }
 }

@@ -98,8 +98,8 @@ impl App {
 async fn health(State(app): State<Arc<App>>) -> Response {
     let state = app.state();
     let (active, slots) = (state.active.load(Ordering::Relaxed), state.slots.load(Ordering::Relaxed));
-    if !state.healthy.load(Ordering::Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "error", "reason": "the GPU device was lost" }))).into_response();
+    if let Some(reason) = state.device.reason() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "error", "reason": format!("the GPU device was lost: {reason}") }))).into_response();
     }
     if state.shutting_down.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "shutting down" }))).into_response();
@@ -199,8 +199,8 @@ async fn answer(app: Arc<App>, body: Body, endpoint: Endpoint) -> Result<Respons
 }
 
 fn unavailable(state: &EngineState) -> ApiError {
-    if !state.healthy.load(Ordering::Relaxed) {
-        ApiError::unavailable("the GPU device was lost; restart the server")
+    if let Some(reason) = state.device.reason() {
+        ApiError::unavailable(format!("the GPU device was lost ({reason}); restart the server"))
     } else {
         ApiError::unavailable("the server is shutting down")
     }

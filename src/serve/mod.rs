@@ -57,8 +57,9 @@ pub enum Model {
 }
 
 /// Serves `model` until SIGINT or SIGTERM; `listening` is called with the bound address (port 0
-/// picks a free one) once requests can be made.
-pub fn serve(ctx: Context, model: Model, options: ServeOptions, listening: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+/// picks a free one) once requests can be made. `ctx` is shared: a caller that keeps it may
+/// destroy the device, and the server answers 503 from then on.
+pub fn serve(ctx: Arc<Context>, model: Model, options: ServeOptions, listening: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
     let (backend, thread) = match model {
         Model::Decoder(model, tokenizer) => {
             let limits = api::Limits { context: model.context(), max_tokens: options.max_tokens.unwrap_or(model.context()).min(model.context()), vocab: model.config().vocab };
